@@ -1,0 +1,171 @@
+"""The decision journal: one JSON object per line, appended and fsynced.
+
+Every change to the lists (manual or automatic) is a record. Replaying the
+file gives the current lists with their reasons and wall-clock expiries, so
+a restart or a reboot (which empties bpffs) restores every unexpired
+decision. The replay is pure and forgiving: a corrupt or truncated line is
+skipped and reported, the rest is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable, Optional
+
+VERSION = 1
+OPS = ("block", "unblock", "flush", "allow", "unallow")
+
+
+def iso(ts: Optional[float]) -> Optional[str]:
+    """Epoch seconds -> ISO 8601 UTC with a Z, or None."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def from_iso(text: Optional[str]) -> Optional[float]:
+    if text is None:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class Decision:
+    """A list entry as the journal knows it."""
+
+    cidr: str
+    list: str  # "block" or "allow"
+    added_at: float
+    expires_at: Optional[float] = None  # epoch seconds; None: until removed
+    reason: str = ""
+    source: str = "manual"  # manual | auto
+    extra: dict = field(default_factory=dict)  # score, features, ttl, ... (auto)
+
+
+@dataclass
+class Replay:
+    blocks: dict  # cidr -> Decision
+    allows: dict  # cidr -> Decision
+    skipped: list  # (line number, why)
+    records: int
+
+
+def record(op: str, ts: float, cidr: Optional[str] = None, **fields) -> dict:
+    if op not in OPS:
+        raise ValueError(f"unknown journal op {op!r}")
+    rec = {"v": VERSION, "ts": iso(ts), "op": op}
+    if cidr is not None:
+        rec["cidr"] = cidr
+    for k, v in fields.items():
+        rec[k] = iso(v) if k == "expires_at" else v
+    return rec
+
+
+def encode(rec: dict) -> str:
+    return json.dumps(rec, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def replay(lines: Iterable[str], now: Optional[float] = None) -> Replay:
+    """Fold journal lines into the current lists. Entries expired at `now`
+    (when given) are left out."""
+    blocks: dict = {}
+    allows: dict = {}
+    skipped = []
+    n = 0
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or rec.get("v") != VERSION:
+                raise ValueError("unknown record version")
+            op = rec["op"]
+            ts = from_iso(rec["ts"])
+            if op in ("block", "allow"):
+                cidr = str(rec["cidr"])
+                d = Decision(
+                    cidr=cidr,
+                    list=op,
+                    added_at=ts,
+                    expires_at=from_iso(rec.get("expires_at")),
+                    reason=str(rec.get("reason", "")),
+                    source=str(rec.get("source", "manual")),
+                    extra={k: v for k, v in rec.items()
+                           if k not in ("v", "ts", "op", "cidr", "expires_at", "reason", "source")},
+                )
+                (blocks if op == "block" else allows)[cidr] = d
+            elif op == "unblock":
+                blocks.pop(str(rec["cidr"]), None)
+            elif op == "unallow":
+                allows.pop(str(rec["cidr"]), None)
+            elif op == "flush":
+                blocks.clear()
+            else:
+                raise ValueError(f"unknown op {op!r}")
+        except (ValueError, KeyError, TypeError) as e:
+            why = "truncated or not JSON" if isinstance(e, json.JSONDecodeError) else str(e)
+            skipped.append((lineno, why))
+            continue
+        n += 1
+    if now is not None:
+        blocks = {c: d for c, d in blocks.items() if d.expires_at is None or d.expires_at > now}
+    return Replay(blocks, allows, skipped, n)
+
+
+def snapshot(rep: Replay, now: float) -> list:
+    """Records that recreate rep's lists: the compacted journal."""
+    out = []
+    for lst, entries in (("allow", rep.allows), ("block", rep.blocks)):
+        for d in entries.values():
+            out.append(record(lst, d.added_at, d.cidr, expires_at=d.expires_at,
+                              reason=d.reason, source=d.source, **d.extra))
+    return out
+
+
+class JournalFile:
+    """The journal on disk: appends are fsynced; compaction is atomic.
+    Callers serialise writers with the state directory's lock."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def read(self, now: Optional[float] = None) -> Replay:
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                return replay(f, now)
+        except FileNotFoundError:
+            return Replay({}, {}, [], 0)
+
+    def append(self, records: list) -> None:
+        if not records:
+            return
+        data = "".join(encode(r) for r in records).encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            # a crash mid-write leaves at most one torn last line, which
+            # replay() skips; make sure the next record starts on a new line
+            if os.fstat(fd).st_size > 0:
+                with open(self.path, "rb") as f:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        data = b"\n" + data
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def compact(self, now: float) -> Replay:
+        """Rewrite the journal with only live entries (atomic rename)."""
+        rep = self.read(now)
+        tmp = self.path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, "".join(encode(r) for r in snapshot(rep, now)).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        return rep

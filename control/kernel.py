@@ -1,0 +1,175 @@
+"""The one module that touches bcc: compile, load, attach, detach, pin.
+
+Everything after loading goes through pinned objects and raw bpf(2) calls
+(control/bpfsys.py), so the CLI's list and stats commands never compile.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from importlib import resources
+from typing import Optional
+
+from . import bpfsys
+from .errors import SeawallError
+
+PROG_NAME = "xdp_seawall"
+
+# XDP attach flags (include/uapi/linux/if_link.h)
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+MODE_FLAGS = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
+
+BPF_FS_MAGIC = 0xCAFE4A11
+
+#: files pinned per interface (the program and its counter maps)
+IFACE_PINS = ("prog", "config", "stats", "events", "features", "src_v4", "src_v6")
+#: host-wide pins
+GLOBAL_PINS = ("allow_v4", "allow_v6", "block_v4", "block_v6")
+
+
+def xdp_dir() -> str:
+    """Folder of the BPF C sources (installed as package seawall.xdp)."""
+    return str(resources.files("seawall.xdp"))
+
+
+def iface_pin_dir(pin_root: str, ifname: str) -> str:
+    return os.path.join(pin_root, "ifaces", ifname)
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_long * 15)]
+
+
+def _fs_magic(path: str) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    st = _Statfs()
+    if libc.statfs(os.fsencode(path), ctypes.byref(st)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return st.f_type & 0xFFFFFFFF
+
+
+def ensure_bpffs(pin_root: str) -> None:
+    """Make sure pin_root sits on a bpffs, mounting /sys/fs/bpf if needed."""
+    probe = pin_root
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if _fs_magic(probe) != BPF_FS_MAGIC:
+        if not os.path.abspath(pin_root).startswith("/sys/fs/bpf"):
+            raise SeawallError(f"{pin_root} is not on a bpffs mount")
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mount(b"bpf", b"/sys/fs/bpf", b"bpf", 0, None) != 0:
+            err = ctypes.get_errno()
+            raise SeawallError(f"cannot mount bpffs on /sys/fs/bpf: {os.strerror(err)}")
+    os.makedirs(pin_root, mode=0o700, exist_ok=True)
+
+
+def cflags(pin_root: str, iface_dir: str, defines: Optional[dict] = None) -> list:
+    """Compiler flags: include path, pin paths and tunables, one per element."""
+    flags = ["-I", xdp_dir(), f'-DPIN_ROOT="{pin_root}"', f'-DIFACE_PIN_DIR="{iface_dir}"']
+    for name, value in sorted((defines or {}).items()):
+        flags.append(f"-D{name}={int(value)}")
+    return flags
+
+
+@dataclass
+class Loaded:
+    """A compiled and loaded program; keep it alive while the fd is used."""
+
+    bpf: object  # bcc.BPF
+    prog_fd: int
+    pin_root: str
+    iface_dir: str
+
+    def close(self) -> None:
+        self.bpf.cleanup()
+
+
+def load(pin_root: str, iface_dir: str, defines: Optional[dict] = None) -> Loaded:
+    """Compile xdp/seawall.c with bcc and load it. Creates (or opens) the
+    host-wide maps under pin_root and the interface's maps under iface_dir."""
+    try:
+        from bcc import BPF
+    except ImportError as e:  # pragma: no cover - setup installs it
+        raise SeawallError("bcc is not importable: run scripts/setup (Debian's python3-bpfcc)") from e
+    ensure_bpffs(pin_root)
+    os.makedirs(iface_dir, mode=0o700, exist_ok=True)
+    src = os.path.join(xdp_dir(), "seawall.c")
+    try:
+        b = BPF(src_file=src.encode(), cflags=cflags(pin_root, iface_dir, defines))
+        fn = b.load_func(PROG_NAME.encode(), BPF.XDP)
+    except Exception as e:
+        raise SeawallError(f"cannot compile or load {src}: {e}") from e
+    return Loaded(b, fn.fd, pin_root, iface_dir)
+
+
+def ensure_global_maps(pin_root: str) -> None:
+    """Create the host-wide maps if absent, so lists can be edited before
+    any interface is attached. Compiles once; a no-op when they exist."""
+    if all(os.path.exists(os.path.join(pin_root, p)) for p in GLOBAL_PINS):
+        return
+    scratch = os.path.join(pin_root, "ifaces", ".scratch-%d" % os.getpid())
+    loaded = load(pin_root, scratch)
+    loaded.close()
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def ifindex(ifname: str) -> int:
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        raise SeawallError(f"no such interface: {ifname}") from None
+
+
+def attach(ifname: str, pin_root: str, mode: str = "auto", defines: Optional[dict] = None) -> str:
+    """Load a program instance for ifname, pin it and attach it.
+
+    mode: auto (native, falling back to generic), native or generic.
+    Returns the mode actually used. The program stays attached after this
+    process exits (netlink attachment holds it).
+    """
+    from bcc import BPF
+
+    ifindex(ifname)
+    iface_dir = iface_pin_dir(pin_root, ifname)
+    loaded = load(pin_root, iface_dir, defines)
+    tried = ["native", "generic"] if mode == "auto" else [mode]
+    last_err = None
+    used = None
+    for m in tried:
+        try:
+            BPF.attach_xdp(ifname, loaded.bpf.funcs[PROG_NAME.encode()], MODE_FLAGS[m])
+            used = m
+            break
+        except Exception as e:  # bcc raises plain Exception
+            last_err = e
+    if used is None:
+        loaded.close()
+        raise SeawallError(f"cannot attach XDP to {ifname} in {mode} mode: {last_err}")
+    prog_pin = os.path.join(iface_dir, "prog")
+    if os.path.exists(prog_pin):
+        os.unlink(prog_pin)
+    bpfsys.obj_pin(loaded.prog_fd, prog_pin)
+    loaded.close()
+    return used
+
+
+def detach(ifname: str, pin_root: str, attached_mode: Optional[str]) -> None:
+    """Remove the XDP program from ifname (if attached_mode is set) and the
+    interface's pins. Host-wide lists stay."""
+    from bcc import BPF
+
+    if attached_mode is not None:
+        flags = MODE_FLAGS.get(attached_mode, 0)
+        try:
+            BPF.remove_xdp(ifname, flags)
+        except Exception as e:
+            raise SeawallError(f"cannot detach XDP from {ifname}: {e}") from e
+    shutil.rmtree(iface_pin_dir(pin_root, ifname), ignore_errors=True)

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Every map the program uses. Host-wide lists are pinned under PIN_ROOT and
+ * shared by every attached interface; counters are pinned per interface
+ * under IFACE_PIN_DIR. Both paths come from the control plane as string
+ * defines (control/kernel.py); bcc opens a pinned map that exists and
+ * creates and pins it when it does not. */
+#ifndef SEAWALL_MAPS_H
+#define SEAWALL_MAPS_H
+
+#include "shared.h"
+#include "tunables.h"
+
+#ifndef PIN_ROOT
+#error "PIN_ROOT must be defined (bpffs directory of the host-wide maps)"
+#endif
+#ifndef IFACE_PIN_DIR
+#error "IFACE_PIN_DIR must be defined (bpffs directory of this interface)"
+#endif
+
+/* --- host-wide, shared by every interface --------------------------------
+ * LPM tries: longest-prefix match on the source address. A trie must be
+ * created with BPF_F_NO_PREALLOC. Updates from the control plane only. */
+
+/* Trusted sources: passed before any other check. */
+BPF_TABLE_PINNED("lpm_trie", struct sw_lpm_v4, struct sw_allow, allow_v4,
+		 MAX_ALLOW_ENTRIES, PIN_ROOT "/allow_v4", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("lpm_trie", struct sw_lpm_v6, struct sw_allow, allow_v6,
+		 MAX_ALLOW_ENTRIES, PIN_ROOT "/allow_v6", BPF_F_NO_PREALLOC);
+
+/* Blocked sources, each with its own expiry checked here in the kernel, so
+ * an entry stops dropping when it expires even with no daemon running. */
+BPF_TABLE_PINNED("lpm_trie", struct sw_lpm_v4, struct sw_block, block_v4,
+		 MAX_BLOCK_ENTRIES, PIN_ROOT "/block_v4", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("lpm_trie", struct sw_lpm_v6, struct sw_block, block_v6,
+		 MAX_BLOCK_ENTRIES, PIN_ROOT "/block_v6", BPF_F_NO_PREALLOC);
+
+/* --- per interface -------------------------------------------------------- */
+
+/* Slot 0: this interface's flags (monitor mode), flipped at run time. */
+BPF_TABLE_PINNED("array", __u32, struct sw_config, config, 1,
+		 IFACE_PIN_DIR "/config", 0);
+
+/* Verdict counters by enum sw_reason. Per-CPU: plain increments, no atomics. */
+BPF_TABLE_PINNED("percpu_array", __u32, struct sw_counter, stats,
+		 SW_REASON_MAX, IFACE_PIN_DIR "/stats", 0);
+
+/* Accounting event counters by enum sw_event. Per-CPU. */
+BPF_TABLE_PINNED("percpu_array", __u32, __u64, events, SW_EVENT_MAX,
+		 IFACE_PIN_DIR "/events", 0);
+
+/* Feature histograms for entropy scoring, enum sw_feature back to back.
+ * Per-CPU cumulative packet counts; the daemon differences two reads. */
+#define FEAT_OFF_SRC 0
+#define FEAT_OFF_DPORT (FEAT_OFF_SRC + SRC_BUCKETS)
+#define FEAT_OFF_SPORT (FEAT_OFF_DPORT + PORT_BUCKETS)
+#define FEAT_OFF_PROTO (FEAT_OFF_SPORT + PORT_BUCKETS)
+#define FEAT_OFF_LEN (FEAT_OFF_PROTO + PROTO_BUCKETS)
+#define FEAT_SLOTS (FEAT_OFF_LEN + LEN_CLASSES)
+BPF_TABLE_PINNED("percpu_array", __u32, __u64, features, FEAT_SLOTS,
+		 IFACE_PIN_DIR "/features", 0);
+
+/* Tracked sources: bounded LRU with per-CPU values (no atomics). Inserts
+ * are gated by the doorkeeper and the insert budget below. */
+BPF_TABLE_PINNED("lru_percpu_hash", __u32, struct sw_source, src_v4,
+		 MAX_SOURCES_V4, IFACE_PIN_DIR "/src_v4", 0);
+BPF_TABLE_PINNED("lru_percpu_hash", struct in6_addr, struct sw_source, src_v6,
+		 MAX_SOURCES_V6, IFACE_PIN_DIR "/src_v6", 0);
+
+/* Doorkeeper: per-CPU slots holding the tag of the last source hashed there.
+ * Scratch state, not pinned. */
+BPF_PERCPU_ARRAY(admit_tags, __u32, ADMIT_SLOTS);
+
+/* Insert budget: per-CPU token bucket. Scratch state, not pinned. */
+BPF_PERCPU_ARRAY(admit_budget, struct sw_admit_bucket, 1);
+
+#endif /* SEAWALL_MAPS_H */

@@ -1,0 +1,375 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* seawall: XDP DDoS filter. One program instance per interface.
+ *
+ * Pipeline, as a straight read:
+ *   parse L2/L3  -> allowlist (PASS) -> blocklist (DROP) -> accounting (PASS)
+ * Every path leaves through `out:`, which counts the verdict's reason in a
+ * per-CPU array and returns. Addresses are judged before any L4 parsing, so
+ * a truncated or fragmented L4 header never hides a blocked source. */
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/icmp.h>
+
+#include "tunables.h"
+#include "shared.h"
+#include "parsing.h"
+#include "maps.h"
+
+#define CONTINUE (-1)
+
+static __always_inline void count_event(__u32 ev)
+{
+	__u64 *v = events.lookup(&ev);
+
+	if (v)
+		*v += 1; /* per-CPU slot: no atomic needed */
+}
+
+/* Multiplicative hashes (Knuth); only their spread matters. */
+static __always_inline __u32 hash_v4(__u32 addr)
+{
+	return addr * 2654435761U;
+}
+
+static __always_inline __u32 hash_v6(const __u32 *w)
+{
+	return (w[0] ^ (w[1] * 0x9E3779B1U) ^ (w[2] * 0x85EBCA77U) ^
+		(w[3] * 0xC2B2AE3DU)) * 2654435761U;
+}
+
+/* --- lists ------------------------------------------------------------- */
+
+static __always_inline int check_allow_v4(__u32 saddr)
+{
+	struct sw_lpm_v4 key = { .prefixlen = 32, .addr = saddr };
+
+	return allow_v4.lookup(&key) ? XDP_PASS : CONTINUE;
+}
+
+static __always_inline int check_allow_v6(const struct in6_addr *saddr)
+{
+	struct sw_lpm_v6 key = { .prefixlen = 128 };
+
+	__builtin_memcpy(key.addr, saddr, 16);
+	return allow_v6.lookup(&key) ? XDP_PASS : CONTINUE;
+}
+
+/* Decide on a blocklist match. An expired entry is skipped and the lookup
+ * repeated with a shorter key prefix length (an LPM lookup with prefix
+ * length N only matches entries of length <= N), so an expired /32 inside
+ * a live /24 does not unblock the /24. Returns 1 for a live match. */
+static __always_inline int block_live(struct sw_block *b, __u64 now,
+				      __u32 *next_plen)
+{
+	if (!b->expires_ns || b->expires_ns > now) {
+		/* Refresh the stamp at most every LAST_HIT_GRANULARITY_NS:
+		 * a read-mostly line does not bounce between CPUs. */
+		if (now - b->last_hit_ns > LAST_HIT_GRANULARITY_NS)
+			b->last_hit_ns = now;
+		return 1;
+	}
+	count_event(SW_EV_BLOCK_EXPIRED);
+	if (b->prefixlen == 0)
+		return -1; /* the default route expired: nothing shorter */
+	*next_plen = b->prefixlen - 1;
+	return 0;
+}
+
+static __always_inline int check_block_v4(__u32 saddr, __u64 now)
+{
+	struct sw_lpm_v4 key = { .prefixlen = 32, .addr = saddr };
+	struct sw_block *b;
+	int i, live;
+
+#pragma unroll
+	for (i = 0; i < BLOCK_EXPIRED_HOPS; i++) {
+		b = block_v4.lookup(&key);
+		if (!b)
+			return CONTINUE;
+		live = block_live(b, now, &key.prefixlen);
+		if (live > 0)
+			return XDP_DROP;
+		if (live < 0)
+			return CONTINUE;
+	}
+	return CONTINUE;
+}
+
+static __always_inline int check_block_v6(const struct in6_addr *saddr,
+					  __u64 now)
+{
+	struct sw_lpm_v6 key = { .prefixlen = 128 };
+	struct sw_block *b;
+	int i, live;
+
+	__builtin_memcpy(key.addr, saddr, 16);
+#pragma unroll
+	for (i = 0; i < BLOCK_EXPIRED_HOPS; i++) {
+		b = block_v6.lookup(&key);
+		if (!b)
+			return CONTINUE;
+		live = block_live(b, now, &key.prefixlen);
+		if (live > 0)
+			return XDP_DROP;
+		if (live < 0)
+			return CONTINUE;
+	}
+	return CONTINUE;
+}
+
+/* --- accounting ------------------------------------------------------------ */
+
+static __always_inline void feature_bump(__u32 slot)
+{
+	__u64 *v = features.lookup(&slot);
+
+	if (v)
+		*v += 1;
+}
+
+/* Doorkeeper and budget: may this never-seen source take an LRU slot?
+ * An LRU insert costs an order of magnitude more than a hit and evicts a
+ * tracked source, so a random-spoofed flood must not get one per packet. */
+static __always_inline int admit(__u32 hash, __u64 now)
+{
+	__u32 slot = hash & (ADMIT_SLOTS - 1);
+	__u32 tag = hash | 1; /* 0 marks an empty slot */
+	__u32 zero = 0;
+	struct sw_admit_bucket *bkt;
+	__u32 *seen;
+	__u64 elapsed;
+
+	seen = admit_tags.lookup(&slot);
+	if (!seen)
+		return 0;
+	if (*seen != tag) {
+		*seen = tag; /* first sighting: remember, do not insert */
+		count_event(SW_EV_SRC_DEFERRED);
+		return 0;
+	}
+	bkt = admit_budget.lookup(&zero);
+	if (!bkt)
+		return 0;
+	elapsed = now - bkt->last_ns;
+	if (elapsed >= 1000000000ULL / ADMIT_RATE) {
+		__u64 add = elapsed / (1000000000ULL / ADMIT_RATE);
+
+		bkt->tokens = bkt->tokens + add > ADMIT_BURST ?
+			ADMIT_BURST : bkt->tokens + add;
+		bkt->last_ns = now;
+	}
+	if (!bkt->tokens) {
+		count_event(SW_EV_SRC_BUDGET);
+		return 0;
+	}
+	bkt->tokens--;
+	*seen = 0;
+	return 1;
+}
+
+static __always_inline void source_bump(struct sw_source *s, __u64 len,
+					int syn, __u64 now)
+{
+	s->packets += 1;
+	s->bytes += len;
+	s->syns += syn;
+	s->last_seen_ns = now;
+}
+
+static __always_inline void account_v4(__u32 saddr, __u32 hash, __u64 len,
+				       int syn, __u64 now)
+{
+	struct sw_source *s = src_v4.lookup(&saddr);
+	struct sw_source fresh = {};
+
+	if (s) {
+		source_bump(s, len, syn, now);
+		count_event(SW_EV_SRC_HIT);
+		return;
+	}
+	if (!admit(hash, now))
+		return;
+	source_bump(&fresh, len, syn, now);
+	if (src_v4.update(&saddr, &fresh) == 0)
+		count_event(SW_EV_SRC_INSERT);
+}
+
+static __always_inline void account_v6(const struct in6_addr *saddr,
+				       __u32 hash, __u64 len, int syn,
+				       __u64 now)
+{
+	struct in6_addr key;
+	struct sw_source *s;
+	struct sw_source fresh = {};
+
+	__builtin_memcpy(&key, saddr, sizeof(key));
+	s = src_v6.lookup(&key);
+	if (s) {
+		source_bump(s, len, syn, now);
+		count_event(SW_EV_SRC_HIT);
+		return;
+	}
+	if (!admit(hash, now))
+		return;
+	source_bump(&fresh, len, syn, now);
+	if (src_v6.update(&key, &fresh) == 0)
+		count_event(SW_EV_SRC_INSERT);
+}
+
+/* L4 ports and SYN flag. Ports are returned in host byte order; 0 when the
+ * protocol has none or its header is not in the packet. */
+static __always_inline void parse_l4(struct hdr_cursor *nh, void *data_end,
+				     int proto, __u16 *sport, __u16 *dport,
+				     int *syn)
+{
+	struct tcphdr *tcp;
+	struct udphdr *udp;
+
+	if (proto == IPPROTO_TCP) {
+		tcp = nh->pos;
+		if ((void *)(tcp + 1) > data_end)
+			goto unparsed;
+		*sport = bpf_ntohs(tcp->source);
+		*dport = bpf_ntohs(tcp->dest);
+		*syn = tcp->syn && !tcp->ack;
+		return;
+	}
+	if (proto == IPPROTO_UDP) {
+		udp = nh->pos;
+		if ((void *)(udp + 1) > data_end)
+			goto unparsed;
+		*sport = bpf_ntohs(udp->source);
+		*dport = bpf_ntohs(udp->dest);
+		return;
+	}
+	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
+		/* type and code stand in the port slots of the histogram */
+		struct icmphdr *icmp = nh->pos;
+
+		if ((void *)icmp + 2 > data_end)
+			goto unparsed;
+		*sport = icmp->type;
+		*dport = icmp->code;
+		return;
+	}
+	return;
+unparsed:
+	count_event(SW_EV_L4_UNPARSED);
+}
+
+static __always_inline void account_features(__u32 hash, int proto,
+					     __u16 sport, __u16 dport,
+					     __u64 len)
+{
+	__u32 cls = len / LEN_CLASS_WIDTH;
+
+	if (cls >= LEN_CLASSES)
+		cls = LEN_CLASSES - 1;
+	feature_bump(FEAT_OFF_SRC + ((hash >> 16) & (SRC_BUCKETS - 1)));
+	feature_bump(FEAT_OFF_DPORT + dport);
+	feature_bump(FEAT_OFF_SPORT + sport);
+	feature_bump(FEAT_OFF_PROTO + (proto & 0xff));
+	feature_bump(FEAT_OFF_LEN + cls);
+}
+
+/* --- the program ----------------------------------------------------------- */
+
+int xdp_seawall(struct xdp_md *ctx)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	void *data = (void *)(long)ctx->data;
+	struct hdr_cursor nh = { .pos = data };
+	__u64 len = data_end - data;
+	__u32 reason = SW_PASS_CLEAN;
+	int action = XDP_PASS;
+	struct iphdr *iph = NULL;
+	struct ipv6hdr *ip6h = NULL;
+	struct sw_config *cfg;
+	__u16 sport = 0, dport = 0;
+	int eth_type, proto, vlans;
+	int l4_ok = 0, frag = 0, ext = 0, syn = 0;
+	__u32 zero = 0, hash;
+	__u64 now;
+	int verdict;
+
+	eth_type = parse_ethhdr(&nh, data_end, &vlans);
+	if (eth_type < 0) {
+		reason = SW_PASS_MALFORMED;
+		goto out;
+	}
+	if (vlans)
+		count_event(SW_EV_VLAN);
+
+	if (eth_type == bpf_htons(ETH_P_IP)) {
+		proto = parse_iphdr(&nh, data_end, &iph, &l4_ok, &frag, &ext);
+		if (proto < 0) {
+			reason = SW_PASS_MALFORMED;
+			goto out;
+		}
+		if (ext)
+			count_event(SW_EV_IP_OPTIONS);
+	} else if (eth_type == bpf_htons(ETH_P_IPV6)) {
+		proto = parse_ip6hdr(&nh, data_end, &ip6h, &l4_ok, &frag, &ext);
+		if (proto < 0) {
+			reason = SW_PASS_MALFORMED;
+			goto out;
+		}
+		if (ext)
+			count_event(SW_EV_IPV6_EXT);
+	} else {
+		reason = SW_PASS_NOT_IP;
+		goto out;
+	}
+
+	/* 1. allowlist */
+	verdict = iph ? check_allow_v4(iph->saddr) :
+			check_allow_v6(&ip6h->saddr);
+	if (verdict >= 0) {
+		reason = SW_PASS_ALLOW;
+		goto out;
+	}
+
+	/* 2. blocklist, with in-kernel expiry */
+	now = bpf_ktime_get_boot_ns();
+	verdict = iph ? check_block_v4(iph->saddr, now) :
+			check_block_v6(&ip6h->saddr, now);
+	if (verdict == XDP_DROP) {
+		cfg = config.lookup(&zero);
+		if (cfg && (cfg->flags & SW_CFG_MONITOR)) {
+			reason = SW_MON_BLOCK; /* would drop; pass and count */
+		} else {
+			reason = SW_DROP_BLOCK;
+			action = XDP_DROP;
+			goto out;
+		}
+	}
+
+	/* 3. accounting: L4 only now that the addresses have been judged */
+	if (frag)
+		count_event(SW_EV_FRAGMENT);
+	if (l4_ok)
+		parse_l4(&nh, data_end, proto, &sport, &dport, &syn);
+	else
+		count_event(SW_EV_L4_UNPARSED);
+
+	if (iph) {
+		hash = hash_v4(iph->saddr);
+		account_v4(iph->saddr, hash, len, syn, now);
+	} else {
+		hash = hash_v6((const __u32 *)&ip6h->saddr);
+		account_v6(&ip6h->saddr, hash, len, syn, now);
+	}
+	account_features(hash, proto, sport, dport, len);
+
+out:
+	{
+		struct sw_counter *c = stats.lookup(&reason);
+
+		if (c) { /* per-CPU slot: plain adds */
+			c->packets += 1;
+			c->bytes += len;
+		}
+	}
+	return action;
+}
+
+/* bcc adds the GPL licence section itself (BPF_LICENSE defaults to GPL). */

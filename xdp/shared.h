@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Structs, enums and flags shared with the control plane.
+ * control/const.py mirrors every definition here; tests/unit/test_abi.py
+ * parses this file and fails when the two drift. */
+#ifndef SEAWALL_SHARED_H
+#define SEAWALL_SHARED_H
+
+/* Why a packet got its verdict. One per-CPU {packets, bytes} slot each. */
+enum sw_reason {
+	SW_PASS_CLEAN = 0,     /* passed: on no list; accounted */
+	SW_PASS_ALLOW = 1,     /* passed: source on the allowlist */
+	SW_DROP_BLOCK = 2,     /* dropped: source on the blocklist */
+	SW_MON_BLOCK = 3,      /* passed in monitor mode, blocklist would drop */
+	SW_PASS_NOT_IP = 4,    /* passed: neither IPv4 nor IPv6 (ARP, LLDP, ...) */
+	SW_PASS_MALFORMED = 5, /* passed: truncated before the source address;
+				* it carries no address to judge and the
+				* kernel stack discards it */
+	SW_REASON_MAX = 6,
+};
+
+/* Accounting events (per-CPU counters), not verdicts. */
+enum sw_event {
+	SW_EV_SRC_HIT = 0,        /* source already tracked: counters bumped */
+	SW_EV_SRC_INSERT = 1,     /* source admitted into the tracking LRU */
+	SW_EV_SRC_DEFERRED = 2,   /* first sighting: remembered by the doorkeeper only */
+	SW_EV_SRC_BUDGET = 3,     /* admission refused: per-CPU insert budget spent */
+	SW_EV_L4_UNPARSED = 4,    /* L4 header absent or truncated (judged on addresses) */
+	SW_EV_FRAGMENT = 5,       /* non-first IP fragment (no L4 header) */
+	SW_EV_BLOCK_EXPIRED = 6,  /* matched an expired blocklist entry, ignored it */
+	SW_EV_IP_OPTIONS = 7,     /* IPv4 header with options */
+	SW_EV_IPV6_EXT = 8,       /* IPv6 packet with extension headers */
+	SW_EV_VLAN = 9,           /* VLAN-tagged frame (one or more tags) */
+	SW_EVENT_MAX = 10,
+};
+
+/* Feature histogram layout: one per-CPU u64 array, features back to back. */
+enum sw_feature {
+	SW_FEAT_SRC = 0,   /* hashed source address, SRC_BUCKETS buckets */
+	SW_FEAT_DPORT = 1, /* destination port, 65536 buckets (0: no port) */
+	SW_FEAT_SPORT = 2, /* source port, 65536 buckets (0: no port) */
+	SW_FEAT_PROTO = 3, /* IP protocol number, 256 buckets */
+	SW_FEAT_LEN = 4,   /* frame length / LEN_CLASS_WIDTH, LEN_CLASSES buckets */
+	SW_FEATURE_MAX = 5,
+};
+
+/* Per-interface configuration flags (config map, slot 0). */
+#define SW_CFG_MONITOR (1U << 0) /* count would-be drops, pass everything */
+
+/* Blocklist entry flags. */
+#define SW_BLOCK_AUTO (1U << 0) /* installed by the daemon, not by hand */
+
+struct sw_counter {
+	__u64 packets;
+	__u64 bytes; /* frame bytes as seen by XDP */
+};
+
+struct sw_config {
+	__u32 flags; /* SW_CFG_* */
+	__u32 pad;
+};
+
+/* LPM trie keys; addresses in network byte order. */
+struct sw_lpm_v4 {
+	__u32 prefixlen;
+	__u32 addr;
+};
+
+struct sw_lpm_v6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct sw_block {
+	__u64 expires_ns;  /* CLOCK_BOOTTIME ns; 0 = never expires */
+	__u64 last_hit_ns; /* CLOCK_BOOTTIME ns of a recent drop, 0 = none */
+	__u32 prefixlen;   /* copy of the key's prefix length */
+	__u32 flags;       /* SW_BLOCK_* */
+};
+
+struct sw_allow {
+	__u32 prefixlen;
+	__u32 flags;
+};
+
+/* Per-source counters, one copy per CPU (LRU per-CPU hash): no atomics. */
+struct sw_source {
+	__u64 packets;
+	__u64 bytes;
+	__u64 syns;         /* TCP segments with SYN set and ACK clear */
+	__u64 last_seen_ns; /* CLOCK_BOOTTIME ns */
+};
+
+struct sw_admit_bucket {
+	__u64 tokens;
+	__u64 last_ns;
+};
+
+#endif /* SEAWALL_SHARED_H */

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Tunables: every one can be overridden at compile time with -DNAME=value
+ * (control/kernel.py passes them from the Python side). Units in comments. */
+#ifndef SEAWALL_TUNABLES_H
+#define SEAWALL_TUNABLES_H
+
+/* VLAN tags walked before the L3 header: 2 covers 802.1ad QinQ. */
+#ifndef VLAN_MAX_DEPTH
+#define VLAN_MAX_DEPTH 2
+#endif
+
+/* IPv6 extension headers walked before giving up on the L4 header. */
+#ifndef IPV6_EXT_MAX_CHAIN
+#define IPV6_EXT_MAX_CHAIN 8
+#endif
+
+/* Allowlist / blocklist capacities (entries per address family). */
+#ifndef MAX_ALLOW_ENTRIES
+#define MAX_ALLOW_ENTRIES 16384
+#endif
+#ifndef MAX_BLOCK_ENTRIES
+#define MAX_BLOCK_ENTRIES 131072
+#endif
+
+/* Nested expired blocklist prefixes skipped per packet before the shorter
+ * covering prefix is consulted. The control plane prunes expired entries,
+ * so more than one level is rare; the bound keeps the verifier happy. */
+#ifndef BLOCK_EXPIRED_HOPS
+#define BLOCK_EXPIRED_HOPS 4
+#endif
+
+/* Tracked sources per interface (LRU, per-CPU values). */
+#ifndef MAX_SOURCES_V4
+#define MAX_SOURCES_V4 65536
+#endif
+#ifndef MAX_SOURCES_V6
+#define MAX_SOURCES_V6 16384
+#endif
+
+/* Admission doorkeeper: slots (power of two) remembering a source tag; a
+ * source is inserted into the LRU only on its second sighting in its slot,
+ * so a random-spoofed flood (every packet a new source) inserts nothing. */
+#ifndef ADMIT_SLOTS
+#define ADMIT_SLOTS 65536
+#endif
+
+/* Hard cap on LRU inserts, per CPU: a token bucket of ADMIT_BURST tokens
+ * refilled at ADMIT_RATE tokens per second. Bounds evictions even when an
+ * attacker repeats each spoofed source twice. */
+#ifndef ADMIT_RATE
+#define ADMIT_RATE 4096
+#endif
+#ifndef ADMIT_BURST
+#define ADMIT_BURST 1024
+#endif
+
+/* Feature histogram sizes (buckets). Ports are exact; sources are hashed. */
+#ifndef SRC_BUCKETS
+#define SRC_BUCKETS 4096
+#endif
+#define PORT_BUCKETS 65536
+#define PROTO_BUCKETS 256
+/* Packet length classes: frame length / LEN_CLASS_WIDTH, capped. */
+#define LEN_CLASSES 16
+#ifndef LEN_CLASS_WIDTH
+#define LEN_CLASS_WIDTH 128 /* bytes */
+#endif
+
+/* Blocklist entry "last hit" stamps are rewritten at most this often, so a
+ * flood from one blocked source does not bounce the entry's cache line
+ * between CPUs on every packet. */
+#ifndef LAST_HIT_GRANULARITY_NS
+#define LAST_HIT_GRANULARITY_NS 1000000000ULL /* 1 s */
+#endif
+
+#endif /* SEAWALL_TUNABLES_H */
