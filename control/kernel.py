@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Optional
 
 from . import bpfsys
+from .const import SwConfig
 from .errors import SeawallError
 
 PROG_NAME = "xdp_seawall"
@@ -39,8 +40,17 @@ def xdp_dir() -> str:
     return str(resources.files("seawall.xdp"))
 
 
+def pin_name(ifname: str) -> str:
+    """bpffs refuses names with a dot (eth0.100): escape '%' and '.'."""
+    return ifname.replace("%", "%25").replace(".", "%2e")
+
+
+def unpin_name(name: str) -> str:
+    return name.replace("%2e", ".").replace("%25", "%")
+
+
 def iface_pin_dir(pin_root: str, ifname: str) -> str:
-    return os.path.join(pin_root, "ifaces", ifname)
+    return os.path.join(pin_root, "ifaces", pin_name(ifname))
 
 
 class _Statfs(ctypes.Structure):
@@ -115,7 +125,7 @@ def ensure_global_maps(pin_root: str) -> None:
     any interface is attached. Compiles once; a no-op when they exist."""
     if all(os.path.exists(os.path.join(pin_root, p)) for p in GLOBAL_PINS):
         return
-    scratch = os.path.join(pin_root, "ifaces", ".scratch-%d" % os.getpid())
+    scratch = os.path.join(pin_root, "ifaces", "scratch-%d" % os.getpid())
     loaded = load(pin_root, scratch)
     loaded.close()
     shutil.rmtree(scratch, ignore_errors=True)
@@ -128,7 +138,8 @@ def ifindex(ifname: str) -> int:
         raise SeawallError(f"no such interface: {ifname}") from None
 
 
-def attach(ifname: str, pin_root: str, mode: str = "auto", defines: Optional[dict] = None) -> str:
+def attach(ifname: str, pin_root: str, mode: str = "auto", config_flags: int = 0,
+           defines: Optional[dict] = None) -> str:
     """Load a program instance for ifname, pin it and attach it.
 
     mode: auto (native, falling back to generic), native or generic.
@@ -140,6 +151,8 @@ def attach(ifname: str, pin_root: str, mode: str = "auto", defines: Optional[dic
     ifindex(ifname)
     iface_dir = iface_pin_dir(pin_root, ifname)
     loaded = load(pin_root, iface_dir, defines)
+    # configure before attaching: a --monitor attach must never drop
+    write_config(iface_dir, config_flags)
     tried = ["native", "generic"] if mode == "auto" else [mode]
     last_err = None
     used = None
@@ -159,6 +172,18 @@ def attach(ifname: str, pin_root: str, mode: str = "auto", defines: Optional[dic
     bpfsys.obj_pin(loaded.prog_fd, prog_pin)
     loaded.close()
     return used
+
+
+def write_config(iface_dir: str, flags: int) -> None:
+    """Set the interface's config flags (monitor mode): no reload needed."""
+    with bpfsys.Map.open_pinned(os.path.join(iface_dir, "config")) as m:
+        m.update(b"\0" * 4, bytes(SwConfig(flags=flags)))
+
+
+def read_config(iface_dir: str) -> int:
+    with bpfsys.Map.open_pinned(os.path.join(iface_dir, "config")) as m:
+        raw = m.lookup(b"\0" * 4)
+    return SwConfig.from_buffer_copy(raw).flags if raw else 0
 
 
 def detach(ifname: str, pin_root: str, attached_mode: Optional[str]) -> None:

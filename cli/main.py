@@ -1,0 +1,442 @@
+"""The seawall command line.
+
+Exit status: 0 done, 1 runtime failure (not privileged, kernel refused,
+nothing attached), 2 bad usage (bad CIDR, duration or option). Every error
+is one line on stderr, and a failed command changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Optional
+
+import click
+
+from seawall.control.addr import Prefix
+from seawall.control.duration import format_duration, parse_duration
+from seawall.control.errors import SeawallError, UsageError
+from seawall.control.state import Paths
+
+PROG = "seawall"
+
+
+# --- parameter types ----------------------------------------------------------
+
+class CidrType(click.ParamType):
+    name = "CIDR"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Prefix):
+            return value
+        try:
+            return Prefix.parse(value)
+        except UsageError as e:
+            self.fail(str(e), param, ctx)
+
+
+class DurationType(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_duration(value)
+        except UsageError as e:
+            self.fail(str(e), param, ctx)
+
+
+class IfaceType(click.ParamType):
+    """An interface name; existence is checked by the command (it may live
+    in another network namespace when the command runs under nsenter)."""
+
+    name = "IFACE"
+
+    def convert(self, value, param, ctx):
+        if not value or len(value) > 15 or "/" in value or value in (".", "..") or any(c.isspace() for c in value):
+            self.fail(f"{value!r} is not a valid interface name", param, ctx)
+        return value
+
+
+CIDR = CidrType()
+DURATION = DurationType()
+IFACE = IfaceType()
+
+
+# --- context ------------------------------------------------------------------
+
+class App:
+    def __init__(self, paths: Paths):
+        self.paths = paths
+
+    def need_root(self) -> None:
+        if os.geteuid() != 0:
+            cmd = click.get_current_context().command_path
+            raise SeawallError(f"`{cmd}` needs root (CAP_BPF and CAP_NET_ADMIN); run it with sudo")
+
+    def lists(self):
+        self.need_root()
+        from seawall.control.lists import ListStore
+
+        store = ListStore(self.paths)
+        if store.restored:
+            click.echo(f"restored {store.restored} entries from the journal into fresh maps", err=True)
+        return store
+
+    def ifaces(self):
+        self.need_root()
+        from seawall.control.ifaces import Interfaces
+
+        return Interfaces(self.paths)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def table(rows: list, headers: list) -> None:
+    if not rows:
+        return
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    for row in [headers] + rows:
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+# --- the group ----------------------------------------------------------------
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--bpffs", "pin_root", metavar="DIR", envvar="SEAWALL_BPFFS",
+              help="bpffs folder of the pinned maps [default: /sys/fs/bpf/seawall; env SEAWALL_BPFFS]")
+@click.option("--state-dir", metavar="DIR", envvar="SEAWALL_STATE_DIR",
+              help="journal folder [default: /var/lib/seawall; env SEAWALL_STATE_DIR]")
+@click.version_option(package_name="seawall", prog_name=PROG)
+@click.pass_context
+def cli(ctx, pin_root, state_dir):
+    """seawall: drop DDoS floods at the NIC with XDP, keep customers served.
+
+    \b
+    Examples:
+      seawall attach eth0
+      seawall block add 198.18.0.66 --ttl 10m --reason "SYN flood"
+      seawall block list --json
+      seawall stats
+    """
+    ctx.obj = App(Paths.from_env(pin_root, state_dir))
+
+
+# --- interfaces ---------------------------------------------------------------
+
+@cli.command()
+@click.argument("iface", type=IFACE)
+@click.option("--mode", type=click.Choice(["auto", "native", "generic"]), default="auto", show_default=True,
+              help="native (driver) XDP, generic (skb) XDP, or native falling back to generic")
+@click.option("--monitor/--enforce", default=False,
+              help="monitor: count what would be dropped and pass everything [default: enforce]")
+@pass_app
+def attach(app, iface, mode, monitor):
+    """Attach the XDP filter to IFACE (or switch an attached one between
+    monitor and enforce without reloading).
+
+    \b
+    Examples:
+      seawall attach eth0
+      seawall attach eth0 --mode generic --monitor
+    """
+    st, action = app.ifaces().attach(iface, mode, monitor)
+    what = "monitor (counts, never drops)" if st.monitor else "enforce"
+    if action == "attached":
+        click.echo(f"attached to {iface} in {st.mode} mode, {what}")
+    else:
+        click.echo(f"already attached to {iface} ({st.mode}); now {what}")
+
+
+@cli.command()
+@click.argument("iface", type=IFACE)
+@pass_app
+def detach(app, iface):
+    """Detach the filter from IFACE. The host-wide lists stay.
+
+    \b
+    Example:
+      seawall detach eth0
+    """
+    app.ifaces().detach(iface)
+    click.echo(f"detached from {iface}; allowlist and blocklist kept")
+
+
+@cli.command()
+@click.argument("iface", type=IFACE)
+@click.argument("state", type=click.Choice(["on", "off"]))
+@pass_app
+def monitor(app, iface, state):
+    """Turn monitor mode on or off on an attached IFACE, without reloading.
+
+    \b
+    Example:
+      seawall monitor eth0 on
+    """
+    st = app.ifaces().set_monitor(iface, state == "on")
+    click.echo(f"{iface}: monitor {'on: counting, never dropping' if st.monitor else 'off: enforcing'}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@pass_app
+def status(app, as_json):
+    """Show attached interfaces and list sizes.
+
+    \b
+    Example:
+      seawall status --json
+    """
+    ifs = app.ifaces().all()
+    store = app.lists()
+    blocks = store.block_list()
+    allows = store.allow_list()
+    obj = {
+        "bpffs": app.paths.pin_root,
+        "state_dir": app.paths.state_dir,
+        "interfaces": [s.to_json() for s in ifs],
+        "blocklist": {"entries": len(blocks),
+                      "auto": sum(1 for e in blocks if e.source == "auto"),
+                      "manual": sum(1 for e in blocks if e.source != "auto")},
+        "allowlist": {"entries": len(allows)},
+    }
+    if as_json:
+        emit_json(obj)
+        return
+    if not ifs:
+        click.echo("no interface attached (seawall attach IFACE)")
+    table([[s.ifname, s.state, s.mode or "-", "monitor" if s.monitor else "enforce", s.prog_id or "-"]
+           for s in ifs], ["INTERFACE", "STATE", "MODE", "ACTION", "PROG"])
+    click.echo(f"blocklist: {obj['blocklist']['entries']} entries "
+               f"({obj['blocklist']['auto']} auto, {obj['blocklist']['manual']} manual); "
+               f"allowlist: {obj['allowlist']['entries']} entries")
+
+
+@cli.command()
+@click.option("--interface", "-i", "only", type=IFACE, multiple=True, help="only this interface (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@pass_app
+def stats(app, only, as_json):
+    """Packets and bytes by verdict and reason, per interface.
+
+    \b
+    Example:
+      seawall stats -i eth0 --json
+    """
+    ifs = app.ifaces()
+    names = list(only) or ifs.names()
+    obj = {"interfaces": {n: ifs.counters(n) for n in names}}
+    if as_json:
+        emit_json(obj)
+        return
+    if not names:
+        click.echo("no interface attached (seawall attach IFACE)")
+    for n, c in obj["interfaces"].items():
+        click.echo(f"{n}:")
+        table([[r, v["verdict"], v["packets"], v["bytes"]] for r, v in c["reasons"].items()],
+              ["  REASON", "VERDICT", "PACKETS", "BYTES"])
+        ev = ", ".join(f"{k}={v}" for k, v in c["events"].items() if v)
+        click.echo(f"  events: {ev or 'none'}")
+
+
+# --- lists --------------------------------------------------------------------
+
+def _big_prefix_guard(prefixes, force: bool) -> None:
+    for p in prefixes:
+        if not force and p.prefixlen < (8 if p.version == 4 else 16):
+            raise UsageError(f"{p} covers a huge part of the Internet; add --force if you mean it")
+
+
+@cli.group()
+def block():
+    """Blocked sources: dropped at the NIC until they expire or are removed."""
+
+
+@block.command("add")
+@click.argument("cidrs", metavar="CIDR...", nargs=-1, required=True, type=CIDR)
+@click.option("--ttl", type=DURATION, metavar="DURATION",
+              help="expire after this long: 90s, 10m, 4h, 1d [default: until removed]")
+@click.option("--reason", default="", metavar="TEXT", help="why (shown by block list)")
+@click.option("--force", is_flag=True, help="allow prefixes shorter than /8 (IPv4) or /16 (IPv6)")
+@pass_app
+def block_add(app, cidrs, ttl, reason, force):
+    """Block one or more sources (addresses or CIDRs, IPv4 or IPv6).
+
+    Adding an entry that exists replaces its TTL and reason.
+
+    \b
+    Examples:
+      seawall block add 198.18.0.66
+      seawall block add 198.18.7.0/24 2001:2::/64 --ttl 4h --reason "botnet"
+    """
+    _big_prefix_guard(cidrs, force)
+    if len(reason) > 256 or any(ord(c) < 32 for c in reason):
+        raise UsageError("--reason must be at most 256 printable characters")
+    store = app.lists()
+    for p in cidrs:
+        cover = store.allowed(p)
+        if cover is not None:
+            click.echo(f"warning: {p} overlaps allowlist entry {cover}; the allowlist wins", err=True)
+    for p in cidrs:
+        entry, replaced = store.block_add(p, ttl, reason)
+        until = f"for {format_duration(ttl)}" if ttl else "until removed"
+        click.echo(f"{'updated' if replaced else 'blocked'} {p} {until}")
+
+
+@block.command("del")
+@click.argument("cidrs", metavar="CIDR...", nargs=-1, required=True, type=CIDR)
+@pass_app
+def block_del(app, cidrs):
+    """Remove blocks (exact prefixes as listed).
+
+    \b
+    Example:
+      seawall block del 198.18.0.66
+    """
+    store = app.lists()
+    missing = [str(p) for p in cidrs if p not in {e.prefix for e in store.block_list(prune=False)}]
+    if missing:
+        raise SeawallError(f"not on the blocklist: {', '.join(missing)}")
+    for p in cidrs:
+        store.block_del(p)
+        click.echo(f"unblocked {p}")
+
+
+@block.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON array")
+@pass_app
+def block_list(app, as_json):
+    """List live blocks with their expiry, reason and source.
+
+    \b
+    Example:
+      seawall block list --json
+    """
+    store = app.lists()
+    now = time.time()
+    entries = store.block_list()
+    if as_json:
+        emit_json([e.to_json(now) for e in entries])
+        return
+    if not entries:
+        click.echo("blocklist is empty")
+        return
+    table([[str(e.prefix), e.source,
+            "never" if e.expires_at is None else format_duration(e.expires_at - now),
+            e.reason or "-"] for e in entries], ["CIDR", "SOURCE", "EXPIRES IN", "REASON"])
+
+
+@block.command("flush")
+@pass_app
+def block_flush(app):
+    """Remove every block, manual and automatic.
+
+    \b
+    Example:
+      seawall block flush
+    """
+    n = app.lists().block_flush()
+    click.echo(f"flushed {n} blocklist entries")
+
+
+@cli.group()
+def allow():
+    """Trusted sources: always passed, never blocked (not even by the daemon)."""
+
+
+@allow.command("add")
+@click.argument("cidrs", metavar="CIDR...", nargs=-1, required=True, type=CIDR)
+@click.option("--reason", default="", metavar="TEXT", help="why (shown by allow list)")
+@pass_app
+def allow_add(app, cidrs, reason):
+    """Allow one or more sources.
+
+    \b
+    Example:
+      seawall allow add 198.18.0.0/28 --reason "monitoring"
+    """
+    if len(reason) > 256 or any(ord(c) < 32 for c in reason):
+        raise UsageError("--reason must be at most 256 printable characters")
+    store = app.lists()
+    for p in cidrs:
+        _, replaced = store.allow_add(p, reason)
+        click.echo(f"{'updated' if replaced else 'allowed'} {p}")
+
+
+@allow.command("del")
+@click.argument("cidrs", metavar="CIDR...", nargs=-1, required=True, type=CIDR)
+@pass_app
+def allow_del(app, cidrs):
+    """Remove allowlist entries.
+
+    \b
+    Example:
+      seawall allow del 198.18.0.0/28
+    """
+    store = app.lists()
+    missing = [str(p) for p in cidrs if p not in {e.prefix for e in store.allow_list()}]
+    if missing:
+        raise SeawallError(f"not on the allowlist: {', '.join(missing)}")
+    for p in cidrs:
+        store.allow_del(p)
+        click.echo(f"removed {p} from the allowlist")
+
+
+@allow.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON array")
+@pass_app
+def allow_list(app, as_json):
+    """List allowlist entries.
+
+    \b
+    Example:
+      seawall allow list --json
+    """
+    store = app.lists()
+    entries = store.allow_list()
+    if as_json:
+        emit_json([e.to_json(time.time()) for e in entries])
+        return
+    if not entries:
+        click.echo("allowlist is empty")
+        return
+    table([[str(e.prefix), e.reason or "-"] for e in entries], ["CIDR", "REASON"])
+
+
+# --- entry point --------------------------------------------------------------
+
+def main(argv: Optional[list] = None) -> int:
+    """Run the CLI; every error is one line on stderr."""
+    try:
+        cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo(f"{PROG}: aborted", err=True)
+        return 1
+    except click.UsageError as e:
+        cmd = e.ctx.command_path if e.ctx else PROG
+        click.echo(f"{PROG}: error: {e.format_message()} (see `{cmd} --help`)", err=True)
+        return 2
+    except UsageError as e:
+        click.echo(f"{PROG}: error: {e}", err=True)
+        return 2
+    except SeawallError as e:
+        click.echo(f"{PROG}: error: {e}", err=True)
+        return 1
+    except OSError as e:
+        click.echo(f"{PROG}: error: {e}", err=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
