@@ -19,9 +19,11 @@ class Reason(enum.IntEnum):
     MON_BLOCK = 3
     PASS_NOT_IP = 4
     PASS_MALFORMED = 5
+    DROP_SIG = 6
+    MON_SIG = 7
 
 
-REASON_MAX = 6
+REASON_MAX = 8
 
 #: verdict each reason stands for (monitor-mode would-drops pass)
 REASON_VERDICT = {
@@ -31,6 +33,8 @@ REASON_VERDICT = {
     Reason.MON_BLOCK: "pass",
     Reason.PASS_NOT_IP: "pass",
     Reason.PASS_MALFORMED: "pass",
+    Reason.DROP_SIG: "drop",
+    Reason.MON_SIG: "pass",
 }
 
 
@@ -60,11 +64,17 @@ class Feature(enum.IntEnum):
     SPORT = 2
     PROTO = 3
     LEN = 4
+    FLAGS = 5
 
 
-FEATURE_MAX = 5
+FEATURE_MAX = 6
 
 CFG_MONITOR = 1 << 0
+SIG_ACTIVE = 1 << 0
+SIG_DPORT = 1 << 1
+SIG_SPORT = 1 << 2
+SIG_LEN = 1 << 3
+SIG_FLAGS = 1 << 4
 BLOCK_AUTO = 1 << 0
 
 # tunables.h defaults that the control plane needs to know
@@ -73,6 +83,8 @@ PORT_BUCKETS = 65536
 PROTO_BUCKETS = 256
 LEN_CLASSES = 16
 LEN_CLASS_WIDTH = 128  # bytes
+FLAG_BUCKETS = 64
+MAX_SIGNATURES = 16
 MAX_ALLOW_ENTRIES = 16384
 MAX_BLOCK_ENTRIES = 131072
 MAX_SOURCES_V4 = 65536
@@ -85,6 +97,7 @@ FEATURE_SIZES = {
     Feature.SPORT: PORT_BUCKETS,
     Feature.PROTO: PROTO_BUCKETS,
     Feature.LEN: LEN_CLASSES,
+    Feature.FLAGS: FLAG_BUCKETS,
 }
 
 
@@ -136,6 +149,25 @@ class SwSource(ctypes.Structure):
         ("syns", ctypes.c_uint64),
         ("last_seen_ns", ctypes.c_uint64),
     ]
+
+
+class SwSig(ctypes.Structure):
+    _fields_ = [
+        ("proto", ctypes.c_uint8),
+        ("match", ctypes.c_uint8),
+        ("tcp_flags", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8),
+        ("dport", ctypes.c_uint16),
+        ("sport", ctypes.c_uint16),
+        ("len_min", ctypes.c_uint16),
+        ("len_max", ctypes.c_uint16),
+        ("rate_pps", ctypes.c_uint32),
+        ("expires_ns", ctypes.c_uint64),
+    ]
+
+
+class SwSigMeta(ctypes.Structure):
+    _fields_ = [("used", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
 
 
 # Default locations; the CLI's --bpffs/--state-dir and the SEAWALL_BPFFS /

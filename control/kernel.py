@@ -30,9 +30,9 @@ MODE_FLAGS = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
 BPF_FS_MAGIC = 0xCAFE4A11
 
 #: files pinned per interface (the program and its counter maps)
-IFACE_PINS = ("prog", "config", "stats", "events", "features", "src_v4", "src_v6")
+IFACE_PINS = ("prog", "config", "stats", "events", "features", "src_v4", "src_v6", "sig_hits")
 #: host-wide pins
-GLOBAL_PINS = ("allow_v4", "allow_v6", "block_v4", "block_v6")
+GLOBAL_PINS = ("allow_v4", "allow_v6", "block_v4", "block_v6", "sigs", "sig_meta")
 
 
 def xdp_dir() -> str:
@@ -83,7 +83,8 @@ def ensure_bpffs(pin_root: str) -> None:
 
 def cflags(pin_root: str, iface_dir: str, defines: Optional[dict] = None) -> list:
     """Compiler flags: include path, pin paths and tunables, one per element."""
-    flags = ["-I", xdp_dir(), f'-DPIN_ROOT="{pin_root}"', f'-DIFACE_PIN_DIR="{iface_dir}"']
+    flags = ["-I", xdp_dir(), f'-DPIN_ROOT="{pin_root}"', f'-DIFACE_PIN_DIR="{iface_dir}"',
+             f"-DSW_NR_CPUS={bpfsys.possible_cpus()}"]
     for name, value in sorted((defines or {}).items()):
         flags.append(f"-D{name}={int(value)}")
     return flags

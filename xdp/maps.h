@@ -34,6 +34,14 @@ BPF_TABLE_PINNED("lpm_trie", struct sw_lpm_v4, struct sw_block, block_v4,
 BPF_TABLE_PINNED("lpm_trie", struct sw_lpm_v6, struct sw_block, block_v6,
 		 MAX_BLOCK_ENTRIES, PIN_ROOT "/block_v6", BPF_F_NO_PREALLOC);
 
+/* Signature rules for spoofed and reflected floods, and how many slots are
+ * in use (slot 0 of sig_meta) so that the common case, no rules, costs one
+ * array read. Array: fixed slots, updated in place by the control plane. */
+BPF_TABLE_PINNED("array", __u32, struct sw_sig, sigs, MAX_SIGNATURES,
+		 PIN_ROOT "/sigs", 0);
+BPF_TABLE_PINNED("array", __u32, struct sw_sig_meta, sig_meta, 1,
+		 PIN_ROOT "/sig_meta", 0);
+
 /* --- per interface -------------------------------------------------------- */
 
 /* Slot 0: this interface's flags (monitor mode), flipped at run time. */
@@ -55,7 +63,8 @@ BPF_TABLE_PINNED("percpu_array", __u32, __u64, events, SW_EVENT_MAX,
 #define FEAT_OFF_SPORT (FEAT_OFF_DPORT + PORT_BUCKETS)
 #define FEAT_OFF_PROTO (FEAT_OFF_SPORT + PORT_BUCKETS)
 #define FEAT_OFF_LEN (FEAT_OFF_PROTO + PROTO_BUCKETS)
-#define FEAT_SLOTS (FEAT_OFF_LEN + LEN_CLASSES)
+#define FEAT_OFF_FLAGS (FEAT_OFF_LEN + LEN_CLASSES)
+#define FEAT_SLOTS (FEAT_OFF_FLAGS + FLAG_BUCKETS)
 BPF_TABLE_PINNED("percpu_array", __u32, __u64, features, FEAT_SLOTS,
 		 IFACE_PIN_DIR "/features", 0);
 
@@ -65,6 +74,13 @@ BPF_TABLE_PINNED("lru_percpu_hash", __u32, struct sw_source, src_v4,
 		 MAX_SOURCES_V4, IFACE_PIN_DIR "/src_v4", 0);
 BPF_TABLE_PINNED("lru_percpu_hash", struct in6_addr, struct sw_source, src_v6,
 		 MAX_SOURCES_V6, IFACE_PIN_DIR "/src_v6", 0);
+
+/* Packets and bytes matched per signature slot. Per-CPU. */
+BPF_TABLE_PINNED("percpu_array", __u32, struct sw_counter, sig_hits,
+		 MAX_SIGNATURES, IFACE_PIN_DIR "/sig_hits", 0);
+
+/* Token buckets of rate-limited signatures, per CPU. Scratch, not pinned. */
+BPF_PERCPU_ARRAY(sig_rate, struct sw_admit_bucket, MAX_SIGNATURES);
 
 /* Doorkeeper: per-CPU slots holding the tag of the last source hashed there.
  * Scratch state, not pinned. */

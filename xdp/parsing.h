@@ -63,23 +63,31 @@ static __always_inline int parse_ethhdr(struct hdr_cursor *nh, void *data_end,
 	return h_proto;
 }
 
-/* IPv4 header. Returns the IP protocol, or -1 when the fixed 20-byte header
- * is incomplete. *l4_ok is 0 when no L4 header follows that can be trusted:
- * a bogus IHL (< 5), options running past the packet, or a non-first
- * fragment. The addresses are valid whenever the return is >= 0. */
+/* IPv4 header. Returns the IP protocol, or -1 when the packet ends before
+ * the end of the source address. *short_hdr is 1 when the packet ends
+ * inside the fixed 20-byte header after the source address: the protocol
+ * and source address are valid, nothing after them is. *l4_ok is 0 when no
+ * L4 header follows that can be trusted: a short header, a bogus IHL (< 5),
+ * options running past the packet, or a non-first fragment. */
 static __always_inline int parse_iphdr(struct hdr_cursor *nh, void *data_end,
 				       struct iphdr **iphdr, int *l4_ok,
-				       int *frag, int *opts)
+				       int *frag, int *opts, int *short_hdr)
 {
 	struct iphdr *iph = nh->pos;
 	int hdrsize;
 
-	if ((void *)(iph + 1) > data_end)
+	if ((void *)iph + offsetof(struct iphdr, daddr) > data_end)
 		return -1;
 	*iphdr = iph;
-	*l4_ok = 1;
+	*l4_ok = 0;
 	*frag = 0;
 	*opts = 0;
+	*short_hdr = 0;
+	if ((void *)(iph + 1) > data_end) {
+		*short_hdr = 1;
+		return iph->protocol;
+	}
+	*l4_ok = 1;
 
 	hdrsize = iph->ihl * 4;
 	if (hdrsize < (int)sizeof(*iph)) {
@@ -114,13 +122,15 @@ struct sw_ipv6_frag_hdr {
 };
 
 /* IPv6 header and up to IPV6_EXT_MAX_CHAIN extension headers.
- * Returns the upper-layer protocol, or -1 when the 40-byte fixed header is
- * incomplete. *l4_ok is 0 when the chain was truncated, too long, ended in
- * a header with no L4 (ESP, No Next Header), or this is a non-first
- * fragment. Addresses are valid whenever the return is >= 0. */
+ * Returns the upper-layer protocol, or -1 when the packet ends before the
+ * end of the source address. *short_hdr is 1 when the packet ends inside
+ * the 40-byte fixed header after the source address: the next-header field
+ * and source address are valid, nothing after them is. *l4_ok is 0 when the
+ * header is short, the chain was truncated, too long, ended in a header
+ * with no L4 (ESP, No Next Header), or this is a non-first fragment. */
 static __always_inline int parse_ip6hdr(struct hdr_cursor *nh, void *data_end,
 					struct ipv6hdr **ip6hdr, int *l4_ok,
-					int *frag, int *exts)
+					int *frag, int *exts, int *short_hdr)
 {
 	struct ipv6hdr *ip6h = nh->pos;
 	struct sw_ipv6_opt_hdr *opt;
@@ -128,14 +138,19 @@ static __always_inline int parse_ip6hdr(struct hdr_cursor *nh, void *data_end,
 	int nexthdr;
 	int i;
 
-	if ((void *)(ip6h + 1) > data_end)
+	if ((void *)ip6h + offsetof(struct ipv6hdr, daddr) > data_end)
 		return -1;
 	*ip6hdr = ip6h;
-	nh->pos = ip6h + 1;
-	nexthdr = ip6h->nexthdr;
 	*l4_ok = 0;
 	*frag = 0;
 	*exts = 0;
+	*short_hdr = 0;
+	if ((void *)(ip6h + 1) > data_end) {
+		*short_hdr = 1;
+		return ip6h->nexthdr;
+	}
+	nh->pos = ip6h + 1;
+	nexthdr = ip6h->nexthdr;
 
 #pragma unroll
 	for (i = 0; i < IPV6_EXT_MAX_CHAIN; i++) {

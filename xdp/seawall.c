@@ -2,7 +2,8 @@
 /* seawall: XDP DDoS filter. One program instance per interface.
  *
  * Pipeline, as a straight read:
- *   parse L2/L3  -> allowlist (PASS) -> blocklist (DROP) -> accounting (PASS)
+ *   parse L2/L3 -> allowlist (PASS) -> blocklist (DROP) -> parse L4
+ *   -> signatures (DROP or rate-limit) -> accounting (PASS)
  * Every path leaves through `out:`, which counts the verdict's reason in a
  * per-CPU array and returns. Addresses are judged before any L4 parsing, so
  * a truncated or fragmented L4 header never hides a blocked source. */
@@ -219,7 +220,7 @@ static __always_inline void account_v6(const struct in6_addr *saddr,
  * protocol has none or its header is not in the packet. */
 static __always_inline void parse_l4(struct hdr_cursor *nh, void *data_end,
 				     int proto, __u16 *sport, __u16 *dport,
-				     int *syn)
+				     int *syn, __u8 *flags)
 {
 	struct tcphdr *tcp;
 	struct udphdr *udp;
@@ -231,6 +232,8 @@ static __always_inline void parse_l4(struct hdr_cursor *nh, void *data_end,
 		*sport = bpf_ntohs(tcp->source);
 		*dport = bpf_ntohs(tcp->dest);
 		*syn = tcp->syn && !tcp->ack;
+		/* FIN SYN RST PSH ACK URG: the low 6 bits of byte 13 */
+		*flags = ((__u8 *)tcp)[13] & 0x3f;
 		return;
 	}
 	if (proto == IPPROTO_UDP) {
@@ -258,7 +261,7 @@ unparsed:
 
 static __always_inline void account_features(__u32 hash, int proto,
 					     __u16 sport, __u16 dport,
-					     __u64 len)
+					     __u64 len, __u8 flags)
 {
 	__u32 cls = len / LEN_CLASS_WIDTH;
 
@@ -269,6 +272,81 @@ static __always_inline void account_features(__u32 hash, int proto,
 	feature_bump(FEAT_OFF_SPORT + sport);
 	feature_bump(FEAT_OFF_PROTO + (proto & 0xff));
 	feature_bump(FEAT_OFF_LEN + cls);
+	feature_bump(FEAT_OFF_FLAGS + (flags & (FLAG_BUCKETS - 1)));
+}
+
+/* --- signatures ------------------------------------------------------------- */
+
+/* Token bucket of a rate-limited rule: each CPU passes up to
+ * rate_pps / SW_NR_CPUS packets per second. Returns 1 to pass. */
+static __always_inline int sig_rate_ok(__u32 slot, __u32 rate_pps, __u64 now)
+{
+	struct sw_admit_bucket *b = sig_rate.lookup(&slot);
+	__u64 per_cpu = rate_pps / SW_NR_CPUS;
+	__u64 elapsed, add;
+
+	if (!b)
+		return 0;
+	if (per_cpu == 0)
+		per_cpu = 1;
+	elapsed = now - b->last_ns;
+	if (elapsed >= 1000000000ULL / per_cpu) {
+		add = elapsed * per_cpu / 1000000000ULL;
+		b->tokens = b->tokens + add > per_cpu ? per_cpu : b->tokens + add;
+		b->last_ns = now;
+	}
+	if (!b->tokens)
+		return 0;
+	b->tokens--;
+	return 1;
+}
+
+/* Match the packet against the signature table. Returns XDP_DROP for a
+ * drop rule or a rate-limited rule over its rate, CONTINUE otherwise. The
+ * common case, no rules, costs one array read. */
+static __always_inline int check_signatures(int proto, __u16 sport,
+					    __u16 dport, __u64 len,
+					    __u8 flags, __u64 now)
+{
+	__u32 zero = 0, used, slot;
+	struct sw_sig_meta *meta = sig_meta.lookup(&zero);
+	struct sw_sig *r;
+	struct sw_counter *hit;
+	int i;
+
+	if (!meta || !meta->used)
+		return CONTINUE;
+	used = meta->used;
+	/* A bounded loop, not unrolled: the induction variable stays in a
+	 * register and the map key is a copy (a key on the stack that is
+	 * also the loop counter defeats the verifier's loop detection). */
+	for (i = 0; i < MAX_SIGNATURES; i++) {
+		if (i >= used)
+			break;
+		slot = i;
+		r = sigs.lookup(&slot);
+		if (!r || !(r->match & SW_SIG_ACTIVE) || r->proto != proto)
+			continue;
+		if (r->expires_ns && r->expires_ns <= now)
+			continue;
+		if ((r->match & SW_SIG_DPORT) && r->dport != dport)
+			continue;
+		if ((r->match & SW_SIG_SPORT) && r->sport != sport)
+			continue;
+		if ((r->match & SW_SIG_LEN) && (len < r->len_min || len >= r->len_max))
+			continue;
+		if ((r->match & SW_SIG_FLAGS) && r->tcp_flags != flags)
+			continue;
+		hit = sig_hits.lookup(&slot);
+		if (hit) { /* per-CPU slot */
+			hit->packets += 1;
+			hit->bytes += len;
+		}
+		if (r->rate_pps && sig_rate_ok(slot, r->rate_pps, now))
+			return CONTINUE;
+		return XDP_DROP;
+	}
+	return CONTINUE;
 }
 
 /* --- the program ----------------------------------------------------------- */
@@ -285,8 +363,9 @@ int xdp_seawall(struct xdp_md *ctx)
 	struct ipv6hdr *ip6h = NULL;
 	struct sw_config *cfg;
 	__u16 sport = 0, dport = 0;
+	__u8 flags = 0;
 	int eth_type, proto, vlans;
-	int l4_ok = 0, frag = 0, ext = 0, syn = 0;
+	int l4_ok = 0, frag = 0, ext = 0, syn = 0, short_hdr = 0;
 	__u32 zero = 0, hash;
 	__u64 now;
 	int verdict;
@@ -300,7 +379,8 @@ int xdp_seawall(struct xdp_md *ctx)
 		count_event(SW_EV_VLAN);
 
 	if (eth_type == bpf_htons(ETH_P_IP)) {
-		proto = parse_iphdr(&nh, data_end, &iph, &l4_ok, &frag, &ext);
+		proto = parse_iphdr(&nh, data_end, &iph, &l4_ok, &frag, &ext,
+				    &short_hdr);
 		if (proto < 0) {
 			reason = SW_PASS_MALFORMED;
 			goto out;
@@ -308,7 +388,8 @@ int xdp_seawall(struct xdp_md *ctx)
 		if (ext)
 			count_event(SW_EV_IP_OPTIONS);
 	} else if (eth_type == bpf_htons(ETH_P_IPV6)) {
-		proto = parse_ip6hdr(&nh, data_end, &ip6h, &l4_ok, &frag, &ext);
+		proto = parse_ip6hdr(&nh, data_end, &ip6h, &l4_ok, &frag, &ext,
+				     &short_hdr);
 		if (proto < 0) {
 			reason = SW_PASS_MALFORMED;
 			goto out;
@@ -332,8 +413,8 @@ int xdp_seawall(struct xdp_md *ctx)
 	now = bpf_ktime_get_boot_ns();
 	verdict = iph ? check_block_v4(iph->saddr, now) :
 			check_block_v6(&ip6h->saddr, now);
+	cfg = config.lookup(&zero);
 	if (verdict == XDP_DROP) {
-		cfg = config.lookup(&zero);
 		if (cfg && (cfg->flags & SW_CFG_MONITOR)) {
 			reason = SW_MON_BLOCK; /* would drop; pass and count */
 		} else {
@@ -343,14 +424,35 @@ int xdp_seawall(struct xdp_md *ctx)
 		}
 	}
 
-	/* 3. accounting: L4 only now that the addresses have been judged */
+	/* A fixed L3 header cut short after the source address: judged
+	 * above, but there is nothing else to look at or account. */
+	if (short_hdr) {
+		if (reason == SW_PASS_CLEAN)
+			reason = SW_PASS_MALFORMED;
+		goto out;
+	}
+
+	/* L4 only now that the addresses have been judged */
 	if (frag)
 		count_event(SW_EV_FRAGMENT);
 	if (l4_ok)
-		parse_l4(&nh, data_end, proto, &sport, &dport, &syn);
+		parse_l4(&nh, data_end, proto, &sport, &dport, &syn, &flags);
 	else
 		count_event(SW_EV_L4_UNPARSED);
 
+	/* 3. signature rules (spoofed and reflected floods) */
+	if (reason == SW_PASS_CLEAN &&
+	    check_signatures(proto, sport, dport, len, flags, now) == XDP_DROP) {
+		if (cfg && (cfg->flags & SW_CFG_MONITOR)) {
+			reason = SW_MON_SIG;
+		} else {
+			reason = SW_DROP_SIG;
+			action = XDP_DROP;
+			goto out;
+		}
+	}
+
+	/* 4. accounting */
 	if (iph) {
 		hash = hash_v4(iph->saddr);
 		account_v4(iph->saddr, hash, len, syn, now);
@@ -358,7 +460,7 @@ int xdp_seawall(struct xdp_md *ctx)
 		hash = hash_v6((const __u32 *)&ip6h->saddr);
 		account_v6(&ip6h->saddr, hash, len, syn, now);
 	}
-	account_features(hash, proto, sport, dport, len);
+	account_features(hash, proto, sport, dport, len, flags);
 
 out:
 	{

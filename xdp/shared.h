@@ -12,10 +12,14 @@ enum sw_reason {
 	SW_DROP_BLOCK = 2,     /* dropped: source on the blocklist */
 	SW_MON_BLOCK = 3,      /* passed in monitor mode, blocklist would drop */
 	SW_PASS_NOT_IP = 4,    /* passed: neither IPv4 nor IPv6 (ARP, LLDP, ...) */
-	SW_PASS_MALFORMED = 5, /* passed: truncated before the source address;
-				* it carries no address to judge and the
-				* kernel stack discards it */
-	SW_REASON_MAX = 6,
+	SW_PASS_MALFORMED = 5, /* passed: L2 or fixed L3 header truncated,
+				* either before the end of the source address
+				* (nothing to judge) or from a source on no
+				* list; the kernel stack discards it. A blocked
+				* source whose address is whole still drops. */
+	SW_DROP_SIG = 6,       /* dropped: matched a signature rule (or over its rate) */
+	SW_MON_SIG = 7,        /* passed in monitor mode, a signature would drop */
+	SW_REASON_MAX = 8,
 };
 
 /* Accounting events (per-CPU counters), not verdicts. */
@@ -40,7 +44,8 @@ enum sw_feature {
 	SW_FEAT_SPORT = 2, /* source port, 65536 buckets (0: no port) */
 	SW_FEAT_PROTO = 3, /* IP protocol number, 256 buckets */
 	SW_FEAT_LEN = 4,   /* frame length / LEN_CLASS_WIDTH, LEN_CLASSES buckets */
-	SW_FEATURE_MAX = 5,
+	SW_FEAT_FLAGS = 5, /* TCP flags & 0x3f, 64 buckets (0: not TCP or no flags) */
+	SW_FEATURE_MAX = 6,
 };
 
 /* Per-interface configuration flags (config map, slot 0). */
@@ -88,6 +93,33 @@ struct sw_source {
 	__u64 bytes;
 	__u64 syns;         /* TCP segments with SYN set and ACK clear */
 	__u64 last_seen_ns; /* CLOCK_BOOTTIME ns */
+};
+
+/* Signature rule match bits: which fields of struct sw_sig are compared. */
+#define SW_SIG_ACTIVE (1U << 0) /* slot in use */
+#define SW_SIG_DPORT (1U << 1)
+#define SW_SIG_SPORT (1U << 2)
+#define SW_SIG_LEN (1U << 3)
+#define SW_SIG_FLAGS (1U << 4)
+
+/* A signature rule: protocol plus optional ports, length range, TCP flags.
+ * Host-wide array; the control plane fills slots 0..used-1. */
+struct sw_sig {
+	__u8 proto;
+	__u8 match;     /* SW_SIG_* */
+	__u8 tcp_flags; /* exact value of flags & 0x3f */
+	__u8 pad;
+	__u16 dport;    /* host byte order */
+	__u16 sport;    /* host byte order */
+	__u16 len_min;  /* frame bytes, inclusive */
+	__u16 len_max;  /* frame bytes, exclusive */
+	__u32 rate_pps; /* 0: drop every match; else pass up to this rate */
+	__u64 expires_ns; /* CLOCK_BOOTTIME ns; 0 = never */
+};
+
+struct sw_sig_meta {
+	__u32 used; /* slots to scan: highest active slot + 1 */
+	__u32 pad;
 };
 
 struct sw_admit_bucket {

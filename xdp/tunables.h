@@ -54,6 +54,17 @@
 #define ADMIT_BURST 1024
 #endif
 
+/* Signature rules scanned per packet (only while rules exist). */
+#ifndef MAX_SIGNATURES
+#define MAX_SIGNATURES 16
+#endif
+
+/* Possible CPUs: a rate-limited signature grants each CPU 1/SW_NR_CPUS of
+ * its rate (SW_NR_CPUS; the control plane passes the real number). */
+#ifndef SW_NR_CPUS
+#define SW_NR_CPUS 2
+#endif
+
 /* Feature histogram sizes (buckets). Ports are exact; sources are hashed. */
 #ifndef SRC_BUCKETS
 #define SRC_BUCKETS 4096
@@ -62,6 +73,7 @@
 #define PROTO_BUCKETS 256
 /* Packet length classes: frame length / LEN_CLASS_WIDTH, capped. */
 #define LEN_CLASSES 16
+#define FLAG_BUCKETS 64
 #ifndef LEN_CLASS_WIDTH
 #define LEN_CLASS_WIDTH 128 /* bytes */
 #endif

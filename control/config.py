@@ -1,0 +1,222 @@
+"""seawall.toml: parsed and validated once into frozen dataclasses. Pure.
+
+Every bad key or value gets one error naming it, e.g.
+  config.toml: [detection] threshold: must be a number > 0, got 'high'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .duration import parse_duration
+from .errors import UsageError
+
+
+class ConfigError(UsageError):
+    """A bad config file: one line naming the file, section and key."""
+
+
+def _ms_duration(text: str) -> float:
+    """Durations for intervals may go below a second: 100ms, 250ms, 1s."""
+    t = text.strip().lower()
+    if t.endswith("ms") and t[:-2].isdigit():
+        return int(t[:-2]) / 1000.0
+    return float(parse_duration(t))
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    interval: float = 1.0  # seconds per scoring cycle
+    interfaces: tuple = ()  # attached at start when given
+    mode: str = "auto"  # XDP attach mode for those interfaces
+    monitor: bool = False  # log decisions, enforce nothing
+    keep_filter_on_exit: bool = True  # SIGTERM leaves the XDP program and lists in place
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class DetectionConfig:
+    warmup: float = 10.0  # seconds of learning before any alarm
+    baseline_window: float = 60.0  # seconds: EWMA horizon of the baseline
+    threshold: float = 6.0  # anomaly score that raises the alarm
+    clear_after: float = 5.0  # seconds below threshold/2 that clear it
+    min_pps: float = 2000.0  # total packets/s below which no alarm is raised
+    min_sigma: float = 0.03  # floor of an entropy feature's std dev
+    min_volume_sigma: float = 0.15  # floor of log-volume std dev
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    heavy_min_pps: float = 100.0  # a heavy hitter sends at least this many packets/s
+    heavy_new_factor: float = 2.0  # a source unknown to the baseline: this many times the p99 source rate
+    heavy_factor: float = 5.0  # a regular (busy while calm): this many times its own usual rate
+    aggregate_v4: int = 24  # block a /24 when ...
+    aggregate_v6: int = 64
+    aggregate_min: int = 8  # ... at least this many of its members offend
+    max_new_blocks: int = 256  # per cycle
+    max_auto_blocks: int = 50000  # in the kernel at once
+    signatures: bool = True  # derive signature rules for spoofed floods
+    max_signatures: int = 8
+    signature_min_share: float = 0.5  # the signature must cover this share of the excess
+
+
+@dataclass(frozen=True)
+class TtlConfig:
+    base: float = 300.0  # first offence
+    max: float = 86400.0
+    escalation: float = 4.0  # multiplier per repeat offence
+    memory: float = 86400.0  # how long an offence counts as "repeat"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str = "127.0.0.1"
+    port: int = 9477
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    ttl: TtlConfig = field(default_factory=TtlConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+
+# Per key: (kind, check). kinds: duration, ms_duration, float, int, bool, str, list[str]
+def _pos(x):
+    return x > 0
+
+
+_RULES: dict = {
+    "daemon": {
+        "interval": ("ms_duration", lambda x: 0.1 <= x <= 10, "between 100ms and 10s"),
+        "interfaces": ("list_str", lambda x: all(0 < len(i) <= 15 for i in x), "a list of interface names"),
+        "mode": ("str", lambda x: x in ("auto", "native", "generic"), "one of auto, native, generic"),
+        "monitor": ("bool", None, ""),
+        "keep_filter_on_exit": ("bool", None, ""),
+        "log_level": ("str", lambda x: x in ("debug", "info", "warning", "error"), "debug, info, warning or error"),
+    },
+    "detection": {
+        "warmup": ("duration", lambda x: x >= 1, "at least 1s"),
+        "baseline_window": ("duration", lambda x: x >= 5, "at least 5s"),
+        "threshold": ("float", _pos, "a number > 0"),
+        "clear_after": ("duration", _pos, "> 0"),
+        "min_pps": ("float", lambda x: x >= 0, "a number >= 0"),
+        "min_sigma": ("float", _pos, "a number > 0"),
+        "min_volume_sigma": ("float", _pos, "a number > 0"),
+    },
+    "attribution": {
+        "heavy_min_pps": ("float", _pos, "a number > 0"),
+        "heavy_new_factor": ("float", lambda x: x >= 1, "a number >= 1"),
+        "heavy_factor": ("float", lambda x: x >= 1, "a number >= 1"),
+        "aggregate_v4": ("int", lambda x: 8 <= x <= 32, "a prefix length from 8 to 32"),
+        "aggregate_v6": ("int", lambda x: 16 <= x <= 128, "a prefix length from 16 to 128"),
+        "aggregate_min": ("int", lambda x: x >= 2, "an integer >= 2"),
+        "max_new_blocks": ("int", _pos, "an integer > 0"),
+        "max_auto_blocks": ("int", lambda x: 0 < x <= 131072, "an integer from 1 to 131072"),
+        "signatures": ("bool", None, ""),
+        "max_signatures": ("int", lambda x: 0 <= x <= 16, "an integer from 0 to 16"),
+        "signature_min_share": ("float", lambda x: 0 < x <= 1, "a number in (0, 1]"),
+    },
+    "ttl": {
+        "base": ("duration", _pos, "a duration"),
+        "max": ("duration", _pos, "a duration"),
+        "escalation": ("float", lambda x: x >= 1, "a number >= 1"),
+        "memory": ("duration", _pos, "a duration"),
+    },
+    "metrics": {
+        "listen": ("str", lambda x: len(x) > 0, "an address"),
+        "port": ("int", lambda x: 0 < x < 65536, "a port from 1 to 65535"),
+        "enabled": ("bool", None, ""),
+    },
+}
+
+_SECTIONS = {"daemon": DaemonConfig, "detection": DetectionConfig, "attribution": AttributionConfig,
+             "ttl": TtlConfig, "metrics": MetricsConfig}
+
+
+def _convert(kind: str, value: Any):
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        return value
+    if kind == "list_str":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a list of strings")
+        return tuple(value)
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be an integer")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("must be a number")
+        return float(value)
+    if kind in ("duration", "ms_duration"):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError("must be a duration such as \"90s\"")
+        if isinstance(value, (int, float)):
+            return float(value)  # bare numbers in TOML are seconds
+        try:
+            return _ms_duration(value) if kind == "ms_duration" else float(parse_duration(value))
+        except UsageError as e:
+            raise ValueError(str(e)) from None
+    raise AssertionError(kind)
+
+
+def from_dict(data: dict, origin: str = "config") -> Config:
+    sections = {}
+    for name, body in data.items():
+        if name not in _SECTIONS:
+            raise ConfigError(f"{origin}: unknown section [{name}] (known: {', '.join(_SECTIONS)})")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{origin}: [{name}] must be a table")
+        kwargs = {}
+        for key, value in body.items():
+            rule = _RULES[name].get(key)
+            if rule is None:
+                raise ConfigError(f"{origin}: [{name}] unknown key {key!r} "
+                                  f"(known: {', '.join(_RULES[name])})")
+            kind, check, want = rule
+            try:
+                v = _convert(kind, value)
+            except ValueError as e:
+                raise ConfigError(f"{origin}: [{name}] {key}: {e}, got {value!r}") from None
+            if check is not None and not check(v):
+                raise ConfigError(f"{origin}: [{name}] {key}: must be {want}, got {value!r}")
+            kwargs[key] = v
+        sections[name] = _SECTIONS[name](**kwargs)
+    cfg = Config(**sections)
+    if cfg.ttl.max < cfg.ttl.base:
+        raise ConfigError(f"{origin}: [ttl] max ({cfg.ttl.max:g}s) is shorter than base ({cfg.ttl.base:g}s)")
+    return cfg
+
+
+def load(path: Optional[str]) -> Config:
+    if path is None:
+        return Config()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+    return from_dict(data, path)
+
+
+def to_dict(cfg: Config) -> dict:
+    return {name: dataclasses.asdict(getattr(cfg, name)) for name in _SECTIONS}

@@ -1,0 +1,211 @@
+"""Tier 2: the compiled XDP program run on crafted frames (BPF_PROG_TEST_RUN).
+
+One compile per test module (about 1 s): the `datapath` fixture loads
+xdp/seawall.c with kernel.load into a private bpffs folder and hands each
+test a `Datapath` whose lists, config, tracked sources and doorkeeper were
+reset, so tests do not see each other's state. Counters (reasons, events,
+features) are cumulative and never reset: tests compare deltas.
+
+The process is pinned to one CPU for the module: BPF_PROG_TEST_RUN runs the
+program on the calling CPU, and the doorkeeper and insert budget are
+per-CPU, so "the second packet of a source is admitted" only holds when both
+packets run on the same CPU (as one flow does under RSS on a real NIC).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pytest
+
+from seawall.control import bpfsys, const, kernel
+from seawall.control.addr import Prefix
+from seawall.control.lists import ListStore
+from seawall.control.state import Clock, Paths
+
+XDP_DROP = 1
+XDP_PASS = 2
+#: the kernel refuses XDP test runs on less than an Ethernet header
+#: (net/bpf/test_run.c: data_size_in < ETH_HLEN -> EINVAL)
+ETH_HLEN = 14
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one test run did: the verdict and every counter that moved."""
+
+    retval: int
+    reasons: np.ndarray  # per-reason packet deltas (REASON_MAX)
+    events: np.ndarray  # per-event deltas (EVENT_MAX)
+
+    @property
+    def reason(self) -> const.Reason:
+        """The one reason counted; fails when not exactly one moved."""
+        moved = np.flatnonzero(self.reasons)
+        assert len(moved) == 1 and self.reasons[moved[0]] == 1, (
+            f"expected exactly one reason counter to move by 1, got {self.reasons.tolist()}")
+        return const.Reason(int(moved[0]))
+
+    def event(self, ev: const.Event) -> int:
+        return int(self.events[ev])
+
+
+class Datapath:
+    """The loaded program plus readers and writers of its pinned maps."""
+
+    def __init__(self, paths: Paths, iface_dir: str, loaded: kernel.Loaded):
+        self.paths = paths
+        self.iface_dir = iface_dir
+        self.loaded = loaded
+        self.prog_fd = loaded.prog_fd
+        self.lists = ListStore(paths, create=False)
+        self.clock = Clock()
+        self._maps = {name: bpfsys.Map.open_pinned(os.path.join(iface_dir, name))
+                      for name in ("stats", "events", "features", "src_v4", "src_v6")}
+        # Scratch maps are not pinned: borrow bcc's fds (dup'd, since Map
+        # closes its fd) so tests can zero the doorkeeper and the budget.
+        self._scratch = {name: bpfsys.Map(os.dup(loaded.bpf[name.encode()].map_fd), name)
+                         for name in ("admit_tags", "admit_budget")}
+        self.offsets = const.feature_offsets()
+
+    def close(self) -> None:
+        self.lists.close()
+        for m in list(self._maps.values()) + list(self._scratch.values()):
+            m.close()
+        self.loaded.close()
+
+    # --- running packets -------------------------------------------------
+
+    def run(self, frame: bytes, repeat: int = 1) -> int:
+        """XDP verdict of one frame (XDP_PASS=2, XDP_DROP=1)."""
+        return bpfsys.prog_test_run(self.prog_fd, bytes(frame), repeat).retval
+
+    def run_counted(self, frame: bytes) -> Outcome:
+        """Run one frame and report which reason and events it counted."""
+        r0, e0 = self.reasons(), self.events()
+        retval = self.run(frame)
+        return Outcome(retval, self.reasons() - r0, self.events() - e0)
+
+    # --- counters ----------------------------------------------------------
+
+    def _percpu_u64(self, name: str, key: int, field: int = 0) -> int:
+        m = self._maps[name]
+        raw = m.lookup(key.to_bytes(4, "little"))
+        assert raw is not None, f"{name}[{key}] missing (array index out of range?)"
+        return int(m.percpu_sum_u64(raw)[field])
+
+    def reasons(self) -> np.ndarray:
+        """Packets per reason, summed over CPUs (signed, for deltas)."""
+        return np.array([self._percpu_u64("stats", r) for r in range(const.REASON_MAX)], np.int64)
+
+    def reason_bytes(self) -> np.ndarray:
+        return np.array([self._percpu_u64("stats", r, 1) for r in range(const.REASON_MAX)], np.int64)
+
+    def events(self) -> np.ndarray:
+        return np.array([self._percpu_u64("events", e) for e in range(const.EVENT_MAX)], np.int64)
+
+    def feature(self, feat: const.Feature, bucket: int) -> int:
+        assert 0 <= bucket < const.FEATURE_SIZES[feat]
+        return self._percpu_u64("features", self.offsets[feat] + bucket)
+
+    def features(self, wanted: dict) -> dict:
+        """{(feature, bucket): count} for the (feature, bucket) pairs given."""
+        return {k: self.feature(*k) for k in wanted}
+
+    def source(self, addr: str) -> Optional[const.SwSource]:
+        """Tracked-source counters for one address, summed over CPUs."""
+        p = Prefix.parse(addr)
+        m = self._maps["src_v4" if p.version == 4 else "src_v6"]
+        raw = m.lookup(p.packed)
+        if raw is None:
+            return None
+        s = m.percpu_sum_u64(raw)
+        return const.SwSource(packets=int(s[0]), bytes=int(s[1]), syns=int(s[2]), last_seen_ns=0)
+
+    def tracked(self, version: int) -> int:
+        """Number of sources in src_v4 / src_v6."""
+        return sum(1 for _ in self._maps[f"src_v{version}"].keys())
+
+    # --- lists and config ----------------------------------------------------
+
+    def block(self, cidr: str, ttl: Optional[int] = None) -> None:
+        self.lists.block_add(Prefix.parse(cidr), ttl=ttl, reason="test")
+
+    def allow(self, cidr: str) -> None:
+        self.lists.allow_add(Prefix.parse(cidr), reason="test")
+
+    def block_raw(self, cidr: str, expires_ns: int) -> None:
+        """Write a blocklist entry straight into the pinned trie, with any
+        expiry stamp (CLOCK_BOOTTIME ns), bypassing ListStore."""
+        p = Prefix.parse(cidr)
+        v = const.SwBlock(expires_ns=expires_ns, last_hit_ns=0, prefixlen=p.prefixlen, flags=0)
+        self.lists.map("block", p.version).update(p.lpm_key(), bytes(v))
+
+    def block_entry(self, cidr: str) -> Optional[const.SwBlock]:
+        p = Prefix.parse(cidr)
+        raw = self.lists.map("block", p.version).lookup(p.lpm_key())
+        return None if raw is None else const.SwBlock.from_buffer_copy(raw)
+
+    def set_config(self, flags: int) -> None:
+        kernel.write_config(self.iface_dir, flags)
+
+    # --- isolation -----------------------------------------------------------
+
+    @staticmethod
+    def _empty(m: bpfsys.Map) -> None:
+        for k in list(m.keys()):
+            m.delete(k)
+
+    def _zero_array(self, m: bpfsys.Map) -> None:
+        keys = np.arange(m.max_entries, dtype=np.uint32).view(np.uint8).reshape(-1, 4)
+        m.update_batch(keys, np.zeros((m.max_entries, m.buf_size), np.uint8))
+
+    def reset(self) -> None:
+        """Empty lists and tracked sources, monitor off, doorkeeper and
+        insert budget as after load (a zeroed bucket refills to full)."""
+        for lst in ("block", "allow"):
+            for v in (4, 6):
+                self._empty(self.lists.map(lst, v))
+        self._empty(self._maps["src_v4"])
+        self._empty(self._maps["src_v6"])
+        self.set_config(0)
+        for m in self._scratch.values():
+            self._zero_array(m)
+
+
+@pytest.fixture(scope="module")
+def bpf_paths(tmp_path_factory):
+    """Module-wide isolated bpffs folder and state directory."""
+    pin_root = f"/sys/fs/bpf/seawall-test-{uuid.uuid4().hex[:10]}"
+    p = Paths(pin_root=pin_root, state_dir=str(tmp_path_factory.mktemp("state")))
+    yield p
+    shutil.rmtree(pin_root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def _datapath(bpf_paths):
+    cpu = min(os.sched_getaffinity(0))
+    old_affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    iface_dir = os.path.join(bpf_paths.pin_root, "ifaces", "test")
+    loaded = kernel.load(bpf_paths.pin_root, iface_dir)
+    dp = Datapath(bpf_paths, iface_dir, loaded)
+    try:
+        yield dp
+    finally:
+        dp.close()
+        os.sched_setaffinity(0, old_affinity)
+
+
+@pytest.fixture
+def datapath(_datapath):
+    """The module's loaded program, with its state reset for this test."""
+    _datapath.reset()
+    yield _datapath
+    _datapath.reset()
+
