@@ -177,6 +177,7 @@ class Engine:
         self.share: dict = {}
         self.top_rate = Ewma()  # p99 per-source packets/s while calm
         self.regulars: dict = {}  # (ver, hi, lo) -> EWMA packets/s of busy calm sources
+        self.suspects: dict = {}  # sources over their limit in the previous cycle
         self.alarm = False
         self.calm_since: Optional[float] = None
         self.active: dict = {}  # str(prefix) -> expiry t (automatic blocks in force)
@@ -294,14 +295,21 @@ class Engine:
             # source (p99) by heavy_new_factor; a regular must beat its own
             # usual rate by heavy_factor
             floor = max(a.heavy_min_pps, a.heavy_new_factor * self.top_rate.mean)
+            # A source over its limit in one cycle only is noise as often as
+            # not (a regular tripling in a flash crowd has Poisson spikes);
+            # it must be over in two consecutive cycles, or twice over now.
             cand = np.nonzero(rate >= floor)[0]
             heavy = []
+            suspects = {}
             for i in cand:
                 key = (int(src.ver[i]), int(src.hi[i]), int(src.lo[i]))
                 usual = self.regulars.get(key)
                 limit = floor if usual is None else max(floor, a.heavy_factor * usual)
                 if rate[i] >= limit:
-                    heavy.append(i)
+                    suspects[key] = True
+                    if rate[i] >= 2 * limit or key in self.suspects:
+                        heavy.append(i)
+            self.suspects = suspects
             heavy = np.asarray(heavy, dtype=np.int64)
             heavy_pps = float(rate[heavy].sum()) if len(heavy) else 0.0
             if len(heavy):

@@ -132,7 +132,11 @@ static __always_inline void feature_bump(__u32 slot)
  * tracked source, so a random-spoofed flood must not get one per packet. */
 static __always_inline int admit(__u32 hash, __u64 now)
 {
-	__u32 slot = hash & (ADMIT_SLOTS - 1);
+	/* The low bits of a multiplicative hash depend only on the key's low
+	 * bits (an IPv4 address's first two octets): fold the high half in,
+	 * or every source of a /16 shares one slot and overwrites the others'
+	 * first sighting. */
+	__u32 slot = (hash ^ (hash >> 16)) & (ADMIT_SLOTS - 1);
 	__u32 tag = hash | 1; /* 0 marks an empty slot */
 	__u32 zero = 0;
 	struct sw_admit_bucket *bkt;
