@@ -38,11 +38,11 @@ import numpy as np
 from .addr import Prefix
 from .config import Config
 from .const import Feature, LEN_CLASS_WIDTH
+from .signature import Signature
 from .sources import Sources
 
 FEATURE_NAMES = {f: f.name.lower() for f in Feature}
 Z_CLIP = 10.0
-PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 SIG_LIFT = 1.15  # a signature field's bucket holds this much more of the excess than of the baseline
 SIG_STRONG_LIFT = 3.0  # at least one field must be this concentrated
 
@@ -69,50 +69,6 @@ class Observation:
     @property
     def packets(self) -> float:
         return float(self.hist[Feature.PROTO].sum())
-
-
-@dataclass(frozen=True)
-class Signature:
-    """A kernel signature rule: packets matching every set field."""
-
-    proto: int
-    dport: Optional[int] = None
-    sport: Optional[int] = None
-    len_min: Optional[int] = None  # bytes, inclusive
-    len_max: Optional[int] = None  # bytes, exclusive
-    tcp_flags: Optional[int] = None  # exact value of the low 6 flag bits
-    rate_pps: int = 0  # 0: drop all matching; else pass up to this rate
-
-    def describe(self) -> str:
-        parts = [PROTO_NAMES.get(self.proto, f"proto {self.proto}")]
-        if self.sport is not None:
-            parts.append(f"sport {self.sport}")
-        if self.dport is not None:
-            parts.append(f"dport {self.dport}")
-        if self.len_min is not None:
-            parts.append(f"len {self.len_min}-{self.len_max - 1}")
-        if self.tcp_flags is not None:
-            parts.append("flags " + tcp_flags_str(self.tcp_flags))
-        parts.append("drop" if self.rate_pps == 0 else f"limit {self.rate_pps}pps")
-        return " ".join(parts)
-
-    def matches(self, proto, sport, dport, length, flags) -> np.ndarray:
-        """Vectorised match over packet arrays (harness and replay)."""
-        m = proto == self.proto
-        if self.sport is not None:
-            m &= sport == self.sport
-        if self.dport is not None:
-            m &= dport == self.dport
-        if self.len_min is not None:
-            m &= (length >= self.len_min) & (length < self.len_max)
-        if self.tcp_flags is not None:
-            m &= flags == self.tcp_flags
-        return m
-
-
-def tcp_flags_str(v: int) -> str:
-    names = [(1, "F"), (2, "S"), (4, "R"), (8, "P"), (16, "A"), (32, "U")]
-    return "".join(n for bit, n in names if v & bit) or "none"
 
 
 @dataclass
@@ -420,10 +376,10 @@ class Engine:
             tcp_flags=fields.get("tcp_flags"),
             rate_pps=rate,
         )
-        key = Signature(sig.proto, sig.dport, sig.sport, sig.len_min, sig.len_max, sig.tcp_flags)
+        key = sig.matcher()
         if key in self.sigs:
             return []
-        ttl = self._ttl("sig:" + key.describe(), obs.t)
+        ttl = self._ttl("sig:" + sig.key, obs.t)
         self.sigs[key] = obs.t + ttl
         return [SignatureAction(sig, ttl, f"spoofed/reflected flood: {sig.describe()}, score {score:.1f}",
                                 {"score": round(score, 2), "excess_pps": round(excess),
@@ -432,6 +388,11 @@ class Engine:
     # --- state from outside --------------------------------------------------
 
     def note_block(self, prefix: Prefix, expires_t: float, offences: int = 1, t: float = 0.0) -> None:
-        """Tell the engine about an automatic block restored from the journal."""
+        """Tell the engine about an automatic block in force (restored from
+        the journal at start), so it is neither repeated nor forgotten."""
         self.active[str(prefix)] = expires_t
         self.offences[str(prefix)] = (offences, t)
+
+    def note_signature(self, sig: Signature, expires_t: float, offences: int = 1, t: float = 0.0) -> None:
+        self.sigs[sig.matcher()] = expires_t
+        self.offences["sig:" + sig.key] = (offences, t)

@@ -29,6 +29,7 @@ class IfaceStatus:
 class Interfaces:
     def __init__(self, paths: Paths):
         self.paths = paths
+        self.restored = 0  # journal entries the last attach put back into fresh maps
 
     def _dir(self, ifname: str) -> str:
         return kernel.iface_pin_dir(self.paths.pin_root, ifname)
@@ -78,6 +79,17 @@ class Interfaces:
                 raise UsageError(f"{ifname} is attached in {xs.mode} mode; detach it first to change mode")
             kernel.write_config(self._dir(ifname), flags)
             return self.status(ifname), "updated"
+        # Loading the program creates any missing host-wide map, empty. If
+        # they are missing (first use, or a reboot emptied bpffs), let the
+        # list store create them and put the journal's entries back first,
+        # or the program would enforce an empty blocklist and the store,
+        # finding the maps present, would never restore them.
+        if not all(os.path.exists(os.path.join(self.paths.pin_root, p)) for p in kernel.GLOBAL_PINS):
+            from .lists import ListStore
+
+            store = ListStore(self.paths)
+            self.restored = store.restored
+            store.close()
         kernel.attach(ifname, self.paths.pin_root, mode, flags)
         return self.status(ifname), "attached"
 

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Iterable, Optional
 
 VERSION = 1
-OPS = ("block", "unblock", "flush", "allow", "unallow")
+OPS = ("block", "unblock", "flush", "allow", "unallow", "sig", "unsig", "sigflush")
 
 
 def iso(ts: Optional[float]) -> Optional[str]:
@@ -29,6 +29,8 @@ def iso(ts: Optional[float]) -> Optional[str]:
 def from_iso(text: Optional[str]) -> Optional[float]:
     if text is None:
         return None
+    if not isinstance(text, str):  # a hand edit or a flipped bit: replay() skips the line
+        raise TypeError(f"timestamp {text!r} is not an ISO 8601 string")
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
@@ -51,6 +53,7 @@ class Replay:
     allows: dict  # cidr -> Decision
     skipped: list  # (line number, why)
     records: int
+    sigs: dict = field(default_factory=dict)  # rule text -> Decision (list "sig")
 
 
 def record(op: str, ts: float, cidr: Optional[str] = None, **fields) -> dict:
@@ -73,6 +76,7 @@ def replay(lines: Iterable[str], now: Optional[float] = None) -> Replay:
     (when given) are left out."""
     blocks: dict = {}
     allows: dict = {}
+    sigs: dict = {}
     skipped = []
     n = 0
     for lineno, line in enumerate(lines, 1):
@@ -84,7 +88,7 @@ def replay(lines: Iterable[str], now: Optional[float] = None) -> Replay:
                 raise ValueError("unknown record version")
             op = rec["op"]
             ts = from_iso(rec["ts"])
-            if op in ("block", "allow"):
+            if op in ("block", "allow", "sig"):
                 cidr = str(rec["cidr"])
                 d = Decision(
                     cidr=cidr,
@@ -96,13 +100,17 @@ def replay(lines: Iterable[str], now: Optional[float] = None) -> Replay:
                     extra={k: v for k, v in rec.items()
                            if k not in ("v", "ts", "op", "cidr", "expires_at", "reason", "source")},
                 )
-                (blocks if op == "block" else allows)[cidr] = d
+                {"block": blocks, "allow": allows, "sig": sigs}[op][cidr] = d
             elif op == "unblock":
                 blocks.pop(str(rec["cidr"]), None)
             elif op == "unallow":
                 allows.pop(str(rec["cidr"]), None)
             elif op == "flush":
                 blocks.clear()
+            elif op == "unsig":
+                sigs.pop(str(rec["cidr"]), None)
+            elif op == "sigflush":
+                sigs.clear()
             else:
                 raise ValueError(f"unknown op {op!r}")
         except (ValueError, KeyError, TypeError) as e:
@@ -112,13 +120,14 @@ def replay(lines: Iterable[str], now: Optional[float] = None) -> Replay:
         n += 1
     if now is not None:
         blocks = {c: d for c, d in blocks.items() if d.expires_at is None or d.expires_at > now}
-    return Replay(blocks, allows, skipped, n)
+        sigs = {c: d for c, d in sigs.items() if d.expires_at is None or d.expires_at > now}
+    return Replay(blocks, allows, skipped, n, sigs)
 
 
 def snapshot(rep: Replay, now: float) -> list:
     """Records that recreate rep's lists: the compacted journal."""
     out = []
-    for lst, entries in (("allow", rep.allows), ("block", rep.blocks)):
+    for lst, entries in (("allow", rep.allows), ("block", rep.blocks), ("sig", rep.sigs)):
         for d in entries.values():
             out.append(record(lst, d.added_at, d.cidr, expires_at=d.expires_at,
                               reason=d.reason, source=d.source, **d.extra))
@@ -137,7 +146,7 @@ class JournalFile:
             with open(self.path, encoding="utf-8", errors="replace") as f:
                 return replay(f, now)
         except FileNotFoundError:
-            return Replay({}, {}, [], 0)
+            return Replay({}, {}, [], 0, {})
 
     def append(self, records: list) -> None:
         if not records:

@@ -17,6 +17,7 @@ from . import bpfsys, const
 from .addr import Prefix
 from .errors import SeawallError
 from .journal import JournalFile, iso, record
+from .signature import Signature
 from .state import Clock, Paths, locked
 
 
@@ -56,7 +57,7 @@ class ListStore:
         self.journal = JournalFile(paths.journal)
         self._maps: dict = {}
         self.restored = 0
-        missing = [p for p in ("allow_v4", "allow_v6", "block_v4", "block_v6")
+        missing = [p for p in ("allow_v4", "allow_v6", "block_v4", "block_v6", "sigs", "sig_meta")
                    if not os.path.exists(os.path.join(paths.pin_root, p))]
         if missing:
             if not create:
@@ -68,8 +69,8 @@ class ListStore:
             # what the journal says is still in force.
             self.restored = self.restore()
 
-    def map(self, lst: str, version: int) -> bpfsys.Map:
-        name = _map_name(lst, version)
+    def map(self, lst: str, version: int = 0) -> bpfsys.Map:
+        name = _map_name(lst, version) if version else lst
         if name not in self._maps:
             self._maps[name] = bpfsys.Map.open_pinned(os.path.join(self.paths.pin_root, name))
         return self._maps[name]
@@ -197,6 +198,90 @@ class ListStore:
                 return e.prefix
         return None
 
+    # --- signatures ------------------------------------------------------
+
+    def _sig_slots(self) -> list:
+        """[(slot, SwSig)] for every slot of the kernel table."""
+        m = self.map("sigs")
+        return [(i, const.SwSig.from_buffer_copy(m.lookup(i.to_bytes(4, "little"))))
+                for i in range(m.max_entries)]
+
+    def _sig_write(self, slot: int, rule: const.SwSig) -> None:
+        self.map("sigs").update(slot.to_bytes(4, "little"), bytes(rule))
+
+    def _sig_used(self) -> None:
+        now = self.clock.boot_ns()
+        live = [i for i, r in self._sig_slots()
+                if r.match & const.SIG_ACTIVE and not (r.expires_ns and r.expires_ns <= now)]
+        self.map("sig_meta").update(b"\0" * 4, bytes(const.SwSigMeta(used=max(live) + 1 if live else 0)))
+
+    def sig_add(self, sig: Signature, ttl: Optional[float] = None, reason: str = "",
+                source: str = "manual", extra: Optional[dict] = None) -> tuple:
+        """Add a rule, or replace the one matching the same packets.
+        Returns (Entry-like dict, replaced)."""
+        now = self.clock.wall()
+        expires_at = None if ttl is None else now + ttl
+        expires_ns = 0 if expires_at is None else max(1, self.clock.wall_to_boot_ns(expires_at))
+        with locked(self.paths):
+            boot = self.clock.boot_ns()
+            slots = self._sig_slots()
+            same = [i for i, r in slots if r.match & const.SIG_ACTIVE and Signature.from_kernel(r).key == sig.key]
+            free = [i for i, r in slots if not r.match & const.SIG_ACTIVE
+                    or (r.expires_ns and r.expires_ns <= boot)]
+            slot = same[0] if same else (free[0] if free else None)
+            if slot is None:
+                raise SeawallError(f"the signature table is full ({len(slots)} rules); delete one first")
+            self._sig_write(slot, sig.to_kernel(expires_ns))
+            self._sig_used()
+            self.journal.append([record("sig", now, sig.key, expires_at=expires_at, reason=reason,
+                                        source=source, rule=sig.to_json(), **(extra or {}))])
+        return slot, bool(same)
+
+    def sig_del(self, key: str) -> bool:
+        now = self.clock.wall()
+        with locked(self.paths):
+            found = False
+            for i, r in self._sig_slots():
+                if r.match & const.SIG_ACTIVE and Signature.from_kernel(r).key == key:
+                    self._sig_write(i, const.SwSig())
+                    found = True
+            if found:
+                self._sig_used()
+                self.journal.append([record("unsig", now, key)])
+        return found
+
+    def sig_flush(self) -> int:
+        now = self.clock.wall()
+        n = 0
+        with locked(self.paths):
+            for i, r in self._sig_slots():
+                if r.match & const.SIG_ACTIVE:
+                    self._sig_write(i, const.SwSig())
+                    n += 1
+            self._sig_used()
+            self.journal.append([record("sigflush", now)])
+        return n
+
+    def sig_list(self) -> list:
+        """[(slot, Signature, expires_at, reason, source)] of live rules."""
+        boot = self.clock.boot_ns()
+        now = self.clock.wall()
+        meta = self.journal.read().sigs
+        out = []
+        for i, r in self._sig_slots():
+            if not r.match & const.SIG_ACTIVE or (r.expires_ns and r.expires_ns <= boot):
+                continue
+            sig = Signature.from_kernel(r)
+            d = meta.get(sig.key)
+            out.append({
+                "slot": i, "rule": sig.key, "action": "drop" if sig.rate_pps == 0 else "limit",
+                "rate_pps": sig.rate_pps or None,
+                "expires_at": None if not r.expires_ns else now + (r.expires_ns - boot) / 1e9,
+                "reason": d.reason if d else "", "source": d.source if d else "manual",
+                "signature": sig,
+            })
+        return out
+
     # --- restore ---------------------------------------------------------
 
     def restore(self) -> int:
@@ -214,4 +299,11 @@ class ListStore:
                 p = Prefix.parse(cidr)
                 self.map("block", p.version).update(p.lpm_key(), self._block_value(p, d.expires_at, d.source))
                 n += 1
+            slots = self.map("sigs").max_entries
+            for slot, (key, d) in enumerate(list(rep.sigs.items())[:slots]):
+                sig = Signature.from_json(d.extra.get("rule", {}))
+                exp = 0 if d.expires_at is None else max(1, self.clock.wall_to_boot_ns(d.expires_at))
+                self._sig_write(slot, sig.to_kernel(exp))
+                n += 1
+            self._sig_used()
         return n
