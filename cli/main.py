@@ -148,7 +148,10 @@ def attach(app, iface, mode, monitor):
       seawall attach eth0
       seawall attach eth0 --mode generic --monitor
     """
-    st, action = app.ifaces().attach(iface, mode, monitor)
+    ifs = app.ifaces()
+    st, action = ifs.attach(iface, mode, monitor)
+    if ifs.restored:
+        click.echo(f"restored {ifs.restored} entries from the journal into fresh maps", err=True)
     what = "monitor (counts, never drops)" if st.monitor else "enforce"
     if action == "attached":
         click.echo(f"attached to {iface} in {st.mode} mode, {what}")
@@ -257,7 +260,13 @@ def _big_prefix_guard(prefixes, force: bool) -> None:
 
 @cli.group()
 def block():
-    """Blocked sources: dropped at the NIC until they expire or are removed."""
+    """Blocked sources: dropped at the NIC until they expire or are removed.
+
+    \b
+    Examples:
+      seawall block add 198.18.0.66 --ttl 10m --reason "SYN flood"
+      seawall block list
+    """
 
 
 @block.command("add")
@@ -349,7 +358,13 @@ def block_flush(app):
 
 @cli.group()
 def allow():
-    """Trusted sources: always passed, never blocked (not even by the daemon)."""
+    """Trusted sources: always passed, never blocked (not even by the daemon).
+
+    \b
+    Examples:
+      seawall allow add 198.18.0.0/28 --reason "monitoring"
+      seawall allow list
+    """
 
 
 @allow.command("add")
@@ -411,7 +426,200 @@ def allow_list(app, as_json):
     table([[str(e.prefix), e.reason or "-"] for e in entries], ["CIDR", "REASON"])
 
 
+# --- signatures -----------------------------------------------------------------
+
+@cli.group()
+def sig():
+    """Signature rules: drop or rate-limit a flood by its shape when its
+    sources are spoofed (protocol, ports, length, TCP flags)."""
+
+
+@sig.command("add")
+@click.option("--proto", required=True, metavar="PROTO", help="tcp, udp, icmp, icmpv6 or a number")
+@click.option("--dport", type=click.IntRange(0, 65535), help="destination port (tcp/udp)")
+@click.option("--sport", type=click.IntRange(0, 65535), help="source port (tcp/udp), e.g. 161 for SNMP reflection")
+@click.option("--len", "length", metavar="MIN-MAX", help="frame length range in bytes, inclusive")
+@click.option("--flags", metavar="FLAGS", help="exact TCP flags, e.g. S for SYN-only")
+@click.option("--rate", type=click.IntRange(1, 2**32 - 1), metavar="PPS",
+              help="pass up to PPS matching packets per second [default: drop all]")
+@click.option("--ttl", type=DURATION, metavar="DURATION", help="expire after this long [default: until removed]")
+@click.option("--reason", default="", metavar="TEXT")
+@pass_app
+def sig_add(app, proto, dport, sport, length, flags, rate, ttl, reason):
+    """Add a signature rule (or replace the rule matching the same packets).
+
+    \b
+    Examples:
+      seawall sig add --proto udp --sport 161 --ttl 1h --reason "SNMP reflection"
+      seawall sig add --proto tcp --dport 443 --flags S --rate 2000
+    """
+    from seawall.control.signature import Signature, parse_len_range, parse_proto, parse_tcp_flags
+
+    lo, hi = parse_len_range(length) if length else (None, None)
+    rule = Signature(parse_proto(proto), dport=dport, sport=sport, len_min=lo, len_max=hi,
+                     tcp_flags=parse_tcp_flags(flags) if flags else None, rate_pps=rate or 0)
+    if rule.dport is None and rule.sport is None and rule.len_min is None and rule.tcp_flags is None:
+        raise UsageError("a rule on a whole protocol would cut everyone off; add a port, length or flags")
+    slot, replaced = app.lists().sig_add(rule, ttl, reason)
+    click.echo(f"{'updated' if replaced else 'added'} rule {slot}: {rule.describe()}"
+               f"{' for ' + format_duration(ttl) if ttl else ''}")
+
+
+@sig.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON array")
+@pass_app
+def sig_list(app, as_json):
+    """List live signature rules.
+
+    \b
+    Example:
+      seawall sig list --json
+    """
+    from seawall.control.journal import iso
+
+    rows = app.lists().sig_list()
+    if as_json:
+        emit_json([{"slot": r["slot"], "rule": r["rule"], "action": r["action"], "rate_pps": r["rate_pps"],
+                    "expires_at": iso(r["expires_at"]), "reason": r["reason"], "source": r["source"],
+                    "match": r["signature"].to_json()} for r in rows])
+        return
+    if not rows:
+        click.echo("no signature rules")
+        return
+    now = time.time()
+    table([[r["slot"], r["rule"], r["action"] + (f" {r['rate_pps']}pps" if r["rate_pps"] else ""), r["source"],
+            "never" if r["expires_at"] is None else format_duration(r["expires_at"] - now), r["reason"] or "-"]
+           for r in rows], ["SLOT", "RULE", "ACTION", "SOURCE", "EXPIRES IN", "REASON"])
+
+
+@sig.command("del")
+@click.argument("rule", metavar="RULE")
+@pass_app
+def sig_del(app, rule):
+    """Delete a rule by its text as `sig list` shows it, or by slot number.
+
+    \b
+    Examples:
+      seawall sig del "udp sport 161"
+      seawall sig del 0
+    """
+    store = app.lists()
+    key = rule
+    if rule.isdigit():
+        match = [r for r in store.sig_list() if r["slot"] == int(rule)]
+        if not match:
+            raise SeawallError(f"no live rule in slot {rule}")
+        key = match[0]["rule"]
+    if not store.sig_del(key):
+        raise SeawallError(f"no rule {rule!r} (see `seawall sig list`)")
+    click.echo(f"deleted rule: {key}")
+
+
+@sig.command("flush")
+@pass_app
+def sig_flush(app):
+    """Delete every signature rule.
+
+    \b
+    Example:
+      seawall sig flush
+    """
+    click.echo(f"flushed {app.lists().sig_flush()} signature rules")
+
+
+# --- the daemon and its config --------------------------------------------------
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="TOML config [default: built-in defaults]")
+@click.option("--interface", "-i", "interfaces", type=IFACE, multiple=True,
+              help="attach to and watch IFACE (repeatable) [default: every attached interface]")
+@click.option("--monitor", is_flag=True, default=None, help="decide and log, enforce nothing")
+@click.option("--interval", metavar="DURATION", help="cycle length, 100ms to 10s [default: 1s]")
+@click.option("--cycles", type=click.IntRange(1), hidden=True, help="stop after N cycles (tests)")
+@pass_app
+def run(app, config_path, interfaces, monitor, interval, cycles):
+    """Run the detection daemon in the foreground (systemd runs this).
+
+    \b
+    Examples:
+      seawall run -i eth0
+      seawall run --config /etc/seawall/seawall.toml
+    """
+    import dataclasses
+
+    from seawall.control import config as configmod
+    from seawall.control.daemon import Daemon, setup_logging
+
+    cfg = configmod.load(config_path)
+    over = {}
+    if monitor:
+        over["monitor"] = True
+    if interval:
+        try:
+            over["interval"] = configmod.from_dict({"daemon": {"interval": interval}}, "--interval").daemon.interval
+        except configmod.ConfigError as e:
+            raise UsageError(str(e).replace("--interval: [daemon] interval: ", "--interval: ")) from None
+    if over:
+        cfg = dataclasses.replace(cfg, daemon=dataclasses.replace(cfg.daemon, **over))
+    app.need_root()
+    setup_logging(cfg.daemon.log_level)
+    Daemon(cfg, app.paths, interfaces, config_path).run(max_cycles=cycles)
+
+
+@cli.group("config")
+def config_group():
+    """The daemon's TOML configuration."""
+
+
+@config_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def config_check(file):
+    """Validate FILE: prints every setting in force, or the first error.
+
+    \b
+    Example:
+      seawall config check /etc/seawall/seawall.toml
+    """
+    from seawall.control import config as configmod
+
+    cfg = configmod.load(file)
+    click.echo(f"{file}: ok")
+    for section, values in configmod.to_dict(cfg).items():
+        click.echo(f"[{section}]")
+        for k, v in values.items():
+            click.echo(f"  {k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}")
+
+
+@cli.command()
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--interval", type=float, default=0.5, show_default=True, help="cycle length, seconds")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(seed, interval, as_json):
+    """Run the evaluation harness: simulated legitimate traffic and attacks
+    through the real scoring engine. No root needed.
+
+    \b
+    Example:
+      seawall evaluate --seed 2
+    """
+    from seawall.control import harness
+
+    results = harness.run_all(seed=seed, dt=interval)
+    if as_json:
+        emit_json([r.to_json() for r in results])
+    else:
+        click.echo(harness.table(results))
+    if not all(r.ok for r in results):
+        raise SeawallError("a scenario missed its bound")
+
+
 # --- entry point --------------------------------------------------------------
+
+# click >= 8.2 raises this for a group run without a subcommand; older
+# versions print the help and exit 0 instead.
+_NO_COMMAND = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
 
 def main(argv: Optional[list] = None) -> int:
     """Run the CLI; every error is one line on stderr."""
@@ -425,7 +633,11 @@ def main(argv: Optional[list] = None) -> int:
         return 1
     except click.UsageError as e:
         cmd = e.ctx.command_path if e.ctx else PROG
-        click.echo(f"{PROG}: error: {e.format_message()} (see `{cmd} --help`)", err=True)
+        if isinstance(e, _NO_COMMAND):  # its message is the group's whole help text
+            msg = "Missing command."
+        else:  # some are several lines (a missing choice lists the choices)
+            msg = " ".join(line.strip() for line in e.format_message().splitlines() if line.strip())
+        click.echo(f"{PROG}: error: {msg} (see `{cmd} --help`)", err=True)
         return 2
     except UsageError as e:
         click.echo(f"{PROG}: error: {e}", err=True)

@@ -1,0 +1,294 @@
+"""`seawall run`: the foreground daemon.
+
+Each cycle: read the kernel's histograms and tracked sources (batch reads
+into numpy), hand the per-cycle deltas to the engine, apply its decisions
+(blocks, signature rules) through the list store, which journals them, and
+log one structured line per decision. SIGTERM stops it and leaves kernel
+filtering in place (unless configured otherwise); SIGHUP reloads the config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+
+from . import config as configmod
+from . import const
+from .addr import Prefix
+from .engine import BlockAction, CycleReport, Engine, Observation, SignatureAction
+from .errors import SeawallError
+from .ifaces import Interfaces
+from .kview import IfaceView, hist_delta, split_features
+from .lists import ListStore
+from .signature import Signature
+from .sources import Sources, delta
+from .state import Clock, Paths
+
+log = logging.getLogger("seawall")
+
+
+def sd_notify(msg: str) -> bool:
+    """systemd's notify protocol, without libsystemd: one datagram."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(addr)
+            s.sendall(msg.encode())
+        return True
+    except OSError:
+        return False
+
+
+def event(kind: str, **fields) -> None:
+    """One structured log line (JSON) per decision or state change."""
+    fields = {"event": kind, **fields}
+    log.info(json.dumps(fields, sort_keys=True, default=str))
+
+
+class Daemon:
+    def __init__(self, cfg: configmod.Config, paths: Paths, interfaces: tuple = (),
+                 config_path: Optional[str] = None, clock: Optional[Clock] = None):
+        self.cfg = cfg
+        self.paths = paths
+        self.config_path = config_path
+        self.interfaces = tuple(interfaces) or cfg.daemon.interfaces
+        self.clock = clock or Clock()
+        self.stop = False
+        self.reload = False
+        self.attached_here: list = []
+        self.views: dict = {}
+        self.prev_feat: dict = {}
+        self.prev_src: dict = {}
+        self.store: Optional[ListStore] = None
+        self.engine: Optional[Engine] = None
+        self.last: Optional[CycleReport] = None
+        self.decisions = 0
+        self.cycle_seconds = 0.0
+        self.state_ok = True
+        self._allow: list = []
+
+    # --- set-up ------------------------------------------------------------
+
+    def start(self) -> None:
+        self.store = ListStore(self.paths, self.clock)
+        if self.store.restored:
+            event("restored", entries=self.store.restored)
+        rep = self.store.journal.read()
+        if rep.skipped:
+            event("journal_skipped", lines=[n for n, _ in rep.skipped][:20], count=len(rep.skipped),
+                  why=rep.skipped[0][1])
+        ifs = Interfaces(self.paths)
+        for name in self.interfaces:
+            st, action = ifs.attach(name, self.cfg.daemon.mode, self.cfg.daemon.monitor)
+            if action == "attached":
+                self.attached_here.append(name)
+            event("attached" if action == "attached" else "interface", interface=name, mode=st.mode,
+                  monitor=st.monitor)
+        names = list(self.interfaces) or ifs.names()
+        if not names:
+            raise SeawallError("no interface to watch: give --interface IFACE or attach one first")
+        for name in names:
+            if ifs.status(name).state != "attached":
+                raise SeawallError(f"{name}: seawall is not attached (seawall attach {name})")
+            self.views[name] = IfaceView(self.paths.pin_root, name)
+        self.engine = Engine(self.cfg, self._allowed)
+        self._seed_engine(rep)
+        for name, v in self.views.items():  # first snapshot: deltas start now
+            self.prev_feat[name] = v.read_features()
+            self.prev_src[name] = v.read_sources()
+
+    def _seed_engine(self, rep) -> None:
+        """Automatic decisions still in force are known to the engine, so a
+        restart neither repeats them nor forgets a repeat offender."""
+        now_wall = self.clock.wall()
+        mono = time.monotonic()
+        for cidr, d in rep.blocks.items():
+            if d.source == "auto" and (d.expires_at is None or d.expires_at > now_wall):
+                left = float("inf") if d.expires_at is None else d.expires_at - now_wall
+                self.engine.note_block(Prefix.parse(cidr), mono + left, int(d.extra.get("offence", 1)), mono)
+        for key, d in rep.sigs.items():
+            if d.source == "auto" and (d.expires_at is None or d.expires_at > now_wall):
+                left = float("inf") if d.expires_at is None else d.expires_at - now_wall
+                self.engine.note_signature(Signature.from_json(d.extra.get("rule", {})), mono + left,
+                                           int(d.extra.get("offence", 1)), mono)
+
+    def _allowed(self, prefix: Prefix) -> bool:
+        return any(a.overlaps(prefix) for a in self._allow)
+
+    # --- the cycle ---------------------------------------------------------
+
+    def observe(self, dt: float) -> Observation:
+        hist = None
+        parts = []
+        for name, v in self.views.items():
+            feat = v.read_features()
+            d = hist_delta(feat, self.prev_feat.get(name))
+            self.prev_feat[name] = feat
+            hist = d if hist is None else hist + d
+            src = v.read_sources()
+            parts.append(delta(src, self.prev_src.get(name)))
+            self.prev_src[name] = src
+        srcs = Sources.empty()
+        if parts:
+            srcs = Sources(*(np.concatenate([getattr(p, f) for p in parts])
+                             for f in ("ver", "hi", "lo", "packets", "bytes", "syns")))
+            active = srcs.packets > 0
+            srcs = srcs.take(active)
+        return Observation(time.monotonic(), dt, split_features(hist), srcs)
+
+    def cycle(self, dt: float) -> CycleReport:
+        t0 = time.perf_counter()
+        self._allow = [e.prefix for e in self.store.allow_list()]
+        obs = self.observe(dt)
+        rep = self.engine.step(obs)
+        if rep.raised:
+            event("alarm", score=round(rep.score, 2), pps=round(rep.pps), z={k: round(v, 2) for k, v in rep.z.items()})
+        if rep.cleared:
+            event("alarm_cleared", score=round(rep.score, 2), pps=round(rep.pps))
+        if rep.note:
+            event("note", text=rep.note)
+        for act in rep.actions:
+            self.apply(act)
+        self.last = rep
+        self.cycle_seconds = time.perf_counter() - t0
+        return rep
+
+    def apply(self, act) -> None:
+        monitor = self.cfg.daemon.monitor
+        self.decisions += 1
+        if isinstance(act, BlockAction):
+            fields = dict(cidr=str(act.prefix), ttl=round(act.ttl), reason=act.reason, **act.evidence)
+            if monitor:
+                event("would_block", **fields)
+                return
+            try:
+                self.store.block_add(act.prefix, int(act.ttl), act.reason, source="auto",
+                                     extra={"score": act.evidence.get("score"), "moved": act.evidence.get("moved"),
+                                            "offence": self.engine.offences.get(str(act.prefix), (1, 0))[0]})
+                self._state_ok()
+            except OSError as e:  # journal unwritable: the kernel entry may still stand
+                self._state_failed(e)
+            event("block", **fields)
+        elif isinstance(act, SignatureAction):
+            fields = dict(rule=act.signature.describe(), ttl=round(act.ttl), reason=act.reason, **act.evidence)
+            if monitor:
+                event("would_signature", **fields)
+                return
+            try:
+                self.store.sig_add(act.signature, act.ttl, act.reason, source="auto",
+                                   extra={"score": act.evidence.get("score"), "moved": act.evidence.get("moved"),
+                                          "offence": self.engine.offences.get("sig:" + act.signature.key, (1, 0))[0]})
+                self._state_ok()
+            except SeawallError as e:
+                event("signature_failed", rule=act.signature.describe(), error=str(e))
+                return
+            except OSError as e:
+                self._state_failed(e)
+            event("signature", **fields)
+
+    def _state_failed(self, e: OSError) -> None:
+        if self.state_ok:
+            event("state_unwritable", state_dir=self.paths.state_dir, error=str(e),
+                  effect="filtering continues; decisions will not survive a reboot")
+        self.state_ok = False
+
+    def _state_ok(self) -> None:
+        if not self.state_ok:
+            event("state_writable", state_dir=self.paths.state_dir)
+        self.state_ok = True
+
+    # --- loop ----------------------------------------------------------------
+
+    def _signals(self) -> None:
+        def term(signum, frame):
+            self.stop = True
+
+        def hup(signum, frame):
+            self.reload = True
+
+        signal.signal(signal.SIGTERM, term)
+        signal.signal(signal.SIGINT, term)
+        signal.signal(signal.SIGHUP, hup)
+
+    def do_reload(self) -> None:
+        self.reload = False
+        if not self.config_path:
+            event("reload", result="no config file: nothing to reload")
+            return
+        try:
+            cfg = configmod.load(self.config_path)
+        except configmod.ConfigError as e:
+            event("reload", result="rejected, keeping the running config", error=str(e))
+            return
+        self.cfg = cfg
+        self.engine.cfg = cfg
+        event("reload", result="applied", config=self.config_path)
+        sd_notify("READY=1")
+
+    def run(self, max_cycles: Optional[int] = None) -> None:
+        self._signals()
+        self.start()
+        interval = self.cfg.daemon.interval
+        event("started", interfaces=list(self.views), interval=interval, monitor=self.cfg.daemon.monitor,
+              bpffs=self.paths.pin_root, state_dir=self.paths.state_dir)
+        sd_notify("READY=1\nSTATUS=watching " + ", ".join(self.views))
+        last = time.monotonic()
+        next_t = last + interval
+        n = 0
+        try:
+            while not self.stop:
+                pause = next_t - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                if self.stop:
+                    break
+                if self.reload:
+                    self.do_reload()
+                    interval = self.cfg.daemon.interval
+                now = time.monotonic()
+                self.cycle(now - last)
+                last = now
+                next_t = max(next_t + interval, now + interval / 10)
+                sd_notify("WATCHDOG=1")
+                n += 1
+                if max_cycles is not None and n >= max_cycles:
+                    break
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        sd_notify("STOPPING=1")
+        if not self.cfg.daemon.keep_filter_on_exit and self.attached_here:
+            ifs = Interfaces(self.paths)
+            for name in self.attached_here:
+                try:
+                    ifs.detach(name)
+                    event("detached", interface=name)
+                except SeawallError as e:
+                    event("detach_failed", interface=name, error=str(e))
+        for v in self.views.values():
+            v.close()
+        if self.store is not None:
+            self.store.close()
+        event("stopped", kept_filter=self.cfg.daemon.keep_filter_on_exit or not self.attached_here,
+              decisions=self.decisions)
+
+
+def setup_logging(level: str = "info") -> None:
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [h]
+    log.setLevel(level.upper())
+    log.propagate = False
