@@ -431,7 +431,13 @@ def allow_list(app, as_json):
 @cli.group()
 def sig():
     """Signature rules: drop or rate-limit a flood by its shape when its
-    sources are spoofed (protocol, ports, length, TCP flags)."""
+    sources are spoofed (protocol, ports, length, TCP flags).
+
+    \b
+    Examples:
+      seawall sig add --proto udp --sport 161 --ttl 1h --reason "SNMP reflection"
+      seawall sig list
+    """
 
 
 @sig.command("add")
@@ -569,7 +575,12 @@ def run(app, config_path, interfaces, monitor, interval, cycles):
 
 @cli.group("config")
 def config_group():
-    """The daemon's TOML configuration."""
+    """The daemon's TOML configuration.
+
+    \b
+    Example:
+      seawall config check /etc/seawall/seawall.toml
+    """
 
 
 @config_group.command("check")

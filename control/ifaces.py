@@ -80,17 +80,22 @@ class Interfaces:
             kernel.write_config(self._dir(ifname), flags)
             return self.status(ifname), "updated"
         # Loading the program creates any missing host-wide map, empty. If
-        # they are missing (first use, or a reboot emptied bpffs), let the
-        # list store create them and put the journal's entries back first,
-        # or the program would enforce an empty blocklist and the store,
-        # finding the maps present, would never restore them.
-        if not all(os.path.exists(os.path.join(self.paths.pin_root, p)) for p in kernel.GLOBAL_PINS):
+        # they were missing (first use, or a reboot emptied bpffs), put the
+        # journal's entries back before the program sees a packet: else it
+        # enforces an empty blocklist, and the list store, finding the maps
+        # present, never restores them.
+        fresh = not all(os.path.exists(os.path.join(self.paths.pin_root, p)) for p in kernel.GLOBAL_PINS)
+
+        def restore() -> None:
             from .lists import ListStore
 
             store = ListStore(self.paths)
-            self.restored = store.restored
-            store.close()
-        kernel.attach(ifname, self.paths.pin_root, mode, flags)
+            try:
+                self.restored = store.restore()
+            finally:
+                store.close()
+
+        kernel.attach(ifname, self.paths.pin_root, mode, flags, before_attach=restore if fresh else None)
         return self.status(ifname), "attached"
 
     def detach(self, ifname: str) -> None:

@@ -13,7 +13,7 @@ import shutil
 import socket
 from dataclasses import dataclass
 from importlib import resources
-from typing import Optional
+from typing import Callable, Optional
 
 from . import bpfsys
 from .const import SwConfig
@@ -140,10 +140,12 @@ def ifindex(ifname: str) -> int:
 
 
 def attach(ifname: str, pin_root: str, mode: str = "auto", config_flags: int = 0,
-           defines: Optional[dict] = None) -> str:
+           defines: Optional[dict] = None, before_attach: Optional[Callable[[], None]] = None) -> str:
     """Load a program instance for ifname, pin it and attach it.
 
     mode: auto (native, falling back to generic), native or generic.
+    before_attach: called once the program and its maps exist, before it
+    sees a packet (to fill maps that loading has just created).
     Returns the mode actually used. The program stays attached after this
     process exits (netlink attachment holds it).
     """
@@ -152,8 +154,14 @@ def attach(ifname: str, pin_root: str, mode: str = "auto", config_flags: int = 0
     ifindex(ifname)
     iface_dir = iface_pin_dir(pin_root, ifname)
     loaded = load(pin_root, iface_dir, defines)
-    # configure before attaching: a --monitor attach must never drop
-    write_config(iface_dir, config_flags)
+    try:
+        # configure before attaching: a --monitor attach must never drop
+        write_config(iface_dir, config_flags)
+        if before_attach is not None:
+            before_attach()
+    except BaseException:
+        loaded.close()
+        raise
     tried = ["native", "generic"] if mode == "auto" else [mode]
     last_err = None
     used = None

@@ -15,7 +15,7 @@ from typing import Optional
 
 from . import bpfsys, const
 from .addr import Prefix
-from .errors import SeawallError
+from .errors import SeawallError, UsageError
 from .journal import JournalFile, iso, record
 from .signature import Signature
 from .state import Clock, Paths, locked
@@ -57,6 +57,7 @@ class ListStore:
         self.journal = JournalFile(paths.journal)
         self._maps: dict = {}
         self.restored = 0
+        self.restore_skipped: list = []
         missing = [p for p in ("allow_v4", "allow_v6", "block_v4", "block_v6", "sigs", "sig_meta")
                    if not os.path.exists(os.path.join(paths.pin_root, p))]
         if missing:
@@ -290,18 +291,31 @@ class ListStore:
         with locked(self.paths):
             rep = self.journal.read(now)
             n = 0
+            self.restore_skipped = list(rep.skipped)
             for cidr, d in rep.allows.items():
-                p = Prefix.parse(cidr)
+                try:
+                    p = Prefix.parse(cidr)
+                except UsageError:
+                    self.restore_skipped.append((0, f"bad address {cidr!r}"))
+                    continue
                 self.map("allow", p.version).update(
                     p.lpm_key(), bytes(const.SwAllow(prefixlen=p.prefixlen, flags=0)))
                 n += 1
             for cidr, d in rep.blocks.items():
-                p = Prefix.parse(cidr)
+                try:
+                    p = Prefix.parse(cidr)
+                except UsageError:
+                    self.restore_skipped.append((0, f"bad address {cidr!r}"))
+                    continue
                 self.map("block", p.version).update(p.lpm_key(), self._block_value(p, d.expires_at, d.source))
                 n += 1
             slots = self.map("sigs").max_entries
             for slot, (key, d) in enumerate(list(rep.sigs.items())[:slots]):
-                sig = Signature.from_json(d.extra.get("rule", {}))
+                try:
+                    sig = Signature.from_json(d.extra.get("rule", {}))
+                except (UsageError, TypeError, ValueError):
+                    self.restore_skipped.append((0, f"bad signature rule {key!r}"))
+                    continue
                 exp = 0 if d.expires_at is None else max(1, self.clock.wall_to_boot_ns(d.expires_at))
                 self._sig_write(slot, sig.to_kernel(exp))
                 n += 1

@@ -1,0 +1,166 @@
+"""`seawall replay`: a capture through the real kernel program and the real
+engine, on the capture's own clock.
+
+The program is compiled and loaded into a scratch bpffs folder (never the
+host's lists), each frame is run through it with BPF_PROG_TEST_RUN, and at
+every cycle boundary of the capture's clock the engine reads the program's
+maps exactly as the daemon does; its decisions go into the scratch maps, so
+later frames meet them in the kernel. Captures of attacks carry no
+legitimate traffic, so a seeded background (the harness's web mix) runs
+alongside, and before the capture for a warm-up the baseline learns from.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from . import bpfsys, kernel, pcap
+from .config import Config
+from .engine import BlockAction, Engine, Observation, SignatureAction
+from .errors import SeawallError
+from .harness import Legit, web_mix
+from .kview import IfaceView, hist_delta, split_features
+from .lists import ListStore
+from .sources import delta
+from .state import Paths
+
+XDP_DROP, XDP_PASS = 1, 2
+
+
+@dataclass
+class ReplayResult:
+    capture: str
+    packets: int
+    span: float
+    dropped: int  # capture packets dropped by the program
+    detected_at: Optional[float]  # seconds into the capture, alarm raised
+    first_action_at: Optional[float]
+    dropped_after_action: float  # fraction of capture packets after the first decision
+    background_packets: int
+    background_dropped: int
+    decisions: list = field(default_factory=list)
+    timeline: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "timeline"}
+        d["timeline"] = self.timeline
+        return d
+
+
+def _frame(src: int, dst: int, proto: int, sport: int, dport: int, length: int, flags: int) -> bytes:
+    eth = b"\x02\x00\x00\x00\x00\x01" + b"\x02\x00\x00\x00\x00\x02" + b"\x08\x00"
+    l4 = b""
+    if proto == 6:
+        l4 = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, flags, 65535, 0, 0)
+    elif proto == 17:
+        l4 = struct.pack("!HHHH", sport, dport, 8, 0)
+    elif proto == 1:
+        l4 = struct.pack("!BBHI", 8, 0, 0, 0)
+    total = max(length - 14, 20 + len(l4))
+    ip = struct.pack("!BBHHHBBHII", 0x45, 0, total, 0, 0, 64, proto, 0, src, dst)
+    pkt = eth + ip + l4
+    return pkt + b"\0" * (14 + total - len(pkt))
+
+
+def replay(path: str, cfg: Config, interval: float = 0.1, background_pps: float = 1000.0,
+           warmup: float = 30.0, seed: int = 1, defines: Optional[dict] = None) -> ReplayResult:
+    frames = list(pcap.read(path))
+    if not frames:
+        raise SeawallError(f"{path}: the capture holds no packets")
+    t0, t1 = frames[0].ts, frames[-1].ts
+    if t1 - t0 > 3600:
+        raise SeawallError(f"{path}: spans {t1 - t0:.0f} s; replay handles up to an hour")
+    rng = np.random.default_rng(seed)
+    legit = Legit(rng, clients=2000, pps=background_pps)
+    dst = 0xC6120001  # 198.18.0.1
+
+    pin_root = f"/sys/fs/bpf/seawall-replay-{uuid.uuid4().hex[:10]}"
+    state = tempfile.mkdtemp(prefix="seawall-replay-")
+    paths = Paths(pin_root, state)
+    loaded = None
+    view = None
+    store = None
+    try:
+        loaded = kernel.load(pin_root, kernel.iface_pin_dir(pin_root, "replay"), defines)
+        store = ListStore(paths)
+        view = IfaceView(pin_root, "replay")
+        eng = Engine(cfg)
+        prev_f = view.read_features()
+        prev_s = view.read_sources()
+        res = ReplayResult(os.path.basename(path), len(frames), round(t1 - t0, 3), 0, None, None, 0.0, 0, 0)
+        after_action = [0, 0]
+        i = 0
+        t = t0 - warmup
+        while t <= t1 + 1e-9:
+            end = t + interval
+            cap_pass = cap_drop = bg_pass = bg_drop = 0
+            # background for this cycle
+            if background_pps > 0:
+                pk = legit.gen(interval)
+                for j in range(len(pk.src)):
+                    fr = _frame(int(pk.src[j]), dst, int(pk.proto[j]), int(pk.sport[j]), int(pk.dport[j]),
+                                int(pk.length[j]), int(pk.flags[j]))
+                    v = bpfsys.prog_test_run(loaded.prog_fd, fr).retval
+                    if v == XDP_DROP:
+                        bg_drop += 1
+                    else:
+                        bg_pass += 1
+            while i < len(frames) and frames[i].ts < end:
+                data = frames[i].data
+                v = bpfsys.prog_test_run(loaded.prog_fd, data).retval if len(data) >= 14 else XDP_PASS
+                if v == XDP_DROP:
+                    cap_drop += 1
+                else:
+                    cap_pass += 1
+                if res.first_action_at is not None:
+                    after_action[0] += 1
+                    after_action[1] += v == XDP_DROP
+                i += 1
+            res.dropped += cap_drop
+            res.background_packets += bg_pass + bg_drop
+            res.background_dropped += bg_drop
+            f = view.read_features()
+            s = view.read_sources()
+            obs = Observation(end - t0, interval, split_features(hist_delta(f, prev_f)), delta(s, prev_s))
+            obs.sources = obs.sources.take(obs.sources.packets > 0)
+            prev_f, prev_s = f, s
+            rep = eng.step(obs)
+            rel = round(end - t0, 3)
+            if rep.raised and res.detected_at is None and end > t0:
+                res.detected_at = rel
+            for a in rep.actions:
+                if isinstance(a, BlockAction):
+                    store.block_add(a.prefix, int(a.ttl), a.reason, source="auto")
+                    res.decisions.append({"t": rel, "action": "block", "what": str(a.prefix), "reason": a.reason})
+                elif isinstance(a, SignatureAction):
+                    store.sig_add(a.signature, a.ttl, a.reason, source="auto")
+                    res.decisions.append({"t": rel, "action": "signature", "what": a.signature.describe(),
+                                          "reason": a.reason})
+                if res.first_action_at is None and end > t0:
+                    res.first_action_at = rel
+            res.timeline.append({
+                "t": rel, "capture_pass": cap_pass, "capture_drop": cap_drop, "background_pass": bg_pass,
+                "background_drop": bg_drop, "score": round(rep.score, 3), "alarm": rep.alarm,
+                "entropy": {k: round(v, 4) for k, v in rep.entropy.items()},
+                "actions": len(rep.actions),
+            })
+            t = end
+        res.dropped_after_action = round(after_action[1] / after_action[0], 4) if after_action[0] else 0.0
+        return res
+    finally:
+        if view is not None:
+            view.close()
+        if store is not None:
+            store.close()
+        if loaded is not None:
+            loaded.close()
+        shutil.rmtree(pin_root, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
