@@ -379,11 +379,12 @@ def run_all(cfg: Optional[Config] = None, seed: int = 1, dt: float = 0.5) -> lis
 
 
 def table(results: list) -> str:
-    head = "| scenario | detected | delay | attack dropped | legit blocked | legit dropped | bound |\n" \
-           "|---|---|---|---|---|---|---|\n"
+    head = "| scenario | detected | alarm after | first decision after | attack dropped | legit blocked | legit dropped | bound |\n" \
+           "|---|---|---|---|---|---|---|---|\n"
     rows = []
     for r in results:
         rows.append(f"| {r.name} | {'yes' if r.detected else 'no'} | "
-                    f"{'-' if r.delay is None else f'{r.delay:.1f} s'} | {r.attack_dropped:.1%} | "
+                    f"{'-' if r.delay is None else f'{r.delay:.1f} s'} | "
+                    f"{'-' if r.mitigation_delay is None else f'{r.mitigation_delay:.1f} s'} | {r.attack_dropped:.1%} | "
                     f"{r.legit_blocked} | {r.legit_dropped:.3%} | {'met' if r.ok else 'MISSED: ' + '; '.join(r.failures)} |")
     return head + "\n".join(rows)

@@ -74,6 +74,7 @@ def test_flood_is_cut_and_customers_stay_served(dlab, tmp_path):
     ev = events(err)
 
     print(f"attacker blocked {blocked_at} s after the flood started; customers: {summary}")
+    print("\n".join(l for l in err.splitlines() if "\"block\"" in l or "alarm" in l))
     assert blocked_at is not None, f"attacker never blocked; daemon said: {err[-2000:]}"
     assert blocked_at < 3.0, f"attacker blocked only after {blocked_at:.1f} s"
     blocks = json.loads(lab.seawall("block", "list", "--json").stdout)
