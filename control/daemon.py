@@ -75,6 +75,8 @@ class Daemon:
         self.engine: Optional[Engine] = None
         self.last: Optional[CycleReport] = None
         self.decisions = 0
+        self.decisions_by = {"block": 0, "signature": 0, "would_block": 0, "would_signature": 0}
+        self.metrics_server = None
         self.cycle_seconds = 0.0
         self.state_ok = True
         self._allow: list = []
@@ -168,6 +170,8 @@ class Daemon:
     def apply(self, act) -> None:
         monitor = self.cfg.daemon.monitor
         self.decisions += 1
+        kind = ("would_" if monitor else "") + ("block" if isinstance(act, BlockAction) else "signature")
+        self.decisions_by[kind] += 1
         if isinstance(act, BlockAction):
             fields = dict(cidr=str(act.prefix), ttl=round(act.ttl), reason=act.reason, **act.evidence)
             if monitor:
@@ -241,8 +245,18 @@ class Daemon:
         self._signals()
         self.start()
         interval = self.cfg.daemon.interval
+        if self.cfg.metrics.enabled:
+            from .metrics import serve
+
+            try:
+                self.metrics_server = serve(self.paths, self, self.cfg.metrics.listen, self.cfg.metrics.port)
+            except OSError as e:
+                raise SeawallError(f"metrics: cannot listen on {self.cfg.metrics.listen}:{self.cfg.metrics.port}: "
+                                   f"{e.strerror}") from None
         event("started", interfaces=list(self.views), interval=interval, monitor=self.cfg.daemon.monitor,
-              bpffs=self.paths.pin_root, state_dir=self.paths.state_dir)
+              bpffs=self.paths.pin_root, state_dir=self.paths.state_dir,
+              metrics=f"http://{self.cfg.metrics.listen}:{self.cfg.metrics.port}/metrics"
+              if self.cfg.metrics.enabled else None)
         sd_notify("READY=1\nSTATUS=watching " + ", ".join(self.views))
         last = time.monotonic()
         next_t = last + interval
@@ -278,6 +292,8 @@ class Daemon:
                     event("detached", interface=name)
                 except SeawallError as e:
                     event("detach_failed", interface=name, error=str(e))
+        if self.metrics_server is not None:
+            self.metrics_server[0].shutdown()
         for v in self.views.values():
             v.close()
         if self.store is not None:
