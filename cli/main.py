@@ -244,7 +244,7 @@ def stats(app, only, as_json):
         click.echo("no interface attached (seawall attach IFACE)")
     for n, c in obj["interfaces"].items():
         click.echo(f"{n}:")
-        table([[r, v["verdict"], v["packets"], v["bytes"]] for r, v in c["reasons"].items()],
+        table([[f"  {r}", v["verdict"], v["packets"], v["bytes"]] for r, v in c["reasons"].items()],
               ["  REASON", "VERDICT", "PACKETS", "BYTES"])
         ev = ", ".join(f"{k}={v}" for k, v in c["events"].items() if v)
         click.echo(f"  events: {ev or 'none'}")
@@ -676,6 +676,27 @@ def replay(app, capture, config_path, interval, background, warmup, seed, as_jso
     click.echo(f"background: {res.background_dropped} of {res.background_packets} legitimate packets dropped")
     for d in res.decisions:
         click.echo(f"  {d['t']:8.2f} s  {d['action']:9}  {d['what']}  ({d['reason']})")
+
+
+@cli.command()
+@click.option("--interval", type=click.FloatRange(0.2, 10), default=1.0, show_default=True, metavar="SECONDS")
+@click.option("--metrics", "metrics_url", default="http://127.0.0.1:9477/metrics", show_default=True, metavar="URL",
+              help="the daemon's metrics, for its score and alarm")
+@pass_app
+def top(app, interval, metrics_url):
+    """Live view: rates by verdict, entropy per feature, top sources, the
+    daemon's score and recent decisions. q or Ctrl-C quits.
+
+    \b
+    Example:
+      seawall top --interval 0.5
+    """
+    app.need_root()
+    if not sys.stdout.isatty():
+        raise UsageError("seawall top needs a terminal (use `seawall stats --json` in scripts)")
+    from seawall.control.top import run as run_top
+
+    run_top(app.paths, interval, metrics_url)
 
 
 # --- entry point --------------------------------------------------------------
