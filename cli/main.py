@@ -84,6 +84,10 @@ class App:
         store = ListStore(self.paths)
         if store.restored:
             click.echo(f"restored {store.restored} entries from the journal into fresh maps", err=True)
+        if store.restore_skipped:
+            lines = ", ".join(str(n) for n, _ in store.restore_skipped if n) or "-"
+            click.echo(f"warning: the journal had {len(store.restore_skipped)} unreadable entries "
+                       f"(lines {lines}); they were ignored, the rest restored", err=True)
         return store
 
     def ifaces(self):

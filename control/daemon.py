@@ -86,7 +86,7 @@ class Daemon:
     def start(self) -> None:
         self.store = ListStore(self.paths, self.clock)
         if self.store.restored:
-            event("restored", entries=self.store.restored)
+            event("restored", entries=self.store.restored, ignored=len(self.store.restore_skipped))
         rep = self.store.journal.read()
         if rep.skipped:
             event("journal_skipped", lines=[n for n, _ in rep.skipped][:20], count=len(rep.skipped),
