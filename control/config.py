@@ -7,11 +7,12 @@ Every bad key or value gets one error naming it, e.g.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .duration import parse_duration
+from .duration import MAX_SECONDS, parse_duration
 from .errors import UsageError
 
 
@@ -165,7 +166,11 @@ def _convert(kind: str, value: Any):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ValueError("must be a duration such as \"90s\"")
         if isinstance(value, (int, float)):
-            return float(value)  # bare numbers in TOML are seconds
+            # bare numbers in TOML are seconds, bounded like a duration
+            # string: inf or 1e300 would overflow the kernel's expiry
+            if not (math.isfinite(value) and value <= MAX_SECONDS):
+                raise ValueError("must be a duration of at most a year (366d)")
+            return float(value)
         try:
             return _ms_duration(value) if kind == "ms_duration" else float(parse_duration(value))
         except UsageError as e:
@@ -211,6 +216,8 @@ def load(path: Optional[str]) -> Config:
         raise ConfigError(f"{path}: no such file") from None
     except PermissionError:
         raise ConfigError(f"{path}: permission denied") from None
+    except OSError as e:  # a directory, an I/O error: still one line, exit 2
+        raise ConfigError(f"{path}: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError:

@@ -219,6 +219,8 @@ class Engine:
             rep.actions = self._attribute(obs, z, score, pps)
             if not rep.actions and raised:
                 rep.note = "alarm without an attributable attacker (flash crowd?): no action"
+        else:
+            self.suspects = {}  # "the previous cycle" means the previous cycle
         return rep
 
     # --- attribution -------------------------------------------------------
@@ -270,6 +272,8 @@ class Engine:
             heavy_pps = float(rate[heavy].sum()) if len(heavy) else 0.0
             if len(heavy):
                 actions += self._block_heavy(obs, src, rate, heavy, z, score)
+        else:
+            self.suspects = {}
         # spoofed or reflected: the heavy sources do not explain the excess
         # unexplained excess of at least half the baseline rate
         if a.signatures and excess >= 0.5 * 10 ** self.vol.mean and heavy_pps < 0.5 * excess:

@@ -72,9 +72,14 @@ def _pcap(path, f):
         yield Frame(sec + frac / div, data, orig)
 
 
+# shortest body (without the trailing length) of the blocks we parse:
+# IDB link type, reserved, snaplen; EPB interface, timestamp, lengths; SPB length
+_MIN_BODY = {1: 8, 6: 20, 3: 4}
+
+
 def _pcapng(path, f):
     endian = "<"
-    ifaces = []  # (linktype, ts divisor)
+    ifaces = []  # (linktype, ts divisor, snaplen) of the current section
     n = 0
     while True:
         hdr = f.read(8)
@@ -88,42 +93,49 @@ def _pcapng(path, f):
             endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
             if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
                 raise CaptureError(f"{path}: bad pcapng byte-order magic")
-            blen = struct.unpack(endian + "I", hdr[4:8])[0]
-            body = bom + f.read(blen - 12)
+            ifaces = []  # interface numbers start again in each section
+            head = bom
         else:
-            blen = struct.unpack(endian + "I", hdr[4:8])[0]
-            if blen < 12 or blen % 4 or blen > 1 << 24:
-                raise CaptureError(f"{path}: corrupt block length {blen} after packet {n}")
-            body = f.read(blen - 8)
+            head = b""
+        blen = struct.unpack(endian + "I", hdr[4:8])[0]
+        if blen < 12 or blen % 4 or blen > 1 << 24:
+            raise CaptureError(f"{path}: corrupt block length {blen} after packet {n}")
+        body = head + f.read(blen - 8 - len(head))
         if len(body) < blen - 8:
             raise CaptureError(f"{path}: truncated block after packet {n}")
         body = body[:-4]  # trailing length
+        if len(body) < _MIN_BODY.get(btype, 0):
+            raise CaptureError(f"{path}: block of type {btype} too short ({blen} bytes) after packet {n}")
         if btype == 1:  # interface description
-            linktype = struct.unpack(endian + "H", body[:2])[0]
+            linktype, _, snaplen = struct.unpack(endian + "HHI", body[:8])
             div = 1e6
             opts = body[8:]
             while len(opts) >= 4:
                 code, olen = struct.unpack(endian + "HH", opts[:4])
                 if code == 0:
                     break
+                if 4 + olen > len(opts):
+                    raise CaptureError(f"{path}: corrupt interface option {code} after packet {n}")
                 if code == 9 and olen >= 1:  # if_tsresol
                     r = opts[4]
                     div = float(2 ** (r & 0x7F)) if r & 0x80 else float(10 ** r)
                 opts = opts[4 + ((olen + 3) & ~3):]
-            ifaces.append((linktype, div))
+            ifaces.append((linktype, div, snaplen))
         elif btype in (6, 3):  # enhanced / simple packet
             if btype == 6:
                 iface, th, tl, incl, orig = struct.unpack(endian + "IIIII", body[:20])
-                data = body[20:20 + incl]
             else:
                 iface, th, tl, orig = 0, 0, 0, struct.unpack(endian + "I", body[:4])[0]
-                data = body[4:]
-                incl = len(data)
             if iface >= len(ifaces):
                 raise CaptureError(f"{path}: packet {n + 1} names interface {iface} that was never described")
-            linktype, div = ifaces[iface]
+            linktype, div, snaplen = ifaces[iface]
             if linktype != LINKTYPE_ETHERNET:
                 raise CaptureError(f"{path}: link type {linktype} is not Ethernet")
+            if btype == 6:
+                data = body[20:20 + incl]
+            else:  # the frame is min(original, snaplen) bytes; the rest is padding
+                incl = min(orig, snaplen) if snaplen else orig
+                data = body[4:4 + incl]
             if len(data) < incl:
                 raise CaptureError(f"{path}: truncated inside packet {n + 1}")
             n += 1

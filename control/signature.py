@@ -29,7 +29,7 @@ def tcp_flags_str(v: int) -> str:
 def parse_tcp_flags(text: str) -> int:
     """'S' (SYN only), 'SA', 'PA', ... or a number 0-63."""
     t = text.strip().upper()
-    if t.isdigit() and int(t) < 64:
+    if t.isascii() and t.isdigit() and int(t) < 64:  # isdigit() alone takes '²', which int() refuses
         return int(t)
     bits = dict((n, b) for b, n in _FLAG_BITS)
     if not t or any(c not in bits for c in t):
@@ -45,7 +45,7 @@ class Signature:
     dport: Optional[int] = None
     sport: Optional[int] = None
     len_min: Optional[int] = None  # frame bytes, inclusive
-    len_max: Optional[int] = None  # frame bytes, exclusive
+    len_max: Optional[int] = None  # frame bytes, exclusive (the kernel keeps it in a u16: <= 65535)
     tcp_flags: Optional[int] = None  # exact value of the low 6 flag bits
     rate_pps: int = 0  # 0: drop all matching; else pass up to this rate
 
@@ -58,7 +58,7 @@ class Signature:
                 raise UsageError(f"{name} {v} is out of range 0-65535")
         if (self.len_min is None) != (self.len_max is None):
             raise UsageError("a length range needs both ends")
-        if self.len_min is not None and not 0 <= self.len_min < self.len_max <= 65536:
+        if self.len_min is not None and not 0 <= self.len_min < self.len_max <= 65535:
             raise UsageError(f"length range {self.len_min}-{self.len_max - 1} is empty or out of range")
         if self.tcp_flags is not None and not 0 <= self.tcp_flags < 64:
             raise UsageError("TCP flags must be 0-63")
@@ -112,7 +112,7 @@ class Signature:
             s.sport = self.sport
         if self.len_min is not None:
             s.match |= const.SIG_LEN
-            s.len_min, s.len_max = self.len_min, min(self.len_max, 65535)
+            s.len_min, s.len_max = self.len_min, self.len_max
         if self.tcp_flags is not None:
             s.match |= const.SIG_FLAGS
             s.tcp_flags = self.tcp_flags
@@ -145,7 +145,7 @@ def parse_proto(text: str) -> int:
     t = text.strip().lower()
     if t in PROTO_NUMBERS:
         return PROTO_NUMBERS[t]
-    if t.isdigit() and 0 < int(t) < 256:
+    if t.isascii() and t.isdigit() and 0 < int(t) < 256:
         return int(t)
     raise UsageError(f"{text!r} is not a protocol (tcp, udp, icmp, icmpv6 or a number)")
 
@@ -153,6 +153,6 @@ def parse_proto(text: str) -> int:
 def parse_len_range(text: str) -> tuple:
     """'1200-1500' (inclusive) -> (1200, 1501)."""
     m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
-    if not m or int(m.group(1)) > int(m.group(2)) or int(m.group(2)) > 65535:
+    if not m or int(m.group(1)) > int(m.group(2)) or int(m.group(2)) > 65534:
         raise UsageError(f"{text!r} is not a length range such as 1200-1500")
     return int(m.group(1)), int(m.group(2)) + 1
