@@ -640,21 +640,30 @@ def evaluate(seed, interval, as_json):
               help="background alone before the capture, for the baseline")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object, with the per-cycle timeline")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="also draw the timeline as a PNG: packets/s by verdict, entropy, score, decisions")
 @pass_app
-def replay(app, capture, config_path, interval, background, warmup, seed, as_json):
+def replay(app, capture, config_path, interval, background, warmup, seed, as_json, plot_path):
     """Run a pcap/pcapng capture through the real XDP program (BPF_PROG_TEST_RUN)
     and the real scoring engine, on the capture's own clock, and report what
     would have been detected and dropped. Uses scratch maps: the host's
     lists are not touched.
 
     \b
-    Example:
+    Examples:
       seawall replay attack.pcap --json
+      seawall replay attack.pcap --plot attack.png
     """
     from seawall.control import config as configmod
     from seawall.control import pcap as pcapmod
     from seawall.control.replay import replay as run_replay
 
+    if plot_path is not None:  # before the replay, which takes a while
+        folder = os.path.dirname(os.path.abspath(plot_path))
+        if not os.path.isdir(folder):
+            raise UsageError(f"--plot: {plot_path}: no such directory {folder}")
+        if not os.access(folder, os.W_OK):
+            raise UsageError(f"--plot: {plot_path}: directory {folder} is not writable")
     cfg = configmod.load(config_path)
     try:
         dt = configmod.from_dict({"daemon": {"interval": interval}}, "--interval").daemon.interval
@@ -668,7 +677,16 @@ def replay(app, capture, config_path, interval, background, warmup, seed, as_jso
     res = run_replay(capture, cfg, dt, background, warmup, seed)
     if as_json:
         emit_json(res.to_json())
-        return
+    else:
+        _replay_summary(res)
+    if plot_path is not None:
+        from seawall.control import plot
+
+        plot.write_png(plot_path, plot.render(res, cfg.detection.threshold))
+        click.echo(f"plot: {plot_path}", err=as_json)
+
+
+def _replay_summary(res) -> None:
     click.echo(f"{res.capture}: {res.packets} packets over {res.span:.2f} s")
     if res.detected_at is None:
         click.echo("not detected")

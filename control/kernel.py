@@ -113,12 +113,57 @@ def load(pin_root: str, iface_dir: str, defines: Optional[dict] = None) -> Loade
     ensure_bpffs(pin_root)
     os.makedirs(iface_dir, mode=0o700, exist_ok=True)
     src = os.path.join(xdp_dir(), "seawall.c")
-    try:
-        b = BPF(src_file=src.encode(), cflags=cflags(pin_root, iface_dir, defines))
-        fn = b.load_func(PROG_NAME.encode(), BPF.XDP)
-    except Exception as e:
-        raise SeawallError(f"cannot compile or load {src}: {e}") from e
+    with _CapturedOutput() as out:
+        try:
+            b = BPF(src_file=src.encode(), cflags=cflags(pin_root, iface_dir, defines))
+            fn = b.load_func(PROG_NAME.encode(), BPF.XDP)
+        except Exception as e:
+            err = e
+        else:
+            err = None
+    if err is not None:
+        hint = _diagnostic(out.text)
+        raise SeawallError(f"cannot compile or load {src}: {err}" + (f" ({hint})" if hint else "")) from err
     return Loaded(b, fn.fd, pin_root, iface_dir)
+
+
+class _CapturedOutput:
+    """Send file descriptors 1 and 2 to a temporary file for a while.
+
+    bcc, clang and the verifier print their diagnostics straight to them,
+    many lines at a time, while the CLI promises one line per error (and
+    the daemon's stdout carries its events); load() keeps the telling line.
+    """
+
+    def __enter__(self) -> "_CapturedOutput":
+        import sys
+        import tempfile
+
+        for f in (sys.stdout, sys.stderr):
+            f.flush()
+        self._tmp = tempfile.TemporaryFile()
+        self._saved = [os.dup(1), os.dup(2)]
+        os.dup2(self._tmp.fileno(), 1)
+        os.dup2(self._tmp.fileno(), 2)
+        self.text = ""
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for fd, saved in zip((1, 2), self._saved):
+            os.dup2(saved, fd)
+            os.close(saved)
+        self._tmp.seek(0)
+        self.text = self._tmp.read().decode(errors="replace")
+        self._tmp.close()
+
+
+def _diagnostic(text: str) -> str:
+    """The line of compiler or loader output that says what went wrong."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if "error:" in ln or ln.startswith("Unable to find kernel headers"):
+            return ln[:300]
+    return lines[-1][:300] if lines else ""
 
 
 def ensure_global_maps(pin_root: str) -> None:
@@ -149,10 +194,22 @@ def attach(ifname: str, pin_root: str, mode: str = "auto", config_flags: int = 0
     Returns the mode actually used. The program stays attached after this
     process exits (netlink attachment holds it).
     """
-    from bcc import BPF
-
     ifindex(ifname)
     iface_dir = iface_pin_dir(pin_root, ifname)
+    # A failed attach leaves nothing behind: a new interface folder would
+    # show as a stale interface in status and break stats.
+    new_dir = not os.path.isdir(iface_dir)
+    try:
+        return _load_and_attach(ifname, pin_root, iface_dir, mode, config_flags, defines, before_attach)
+    except BaseException:
+        if new_dir:
+            shutil.rmtree(iface_dir, ignore_errors=True)
+        raise
+
+
+def _load_and_attach(ifname, pin_root, iface_dir, mode, config_flags, defines, before_attach) -> str:
+    from bcc import BPF
+
     loaded = load(pin_root, iface_dir, defines)
     try:
         # configure before attaching: a --monitor attach must never drop

@@ -47,7 +47,7 @@ if not os.path.exists(SEAWALL):  # pragma: no cover - pytest run from elsewhere
 #: UID/GID of `nobody`, for the unprivileged runs
 NOBODY = 65534
 
-#: every subprocess is bounded; a ping is at most count * interval + 1 s wait
+#: every subprocess is bounded; a ping takes count * 10 ms plus its wait
 CMD_TIMEOUT_S = 60
 
 _PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
@@ -99,15 +99,16 @@ class Lab:
     def nsenter(self, ns: str) -> list:
         return ["nsenter", f"--net=/run/netns/{ns}"]
 
-    def seawall(self, *args: str, user: int | None = None) -> subprocess.CompletedProcess:
+    def seawall(self, *args: str, user: int | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
         """Run the seawall CLI in the server namespace (never raises on a
         non-zero exit: the caller checks returncode/stdout/stderr).
-        user: run unprivileged as this uid/gid (setpriv), after nsenter."""
+        user: run unprivileged as this uid/gid (setpriv), after nsenter.
+        env: extra environment variables."""
         cmd = self.nsenter(self.server)
         if user is not None:
             cmd += ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
         cmd += [SEAWALL, *args]
-        return _run(cmd, check=False, env=self.env)
+        return _run(cmd, check=False, env=dict(self.env, **(env or {})))
 
     def sw(self, *args: str) -> str:
         """Run seawall and require success; returns stdout."""
@@ -144,11 +145,11 @@ class Lab:
 
     # --- traffic -------------------------------------------------------------
 
-    def ping(self, src: str, count: int = 5) -> Ping:
+    def ping(self, src: str, count: int = 5, wait: float = 1.0) -> Ping:
         """count echo requests from client address src to the server, 10 ms
-        apart, waiting at most 1 s for the last reply."""
+        apart, waiting at most `wait` seconds for the last reply."""
         dst = SERVER_V6 if ":" in src else SERVER_V4
-        cmd = self.nsenter(self.client) + ["ping", "-n", "-q", "-c", str(count), "-i", "0.01", "-W", "1",
+        cmd = self.nsenter(self.client) + ["ping", "-n", "-q", "-c", str(count), "-i", "0.01", "-W", str(wait),
                                            "-I", src, dst]
         p = _run(cmd, check=False)
         m = _PING_SUMMARY.search(p.stdout)
