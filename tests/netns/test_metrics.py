@@ -101,6 +101,19 @@ def test_metrics_pass_promtool_and_a_real_prometheus_scrapes_them(dlab, tmp_path
 
     value = wait_for(query, 30, "Prometheus to scrape seawall_packets_total")
     assert value > 10, value
+
+    # every query of the shipped Grafana dashboard runs on the real server
+    import urllib.parse
+
+    dash = json.load(open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "grafana-seawall.json")))
+    for panel in dash["panels"]:
+        for t in panel["targets"]:
+            expr = t["expr"].replace("$instance", ".*")
+            res = json.loads(fetch(lab, f"http://127.0.0.1:{PROM_PORT}/api/v1/query?query="
+                                        + urllib.parse.quote(expr)))
+            assert res["status"] == "success", (panel["title"], expr, res)
+    res = json.loads(fetch(lab, f"http://127.0.0.1:{PROM_PORT}/api/v1/query?query=seawall_entropy"))
+    assert len(res["data"]["result"]) == 6, res  # one series per feature
     clients.communicate(timeout=30)
     daemon.terminate()
     daemon.communicate(timeout=20)
