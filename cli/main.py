@@ -674,7 +674,7 @@ def replay(app, capture, config_path, interval, background, warmup, seed, as_jso
     if n == 0:
         raise SeawallError(f"{capture}: the capture holds no packets")
     app.need_root()
-    res = run_replay(capture, cfg, dt, background, warmup, seed)
+    res = run_replay(capture, cfg, dt, background, warmup, seed, scratch_prefix=app.paths.pin_root)
     if as_json:
         emit_json(res.to_json())
     else:

@@ -71,7 +71,10 @@ def _frame(src: int, dst: int, proto: int, sport: int, dport: int, length: int, 
 
 
 def replay(path: str, cfg: Config, interval: float = 0.1, background_pps: float = 1000.0,
-           warmup: float = 30.0, seed: int = 1, defines: Optional[dict] = None) -> ReplayResult:
+           warmup: float = 30.0, seed: int = 1, defines: Optional[dict] = None,
+           scratch_prefix: str = "/sys/fs/bpf/seawall") -> ReplayResult:
+    """scratch_prefix: the scratch bpffs folder is `<prefix>-replay-<random>`,
+    beside (never inside) the host's pins, and removed afterwards."""
     frames = list(pcap.read(path))
     if not frames:
         raise SeawallError(f"{path}: the capture holds no packets")
@@ -82,7 +85,7 @@ def replay(path: str, cfg: Config, interval: float = 0.1, background_pps: float 
     legit = Legit(rng, clients=2000, pps=background_pps)
     dst = 0xC6120001  # 198.18.0.1
 
-    pin_root = f"/sys/fs/bpf/seawall-replay-{uuid.uuid4().hex[:10]}"
+    pin_root = f"{scratch_prefix.rstrip('/')}-replay-{uuid.uuid4().hex[:10]}"
     state = tempfile.mkdtemp(prefix="seawall-replay-")
     paths = Paths(pin_root, state)
     loaded = None

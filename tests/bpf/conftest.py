@@ -28,12 +28,6 @@ from seawall.control.addr import Prefix
 from seawall.control.lists import ListStore
 from seawall.control.state import Clock, Paths
 
-XDP_DROP = 1
-XDP_PASS = 2
-#: the kernel refuses XDP test runs on less than an Ethernet header
-#: (net/bpf/test_run.c: data_size_in < ETH_HLEN -> EINVAL)
-ETH_HLEN = 14
-
 
 @dataclass(frozen=True)
 class Outcome:

@@ -19,6 +19,12 @@ from scapy.layers.ipsec import AH
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 
+XDP_DROP = 1
+XDP_PASS = 2
+#: the kernel refuses XDP test runs on less than an Ethernet header
+#: (net/bpf/test_run.c: data_size_in < ETH_HLEN -> EINVAL)
+ETH_HLEN = 14
+
 MAC_SRC = "02:00:00:00:00:01"
 MAC_DST = "02:00:00:00:00:02"
 
@@ -119,9 +125,6 @@ def v4_options_full():
     return [IPOption_NOP()] * 40  # 40 bytes: ihl 15, the maximum
 
 
-def raw(p) -> bytes:
-    return bytes(p)
-
-
 def l3_offset(vlans: int) -> int:
+    """Offset of the L3 header: Ethernet (14 bytes) plus 4 bytes a tag."""
     return 14 + 4 * vlans

@@ -1,0 +1,179 @@
+"""Blocklist expiry checked in the kernel, nested prefixes, last-hit stamps,
+list edits taking effect on the next packet, and monitor mode."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from seawall.control import const
+from seawall.control.addr import Prefix
+from seawall.control.const import Event, Reason
+
+from frames import XDP_DROP, XDP_PASS, eth, ip4, ip6, tcp, udp
+
+SEC = 1_000_000_000  # ns
+BLOCK_EXPIRED_HOPS = 4  # tunables.h default
+
+V4 = "198.18.20.20"
+V6 = "2001:2:0:20::20"
+
+
+def frame(src: str) -> bytes:
+    return bytes(eth() / (ip4(src) if ":" not in src else ip6(src)) / tcp())
+
+
+def verdict(out):
+    return out.retval, out.reason
+
+
+# --- expiry ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("src,host", [(V4, f"{V4}/32"), (V6, f"{V6}/128")], ids=["v4", "v6"])
+def test_expired_entry_no_longer_drops(datapath, src, host):
+    now = datapath.clock.boot_ns()
+    datapath.block_raw(host, now + 60 * SEC)
+    out = datapath.run_counted(frame(src))
+    assert verdict(out) == (XDP_DROP, Reason.DROP_BLOCK), "a live entry drops"
+    assert out.event(Event.BLOCK_EXPIRED) == 0
+
+    datapath.block_raw(host, datapath.clock.boot_ns() - 1)
+    out = datapath.run_counted(frame(src))
+    assert verdict(out) == (XDP_PASS, Reason.PASS_CLEAN)
+    assert out.event(Event.BLOCK_EXPIRED) == 1
+    assert datapath.block_entry(host) is not None, "the kernel skips, the control plane prunes"
+
+
+def test_never_expiring_entry_drops(datapath):
+    datapath.block_raw(f"{V4}/32", 0)
+    out = datapath.run_counted(frame(V4))
+    assert verdict(out) == (XDP_DROP, Reason.DROP_BLOCK)
+
+
+def test_ttl_block_expires_without_a_daemon(datapath):
+    """ListStore.block_add(ttl=1): drops now, passes after a second with no
+    control plane running, counting BLOCK_EXPIRED."""
+    datapath.block(f"{V4}/32", ttl=1)
+    assert verdict(datapath.run_counted(frame(V4))) == (XDP_DROP, Reason.DROP_BLOCK)
+    time.sleep(1.1)
+    out = datapath.run_counted(frame(V4))
+    assert verdict(out) == (XDP_PASS, Reason.PASS_CLEAN)
+    assert out.event(Event.BLOCK_EXPIRED) == 1
+
+
+@pytest.mark.parametrize("src,outer,inner", [
+    (V4, "198.18.20.0/24", f"{V4}/32"),
+    (V6, "2001:2:0:20::/64", f"{V6}/128"),
+], ids=["v4-32-in-24", "v6-128-in-64"])
+def test_expired_host_inside_live_prefix_still_drops(datapath, src, outer, inner):
+    now = datapath.clock.boot_ns()
+    datapath.block_raw(outer, 0)
+    datapath.block_raw(inner, now - 1)
+    out = datapath.run_counted(frame(src))
+    assert verdict(out) == (XDP_DROP, Reason.DROP_BLOCK)
+    assert out.event(Event.BLOCK_EXPIRED) == 1, "the /32 was looked at and skipped"
+
+
+def test_expired_prefix_inside_expired_prefix_falls_through_to_live_one(datapath):
+    now = datapath.clock.boot_ns()
+    datapath.block_raw("198.18.0.0/16", now + 60 * SEC)
+    datapath.block_raw("198.18.20.0/24", now - 1)
+    datapath.block_raw("198.18.20.16/28", now - 1)
+    datapath.block_raw(f"{V4}/32", now - 1)
+    out = datapath.run_counted(frame(V4))
+    assert verdict(out) == (XDP_DROP, Reason.DROP_BLOCK)
+    assert out.event(Event.BLOCK_EXPIRED) == 3
+
+
+def test_all_covering_prefixes_expired_passes(datapath):
+    now = datapath.clock.boot_ns()
+    datapath.block_raw("198.18.20.0/24", now - 1)
+    datapath.block_raw(f"{V4}/32", now - 1)
+    out = datapath.run_counted(frame(V4))
+    assert verdict(out) == (XDP_PASS, Reason.PASS_CLEAN)
+    assert out.event(Event.BLOCK_EXPIRED) == 2
+
+
+def test_expired_hops_bound(datapath):
+    """BLOCK_EXPIRED_HOPS (4) nested expired entries are skipped per packet
+    and no more (a verifier bound; the control plane prunes expired ones):
+    a live /16 under four expired longer prefixes is not reached."""
+    now = datapath.clock.boot_ns()
+    datapath.block_raw("198.18.0.0/16", 0)
+    expired = [f"{V4}/32", "198.18.20.20/31", "198.18.20.20/30", "198.18.20.16/29"]
+    for cidr in expired[:BLOCK_EXPIRED_HOPS - 1]:
+        datapath.block_raw(cidr, now - 1)
+    out = datapath.run_counted(frame(V4))
+    assert verdict(out) == (XDP_DROP, Reason.DROP_BLOCK), "within the bound the /16 is reached"
+    assert out.event(Event.BLOCK_EXPIRED) == BLOCK_EXPIRED_HOPS - 1
+
+    datapath.block_raw(expired[BLOCK_EXPIRED_HOPS - 1], now - 1)
+    out = datapath.run_counted(frame(V4))
+    assert verdict(out) == (XDP_PASS, Reason.PASS_CLEAN)
+    assert out.event(Event.BLOCK_EXPIRED) == BLOCK_EXPIRED_HOPS
+
+
+def test_drop_stamps_last_hit_at_most_once_a_second(datapath):
+    datapath.block(f"{V4}/32")
+    assert datapath.block_entry(f"{V4}/32").last_hit_ns == 0
+    t0 = datapath.clock.boot_ns()
+    assert datapath.run(frame(V4)) == XDP_DROP
+    t1 = datapath.clock.boot_ns()
+    hit = datapath.block_entry(f"{V4}/32").last_hit_ns
+    assert t0 <= hit <= t1
+    assert datapath.run(frame(V4)) == XDP_DROP
+    assert datapath.block_entry(f"{V4}/32").last_hit_ns == hit, "rewritten within the granularity"
+
+
+def test_expired_entry_keeps_its_last_hit(datapath):
+    datapath.block_raw(f"{V4}/32", datapath.clock.boot_ns() - 1)
+    datapath.run(frame(V4))
+    assert datapath.block_entry(f"{V4}/32").last_hit_ns == 0
+
+
+# --- list edits take effect on the next packet --------------------------------
+
+
+@pytest.mark.parametrize("src,cidr", [(V4, "198.18.20.0/24"), (V6, "2001:2:0:20::/64")], ids=["v4", "v6"])
+def test_block_then_unblock(datapath, src, cidr):
+    assert verdict(datapath.run_counted(frame(src))) == (XDP_PASS, Reason.PASS_CLEAN)
+    datapath.block(cidr)
+    assert verdict(datapath.run_counted(frame(src))) == (XDP_DROP, Reason.DROP_BLOCK)
+    assert datapath.lists.block_del(Prefix.parse(cidr))
+    assert verdict(datapath.run_counted(frame(src))) == (XDP_PASS, Reason.PASS_CLEAN)
+
+
+def test_allow_then_unallow(datapath):
+    datapath.block(f"{V4}/32")
+    datapath.allow("198.18.20.0/24")
+    assert verdict(datapath.run_counted(frame(V4))) == (XDP_PASS, Reason.PASS_ALLOW)
+    assert datapath.lists.allow_del(Prefix.parse("198.18.20.0/24"))
+    assert verdict(datapath.run_counted(frame(V4))) == (XDP_DROP, Reason.DROP_BLOCK)
+
+
+# --- monitor mode ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("src,cidr", [(V4, f"{V4}/32"), (V6, "2001:2:0:20::/64")], ids=["v4", "v6"])
+def test_monitor_mode_flips_without_reload(datapath, src, cidr):
+    datapath.block(cidr)
+    fd = datapath.prog_fd
+    assert verdict(datapath.run_counted(frame(src))) == (XDP_DROP, Reason.DROP_BLOCK)
+    datapath.set_config(const.CFG_MONITOR)
+    assert verdict(datapath.run_counted(frame(src))) == (XDP_PASS, Reason.MON_BLOCK)
+    datapath.set_config(0)
+    assert verdict(datapath.run_counted(frame(src))) == (XDP_DROP, Reason.DROP_BLOCK)
+    assert datapath.prog_fd == fd
+
+
+def test_monitor_mode_leaves_other_verdicts_alone(datapath):
+    datapath.block(f"{V4}/32")
+    datapath.block("198.18.21.1/32")
+    datapath.allow("198.18.21.1/32")
+    datapath.set_config(const.CFG_MONITOR)
+    assert verdict(datapath.run_counted(frame("198.18.21.2"))) == (XDP_PASS, Reason.PASS_CLEAN)
+    assert verdict(datapath.run_counted(frame("198.18.21.1"))) == (XDP_PASS, Reason.PASS_ALLOW)
+    out = datapath.run_counted(bytes(eth(("q", 3)) / ip4(V4) / udp()))
+    assert verdict(out) == (XDP_PASS, Reason.MON_BLOCK)
