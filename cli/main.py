@@ -202,13 +202,20 @@ def status(app, as_json):
     Example:
       seawall status --json
     """
+    from seawall.control.lists import ListStore
+
     ifs = app.ifaces().all()
-    store = app.lists()
-    blocks = store.block_list()
-    allows = store.allow_list()
+    # a read-only command: it neither creates the lists nor compiles anything
+    try:
+        store = ListStore(app.paths, create=False)
+    except SeawallError:
+        store = None
+    blocks = store.block_list() if store else []
+    allows = store.allow_list() if store else []
     obj = {
         "bpffs": app.paths.pin_root,
         "state_dir": app.paths.state_dir,
+        "lists_pinned": store is not None,
         "interfaces": [s.to_json() for s in ifs],
         "blocklist": {"entries": len(blocks),
                       "auto": sum(1 for e in blocks if e.source == "auto"),
@@ -220,6 +227,9 @@ def status(app, as_json):
         return
     if not ifs:
         click.echo("no interface attached (seawall attach IFACE)")
+    if store is None:
+        click.echo(f"no lists pinned under {app.paths.pin_root} yet: the first attach or list edit creates "
+                   "them (and restores the journal)")
     table([[s.ifname, s.state, s.mode or "-", "monitor" if s.monitor else "enforce", s.prog_id or "-"]
            for s in ifs], ["INTERFACE", "STATE", "MODE", "ACTION", "PROG"])
     click.echo(f"blocklist: {obj['blocklist']['entries']} entries "
