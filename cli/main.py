@@ -308,10 +308,10 @@ def block_add(app, cidrs, ttl, reason, force):
         cover = store.allowed(p)
         if cover is not None:
             click.echo(f"warning: {p} overlaps allowlist entry {cover}; the allowlist wins", err=True)
-    for p in cidrs:
-        entry, replaced = store.block_add(p, ttl, reason)
-        until = f"for {format_duration(ttl)}" if ttl else "until removed"
-        click.echo(f"{'updated' if replaced else 'blocked'} {p} {until}")
+    cidrs = list(dict.fromkeys(cidrs))  # each once, in the order given
+    until = f"for {format_duration(ttl)}" if ttl else "until removed"
+    for entry, replaced in store.block_add_all(cidrs, ttl, reason):  # all or nothing
+        click.echo(f"{'updated' if replaced else 'blocked'} {entry.prefix} {until}")
 
 
 @block.command("del")
@@ -328,8 +328,9 @@ def block_del(app, cidrs):
     missing = [str(p) for p in cidrs if p not in {e.prefix for e in store.block_list(prune=False)}]
     if missing:
         raise SeawallError(f"not on the blocklist: {', '.join(missing)}")
+    cidrs = list(dict.fromkeys(cidrs))
+    store.block_del_all(cidrs)  # all or nothing
     for p in cidrs:
-        store.block_del(p)
         click.echo(f"unblocked {p}")
 
 
@@ -395,9 +396,8 @@ def allow_add(app, cidrs, reason):
     if len(reason) > 256 or any(ord(c) < 32 for c in reason):
         raise UsageError("--reason must be at most 256 printable characters")
     store = app.lists()
-    for p in cidrs:
-        _, replaced = store.allow_add(p, reason)
-        click.echo(f"{'updated' if replaced else 'allowed'} {p}")
+    for entry, replaced in store.allow_add_all(list(dict.fromkeys(cidrs)), reason):  # all or nothing
+        click.echo(f"{'updated' if replaced else 'allowed'} {entry.prefix}")
 
 
 @allow.command("del")
@@ -414,8 +414,9 @@ def allow_del(app, cidrs):
     missing = [str(p) for p in cidrs if p not in {e.prefix for e in store.allow_list()}]
     if missing:
         raise SeawallError(f"not on the allowlist: {', '.join(missing)}")
+    cidrs = list(dict.fromkeys(cidrs))
+    store.allow_del_all(cidrs)  # all or nothing
     for p in cidrs:
-        store.allow_del(p)
         click.echo(f"removed {p} from the allowlist")
 
 
@@ -480,7 +481,7 @@ def sig_add(app, proto, dport, sport, length, flags, rate, ttl, reason):
                      tcp_flags=parse_tcp_flags(flags) if flags else None, rate_pps=rate or 0)
     if rule.dport is None and rule.sport is None and rule.len_min is None and rule.tcp_flags is None:
         raise UsageError("a rule on a whole protocol would cut everyone off; add a port, length or flags")
-    slot, replaced = app.lists().sig_add(rule, ttl, reason)
+    slot, replaced = app.lists().sig_add(rule, ttl, reason, atomic=True)
     click.echo(f"{'updated' if replaced else 'added'} rule {slot}: {rule.describe()}"
                f"{' for ' + format_duration(ttl) if ttl else ''}")
 
@@ -530,7 +531,7 @@ def sig_del(app, rule):
         if not match:
             raise SeawallError(f"no live rule in slot {rule}")
         key = match[0]["rule"]
-    if not store.sig_del(key):
+    if not store.sig_del(key, atomic=True):
         raise SeawallError(f"no rule {rule!r} (see `seawall sig list`)")
     click.echo(f"deleted rule: {key}")
 
@@ -544,7 +545,7 @@ def sig_flush(app):
     Example:
       seawall sig flush
     """
-    click.echo(f"flushed {app.lists().sig_flush()} signature rules")
+    click.echo(f"flushed {app.lists().sig_flush(atomic=True)} signature rules")
 
 
 # --- the daemon and its config --------------------------------------------------
@@ -729,6 +730,69 @@ def top(app, interval, metrics_url):
     from seawall.control.top import run as run_top
 
     run_top(app.paths, interval, metrics_url)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object (progress goes to stderr)")
+@click.option("--quick", is_flag=True,
+              help="small repeats and tables, no veth part: a smoke test of the bench itself")
+@click.option("--full", is_flag=True,
+              help="also the scoring cycle over 1M sources (maps of a million entries: not for CI)")
+@click.option("--repeat", type=click.IntRange(1, 2**31), metavar="N",
+              help="BPF_PROG_TEST_RUN repeats per run [default: 1000000; 20000 with --quick]")
+@click.option("--runs", type=click.IntRange(1, 101), metavar="N",
+              help="runs per case, the median is reported [default: 5; 3 with --quick]")
+@click.option("--profile", is_flag=True,
+              help="also time seawall with each part compiled out, to show where the time goes")
+@click.option("--e2e/--no-e2e", default=None,
+              help="the end-to-end part on veth [default: on; off with --quick]")
+@click.option("--seconds", type=click.FloatRange(2, 120), metavar="S",
+              help="length of each end-to-end phase [default: 8]")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="also draw ns per packet by case (floor, xdp-filter, seawall) as a PNG")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="also write the JSON report to FILE")
+@click.option("--seed", type=int, default=1, show_default=True, help="seed of the address lists and traffic")
+def bench(as_json, quick, full, repeat, runs, profile, e2e, seconds, plot_path, save_path, seed):
+    """Measure seawall side by side with the empty program and xdp-filter:
+    per-packet cost (BPF_PROG_TEST_RUN), the daemon's scoring cycle and
+    bulk list install, memory, and customers served during a veth flood.
+
+    Everything runs in scratch maps and scratch namespaces; the host's
+    lists are never touched. A missed target is reported, not an error.
+    BENCHMARKS.md explains the method.
+
+    \b
+    Examples:
+      seawall bench
+      seawall bench --profile --plot docs/bench.png
+      seawall bench --quick --json
+    """
+    from seawall.control import bench as benchmod
+
+    if os.geteuid() != 0:
+        raise SeawallError("`seawall bench` needs root (BPF, bpffs and network namespaces); run it with sudo")
+    p = benchmod.Params.make(quick=quick, full=full, repeat=repeat, runs=runs, profile=profile or None,
+                             e2e=e2e, e2e_seconds=seconds, seed=seed)
+    args = sys.argv[sys.argv.index("bench") + 1:] if "bench" in sys.argv else []
+    command = " ".join(["seawall bench", *args])
+
+    def say(msg: str) -> None:
+        click.echo(f"bench: {msg}", err=True)
+
+    report = benchmod.run(p, say, command)
+    if plot_path:
+        benchmod.plot(report, plot_path)
+    if save_path:
+        try:
+            with open(save_path, "w") as f:
+                json.dump(report.to_json(), f, indent=2, sort_keys=True)
+        except OSError as e:
+            raise SeawallError(f"{save_path}: cannot write the report: {e.strerror}") from None
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        click.echo(benchmod.render_text(report))
 
 
 # --- entry point --------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import struct
 from dataclasses import dataclass
@@ -75,6 +76,46 @@ class Prefix:
 
     def contains(self, other: "Prefix") -> bool:
         return self.version == other.version and other.network.subnet_of(self.network)
+
+
+class PrefixSet:
+    """Prefixes that answer "does any of them overlap this one?" in
+    O(log n): any(p.overlaps(q) for p in prefixes), without the ipaddress
+    objects (the daemon asks it for every candidate block, against an
+    allowlist of thousands)."""
+
+    def __init__(self, prefixes=()):
+        self.prefixes = list(prefixes)
+        self._starts: dict = {}
+        self._ends: dict = {}
+        for version, bits in ((4, 32), (6, 128)):
+            spans = sorted(_span(p, bits) for p in self.prefixes if p.version == version)
+            starts, ends = [], []
+            for lo, hi in spans:  # merge: the spans left are disjoint and sorted
+                if ends and lo <= ends[-1] + 1:
+                    ends[-1] = max(ends[-1], hi)
+                else:
+                    starts.append(lo)
+                    ends.append(hi)
+            self._starts[version], self._ends[version] = starts, ends
+
+    def __len__(self) -> int:
+        return len(self.prefixes)
+
+    def __iter__(self):
+        return iter(self.prefixes)
+
+    def overlaps(self, q: Prefix) -> bool:
+        lo, hi = _span(q, 32 if q.version == 4 else 128)
+        starts = self._starts.get(q.version, [])
+        i = bisect.bisect_right(starts, hi) - 1  # the last span starting at or before q's end
+        return i >= 0 and self._ends[q.version][i] >= lo
+
+
+def _span(p: Prefix, bits: int) -> tuple:
+    """First and last address of p, as ints."""
+    lo = int.from_bytes(p.packed, "big")
+    return lo, lo | ((1 << (bits - p.prefixlen)) - 1)
 
 
 BENCHMARK_V4 = ipaddress.ip_network("198.18.0.0/15")

@@ -390,12 +390,18 @@ class Map:
         return keys[:n], vals[:n]
 
     def update_batch(self, keys: np.ndarray, values: np.ndarray) -> int:
-        """BPF_MAP_UPDATE_BATCH; returns how many were written."""
+        """BPF_MAP_UPDATE_BATCH; returns how many were written. On failure
+        the BpfError carries `written`: the kernel stops at the first entry
+        it refuses and keeps the ones before it."""
         keys = np.ascontiguousarray(keys, dtype=np.uint8)
         values = np.ascontiguousarray(values, dtype=np.uint8)
         attr = _BatchAttr(keys=keys.ctypes.data, values=values.ctypes.data,
                           count=len(keys), map_fd=self.fd)
-        _bpf(BPF_MAP_UPDATE_BATCH, attr, f"{self.name}: batch update")
+        try:
+            _bpf(BPF_MAP_UPDATE_BATCH, attr, f"{self.name}: batch update")
+        except BpfError as e:
+            e.written = attr.count
+            raise
         return attr.count
 
     def delete_batch(self, keys: np.ndarray) -> int:

@@ -23,7 +23,7 @@ class ConfigError(UsageError):
 def _ms_duration(text: str) -> float:
     """Durations for intervals may go below a second: 100ms, 250ms, 1s."""
     t = text.strip().lower()
-    if t.endswith("ms") and t[:-2].isdigit():
+    if t.endswith("ms") and t[:-2].isdigit() and len(t) <= 12:
         return int(t[:-2]) / 1000.0
     return float(parse_duration(t))
 
@@ -222,6 +222,8 @@ def load(path: Optional[str]) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not valid UTF-8") from None
+    except ValueError as e:  # tomllib's int() of a number of over 4300 digits
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
     return from_dict(data, path)
 
 

@@ -76,6 +76,7 @@ SIG_SPORT = 1 << 2
 SIG_LEN = 1 << 3
 SIG_FLAGS = 1 << 4
 BLOCK_AUTO = 1 << 0
+LISTS_SUMMARISED = 1 << 0
 
 # tunables.h defaults that the control plane needs to know
 SRC_BUCKETS = 4096
@@ -89,6 +90,7 @@ MAX_ALLOW_ENTRIES = 16384
 MAX_BLOCK_ENTRIES = 131072
 MAX_SOURCES_V4 = 65536
 MAX_SOURCES_V6 = 16384
+LIST_SUMMARY_LOG2 = 20
 
 #: size of each feature histogram, in enum order
 FEATURE_SIZES = {
@@ -168,6 +170,10 @@ class SwSig(ctypes.Structure):
 
 class SwSigMeta(ctypes.Structure):
     _fields_ = [("used", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+
+
+class SwListMeta(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
 
 
 # Default locations; the CLI's --bpffs/--state-dir and the SEAWALL_BPFFS /

@@ -22,9 +22,9 @@ import numpy as np
 
 from . import config as configmod
 from . import const
-from .addr import Prefix
+from .addr import Prefix, PrefixSet
 from .engine import BlockAction, CycleReport, Engine, Observation, SignatureAction
-from .errors import SeawallError
+from .errors import SeawallError, UsageError
 from .ifaces import Interfaces
 from .kview import IfaceView, hist_delta, split_features
 from .lists import ListStore
@@ -33,6 +33,11 @@ from .sources import Sources, delta
 from .state import Clock, Paths
 
 log = logging.getLogger("seawall")
+
+#: where a cycle's time goes (Daemon.stage_seconds; `seawall bench` reports them)
+STAGES = ("allowlist", "read_features", "read_sources", "delta", "engine", "apply")
+#: seconds after which the allowlist is re-read even if the journal did not change
+ALLOW_REFRESH = 60.0
 
 
 def sd_notify(msg: str) -> bool:
@@ -78,13 +83,17 @@ class Daemon:
         self.decisions_by = {"block": 0, "signature": 0, "would_block": 0, "would_signature": 0}
         self.metrics_server = None
         self.cycle_seconds = 0.0
+        self.stage_seconds = dict.fromkeys(STAGES, 0.0)
         self.state_ok = True
-        self._allow: list = []
+        self._allow = PrefixSet()
+        self._allow_stamp: Optional[tuple] = None
+        self._allow_read_at = -ALLOW_REFRESH
 
     # --- set-up ------------------------------------------------------------
 
     def start(self) -> None:
         self.store = ListStore(self.paths, self.clock)
+        self._probe_state()
         if self.store.restored:
             event("restored", entries=self.store.restored, ignored=len(self.store.restore_skipped))
         rep = self.store.journal.read()
@@ -116,53 +125,102 @@ class Daemon:
         restart neither repeats them nor forgets a repeat offender."""
         now_wall = self.clock.wall()
         mono = time.monotonic()
+        ignored = []
         for cidr, d in rep.blocks.items():
             if d.source == "auto" and (d.expires_at is None or d.expires_at > now_wall):
                 left = float("inf") if d.expires_at is None else d.expires_at - now_wall
-                self.engine.note_block(Prefix.parse(cidr), mono + left, int(d.extra.get("offence", 1)), mono)
+                try:
+                    self.engine.note_block(Prefix.parse(cidr), mono + left, _offence(d), mono)
+                except (UsageError, TypeError, ValueError) as e:  # a damaged record
+                    ignored.append((cidr, str(e)))
         for key, d in rep.sigs.items():
             if d.source == "auto" and (d.expires_at is None or d.expires_at > now_wall):
                 left = float("inf") if d.expires_at is None else d.expires_at - now_wall
-                self.engine.note_signature(Signature.from_json(d.extra.get("rule", {})), mono + left,
-                                           int(d.extra.get("offence", 1)), mono)
+                try:
+                    self.engine.note_signature(Signature.from_json(d.extra.get("rule", {})), mono + left,
+                                               _offence(d), mono)
+                except (UsageError, TypeError, ValueError) as e:
+                    ignored.append((key, str(e)))
+        if ignored:
+            event("journal_ignored", entries=[k for k, _ in ignored][:20], count=len(ignored), why=ignored[0][1],
+                  effect="these automatic decisions are not known to the engine")
 
     def _allowed(self, prefix: Prefix) -> bool:
-        return any(a.overlaps(prefix) for a in self._allow)
+        return self._allow.overlaps(prefix)
+
+    def _refresh_allow(self) -> None:
+        """Re-read the allowlist when it may have changed: every change to
+        the lists appends to the journal, so a journal that has not changed
+        (same inode, size and mtime) means the same allowlist. Reading 10k
+        entries and replaying the journal every cycle took most of the
+        cycle (BENCHMARKS.md). A change whose journal append failed is
+        picked up within ALLOW_REFRESH seconds."""
+        try:
+            st = os.stat(self.paths.journal)
+            stamp: Optional[tuple] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = None
+        now = time.monotonic()
+        if stamp is not None and stamp == self._allow_stamp and now - self._allow_read_at < ALLOW_REFRESH:
+            return
+        self._allow = PrefixSet(self.store.allow_prefixes())
+        self._allow_stamp, self._allow_read_at = stamp, now
 
     # --- the cycle ---------------------------------------------------------
 
     def observe(self, dt: float) -> Observation:
+        clock = time.perf_counter
+        st = self.stage_seconds
         hist = None
         parts = []
         for name, v in self.views.items():
+            t = clock()
             feat = v.read_features()
+            st["read_features"] += clock() - t
+            t = clock()
+            src = v.read_sources()
+            st["read_sources"] += clock() - t
+            t = clock()
             d = hist_delta(feat, self.prev_feat.get(name))
             self.prev_feat[name] = feat
             hist = d if hist is None else hist + d
-            src = v.read_sources()
             parts.append(delta(src, self.prev_src.get(name)))
             self.prev_src[name] = src
+            st["delta"] += clock() - t
+        t = clock()
         srcs = Sources.empty()
         if parts:
             srcs = Sources(*(np.concatenate([getattr(p, f) for p in parts])
                              for f in ("ver", "hi", "lo", "packets", "bytes", "syns")))
             active = srcs.packets > 0
             srcs = srcs.take(active)
-        return Observation(time.monotonic(), dt, split_features(hist), srcs)
+        obs = Observation(time.monotonic(), dt, split_features(hist), srcs)
+        st["delta"] += clock() - t
+        return obs
 
     def cycle(self, dt: float) -> CycleReport:
         t0 = time.perf_counter()
-        self._allow = [e.prefix for e in self.store.allow_list()]
+        self.stage_seconds = st = dict.fromkeys(STAGES, 0.0)
+        self._refresh_allow()
+        st["allowlist"] = time.perf_counter() - t0
         obs = self.observe(dt)
+        t = time.perf_counter()
         rep = self.engine.step(obs)
+        st["engine"] = time.perf_counter() - t
+        t = time.perf_counter()
         if rep.raised:
             event("alarm", score=round(rep.score, 2), pps=round(rep.pps), z={k: round(v, 2) for k, v in rep.z.items()})
         if rep.cleared:
             event("alarm_cleared", score=round(rep.score, 2), pps=round(rep.pps))
         if rep.note:
             event("note", text=rep.note)
-        for act in rep.actions:
-            self.apply(act)
+        try:
+            with self.store.journal.batched():  # one fsync for the cycle's decisions
+                for act in rep.actions:
+                    self.apply(act)
+        except OSError as e:
+            self._state_failed(e)
+        st["apply"] = time.perf_counter() - t
         self.last = rep
         self.cycle_seconds = time.perf_counter() - t0
         return rep
@@ -184,6 +242,9 @@ class Daemon:
                 self._state_ok()
             except OSError as e:  # journal unwritable: the kernel entry may still stand
                 self._state_failed(e)
+            except SeawallError as e:  # no state directory, or held locked: nothing was changed
+                event("block_failed", cidr=str(act.prefix), error=str(e))
+                return
             event("block", **fields)
         elif isinstance(act, SignatureAction):
             fields = dict(rule=act.signature.describe(), ttl=round(act.ttl), reason=act.reason, **act.evidence)
@@ -202,7 +263,16 @@ class Daemon:
                 self._state_failed(e)
             event("signature", **fields)
 
-    def _state_failed(self, e: OSError) -> None:
+    def _probe_state(self) -> None:
+        """Say at start, rather than at the first decision, that the
+        journal cannot be written (a full disk only shows at a write)."""
+        try:
+            self.paths.ensure_state_dir()
+            os.close(os.open(self.paths.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except (OSError, SeawallError) as e:
+            self._state_failed(e)
+
+    def _state_failed(self, e: Exception) -> None:
         if self.state_ok:
             event("state_unwritable", state_dir=self.paths.state_dir, error=str(e),
                   effect="filtering continues; decisions will not survive a reboot")
@@ -300,6 +370,14 @@ class Daemon:
             self.store.close()
         event("stopped", kept_filter=self.cfg.daemon.keep_filter_on_exit or not self.attached_here,
               decisions=self.decisions)
+
+
+def _offence(d) -> int:
+    """How many times a journalled automatic decision had been made."""
+    n = d.extra.get("offence", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"offence count {n!r} is not a positive integer")
+    return n
 
 
 def setup_logging(level: str = "info") -> None:

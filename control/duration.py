@@ -21,7 +21,9 @@ def parse_duration(text: str) -> int:
     wrong guess either never expires an attack block or drops it at once.
     """
     raw = text.strip().lower()
-    if not _WHOLE.fullmatch(raw):
+    # a length cap first: int() refuses numbers of over 4300 digits with a
+    # ValueError, which would escape as a traceback
+    if len(raw) > 64 or not _WHOLE.fullmatch(raw):
         raise UsageError(f"{text!r} is not a duration (examples: 90s, 10m, 4h, 1d, 1h30m)")
     seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(raw))
     if seconds <= 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, Optional
@@ -140,6 +141,27 @@ class JournalFile:
 
     def __init__(self, path: str):
         self.path = path
+        self._deferred = 0  # depth of batched() blocks
+        self._unsynced = False
+
+    @contextmanager
+    def batched(self):
+        """Appends inside the block are written at once but fsynced once,
+        at its end (the daemon's decisions of one cycle: an fsync costs
+        milliseconds, and a cycle may make 256 blocks). An fsync that fails
+        there raises OSError, as a failed append would."""
+        self._deferred += 1
+        try:
+            yield self
+        finally:
+            self._deferred -= 1
+            if not self._deferred and self._unsynced:
+                self._unsynced = False
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
     def read(self, now: Optional[float] = None) -> Replay:
         try:
@@ -151,7 +173,14 @@ class JournalFile:
     def append(self, records: list) -> None:
         if not records:
             return
-        data = "".join(encode(r) for r in records).encode()
+        self.append_encoded("".join(encode(r) for r in records))
+
+    def append_encoded(self, text: str) -> None:
+        """Append lines already made by encode() (a bulk write builds
+        100k of them from one template), in one write and one fsync."""
+        if not text:
+            return
+        data = text.encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             # a crash mid-write leaves at most one torn last line, which
@@ -162,7 +191,10 @@ class JournalFile:
                     if f.read(1) != b"\n":
                         data = b"\n" + data
             os.write(fd, data)
-            os.fsync(fd)
+            if self._deferred:
+                self._unsynced = True
+            else:
+                os.fsync(fd)
         finally:
             os.close(fd)
 

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 from . import bpfsys
 from .const import SwConfig
 from .errors import SeawallError
+from .state import private_makedirs
 
 PROG_NAME = "xdp_seawall"
 
@@ -32,7 +33,8 @@ BPF_FS_MAGIC = 0xCAFE4A11
 #: files pinned per interface (the program and its counter maps)
 IFACE_PINS = ("prog", "config", "stats", "events", "features", "src_v4", "src_v6", "sig_hits")
 #: host-wide pins
-GLOBAL_PINS = ("allow_v4", "allow_v6", "block_v4", "block_v6", "sigs", "sig_meta")
+GLOBAL_PINS = ("allow_v4", "allow_v6", "block_v4", "block_v6", "sigs", "sig_meta",
+               "allow_sum_v4", "allow_sum_v6", "block_sum_v4", "block_sum_v6", "list_meta")
 
 
 def xdp_dir() -> str:
@@ -78,7 +80,7 @@ def ensure_bpffs(pin_root: str) -> None:
         if libc.mount(b"bpf", b"/sys/fs/bpf", b"bpf", 0, None) != 0:
             err = ctypes.get_errno()
             raise SeawallError(f"cannot mount bpffs on /sys/fs/bpf: {os.strerror(err)}")
-    os.makedirs(pin_root, mode=0o700, exist_ok=True)
+    private_makedirs(pin_root)
 
 
 def cflags(pin_root: str, iface_dir: str, defines: Optional[dict] = None) -> list:
@@ -103,20 +105,23 @@ class Loaded:
         self.bpf.cleanup()
 
 
-def load(pin_root: str, iface_dir: str, defines: Optional[dict] = None) -> Loaded:
+def load(pin_root: str, iface_dir: str, defines: Optional[dict] = None,
+         source: str = "seawall.c", func: str = PROG_NAME) -> Loaded:
     """Compile xdp/seawall.c with bcc and load it. Creates (or opens) the
-    host-wide maps under pin_root and the interface's maps under iface_dir."""
+    host-wide maps under pin_root and the interface's maps under iface_dir.
+    `source` and `func` name another program of xdp/ (the bench's floor),
+    compiled the same way."""
     try:
         from bcc import BPF
     except ImportError as e:  # pragma: no cover - setup installs it
         raise SeawallError("bcc is not importable: run scripts/setup (Debian's python3-bpfcc)") from e
     ensure_bpffs(pin_root)
-    os.makedirs(iface_dir, mode=0o700, exist_ok=True)
-    src = os.path.join(xdp_dir(), "seawall.c")
+    private_makedirs(iface_dir)  # and ifaces/ above it: 0700 whatever the umask
+    src = os.path.join(xdp_dir(), source)
     with _CapturedOutput() as out:
         try:
             b = BPF(src_file=src.encode(), cflags=cflags(pin_root, iface_dir, defines))
-            fn = b.load_func(PROG_NAME.encode(), BPF.XDP)
+            fn = b.load_func(func.encode(), BPF.XDP)
         except Exception as e:
             err = e
         else:

@@ -9,14 +9,20 @@ failure in between leaves the kernel as it was.
 from __future__ import annotations
 
 import ctypes
+import errno
+import json
 import os
+import socket
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, Optional
 
-from . import bpfsys, const
+import numpy as np
+
+from . import bpfsys, const, summary
 from .addr import Prefix
 from .errors import SeawallError, UsageError
-from .journal import JournalFile, iso, record
+from .journal import JournalFile, encode, iso, record
 from .signature import Signature
 from .state import Clock, Paths, locked
 
@@ -50,12 +56,104 @@ def _map_name(lst: str, version: int) -> str:
     return f"{lst}_v{version}"
 
 
+#: the LPM tries, by pin name: (list, version)
+_TRIES = {"allow_v4": ("allow", 4), "allow_v6": ("allow", 6), "block_v4": ("block", 4), "block_v6": ("block", 6)}
+
+
+class _ListTrie(bpfsys.Map):
+    """A list's LPM trie. Every write marks the list's summary first
+    (control/summary.py): that order is what lets the datapath skip the
+    trie for a source whose summary bit is clear. Deletes need nothing."""
+
+    summaries: Optional[summary.Summaries] = None
+    lst = ""
+    version = 0
+
+    def update(self, key: bytes, value: bytes, flags: int = bpfsys.BPF_ANY) -> None:
+        if len(key) == self.key_size and self.summaries is not None:
+            self.summaries.mark(self.lst, self.version, np.frombuffer(bytes(key), np.uint8).reshape(1, -1))
+        super().update(key, value, flags)
+
+    def update_batch(self, keys: np.ndarray, values: np.ndarray) -> int:
+        keys = np.ascontiguousarray(keys, dtype=np.uint8)
+        if self.summaries is not None:
+            self.summaries.mark(self.lst, self.version, keys.reshape(len(keys), -1))
+        return super().update_batch(keys, values)
+
+
+# struct sw_block and struct sw_allow as numpy rows (native order, as the
+# ctypes mirrors in const.py)
+_BLOCK_DTYPE = np.dtype([("expires_ns", "=u8"), ("last_hit_ns", "=u8"), ("prefixlen", "=u4"), ("flags", "=u4")])
+_ALLOW_DTYPE = np.dtype([("prefixlen", "=u4"), ("flags", "=u4")])
+assert _BLOCK_DTYPE.itemsize == ctypes.sizeof(const.SwBlock) and _ALLOW_DTYPE.itemsize == ctypes.sizeof(const.SwAllow)
+_MARK = "\x00cidr\x00"  # stands for the cidr in a bulk write's journal template
+ENOTSUPP = 524  # the kernel's "no such operation" (include/linux/errno.h), e.g. no batch ops
+
+
+def _cidr(p: Prefix) -> str:
+    """str(p), without building an ipaddress object for IPv4 (100k of them
+    take half a second); IPv6 keeps ipaddress's canonical text."""
+    if p.version == 4:
+        return f"{socket.inet_ntoa(p.packed)}/{p.prefixlen}"
+    return str(p)
+
+
+def _lpm_keys(prefixes: list, version: int) -> np.ndarray:
+    """struct sw_lpm_v4 / sw_lpm_v6 rows: u32 prefix length (host order), address."""
+    alen = 4 if version == 4 else 16
+    keys = np.empty((len(prefixes), 4 + alen), np.uint8)
+    keys[:, :4] = np.array([p.prefixlen for p in prefixes], "=u4").view(np.uint8).reshape(-1, 4)
+    keys[:, 4:] = np.frombuffer(b"".join(p.packed for p in prefixes), np.uint8).reshape(-1, alen)
+    return keys
+
+
+def _update_many(m: bpfsys.Map, keys: np.ndarray, vals: np.ndarray) -> int:
+    """Write rows with BPF_MAP_UPDATE_BATCH, or one update at a time where
+    the kernel has no batch operation for the map. Returns the count; a
+    refused entry raises SeawallError once the ones before it are in."""
+    try:
+        return m.update_batch(keys, vals)
+    except bpfsys.BpfError as e:
+        done = getattr(e, "written", 0)
+        if done == 0 and e.errno in (errno.EINVAL, ENOTSUPP, errno.EOPNOTSUPP):
+            pass  # no batch support: fall back below
+        else:
+            raise _refused(m, done, len(keys), e) from None
+    for i in range(len(keys)):
+        try:
+            m.update(keys[i].tobytes(), vals[i].tobytes())
+        except bpfsys.BpfError as e:
+            raise _refused(m, i, len(keys), e) from None
+    return len(keys)
+
+
+class BulkWriteError(SeawallError):
+    """A bulk write stopped part way; `written` entries went in (and were journalled)."""
+
+    def __init__(self, msg: str, written: int):
+        super().__init__(msg)
+        self.written = written
+
+
+def _refused(m: bpfsys.Map, done: int, total: int, e: OSError) -> BulkWriteError:
+    why = f"{m.name} holds at most {m.max_entries} entries" if e.errno in (errno.ENOSPC, errno.E2BIG) else str(e)
+    return BulkWriteError(f"wrote {done} of {total} entries: {why}", done)
+
+
+def _why(e: Exception, m: Optional[bpfsys.Map]) -> str:
+    """One line on a map change the kernel refused."""
+    if isinstance(e, bpfsys.BpfError) and e.errno in (errno.ENOSPC, errno.E2BIG) and m is not None:
+        return f"{m.name} is full ({m.max_entries} entries)"
+    return str(e)
+
+
 class ListStore:
     def __init__(self, paths: Paths, clock: Optional[Clock] = None, create: bool = True):
         self.paths = paths
         self.clock = clock or Clock()
         self.journal = JournalFile(paths.journal)
         self._maps: dict = {}
+        self.summaries = summary.Summaries(paths.pin_root)
         self.restored = 0
         self.restore_skipped: list = []
         missing = [p for p in ("allow_v4", "allow_v6", "block_v4", "block_v6", "sigs", "sig_meta")
@@ -69,23 +167,64 @@ class ListStore:
             # Fresh maps (first use, or bpffs emptied by a reboot): put back
             # what the journal says is still in force.
             self.restored = self.restore()
+        elif create and not all(os.path.exists(os.path.join(paths.pin_root, p)) for p in summary.PINS):
+            from . import kernel
+
+            kernel.ensure_global_maps(paths.pin_root)  # lists made by an older seawall: add the summaries
+        self._complete_summaries()
 
     def map(self, lst: str, version: int = 0) -> bpfsys.Map:
+        """A pinned map by list and version ("block", 4) or by name. The
+        tries come as _ListTrie, which keeps the list summaries in step:
+        write them through here only."""
         name = _map_name(lst, version) if version else lst
         if name not in self._maps:
-            self._maps[name] = bpfsys.Map.open_pinned(os.path.join(self.paths.pin_root, name))
+            path = os.path.join(self.paths.pin_root, name)
+            trie = _TRIES.get(name)
+            if trie is None:
+                self._maps[name] = bpfsys.Map.open_pinned(path)
+            else:
+                m = _ListTrie.open_pinned(path)
+                m.summaries, m.lst, m.version = self.summaries, *trie
+                self._maps[name] = m
         return self._maps[name]
 
     def close(self) -> None:
         for m in self._maps.values():
             m.close()
         self._maps.clear()
+        self.summaries.close()
+
+    # --- list summaries ----------------------------------------------------
+
+    def _complete_summaries(self) -> None:
+        """Build the summaries from the tries if they are new (the flag in
+        list_meta is clear), so the datapath may start trusting them. Under
+        the lock, so no write slips between reading the tries and setting
+        the flag; without the lock (an unwritable state directory) they
+        stay unused, which is slower but never wrong."""
+        if self.summaries.summarised() or not all(
+                os.path.exists(os.path.join(self.paths.pin_root, p)) for p in summary.PINS):
+            return
+        try:
+            with locked(self.paths):
+                if not self.summaries.summarised():
+                    self.summaries.rebuild(summary.all_trie_keys(self.map))
+        except (SeawallError, OSError):
+            pass
+
+    def rebuild_summaries(self) -> None:
+        """Recompute the summaries from the tries, dropping the bits of
+        entries since removed (they only cost trie walks). Takes the lock."""
+        with locked(self.paths):
+            self.summaries.rebuild(summary.all_trie_keys(self.map))
 
     # --- blocklist -------------------------------------------------------
 
     def _block_value(self, prefix: Prefix, expires_at: Optional[float], source: str) -> bytes:
         v = const.SwBlock()
-        v.expires_ns = 0 if expires_at is None else max(1, self.clock.wall_to_boot_ns(expires_at))
+        # clamped: a hand-edited journal's year 9999 must not wrap round into the past
+        v.expires_ns = 0 if expires_at is None else min(max(1, self.clock.wall_to_boot_ns(expires_at)), 2**64 - 1)
         v.prefixlen = prefix.prefixlen
         v.flags = const.BLOCK_AUTO if source == "auto" else 0
         return bytes(v)
@@ -112,15 +251,90 @@ class ListStore:
         return found
 
     def block_flush(self) -> int:
+        """Remove every block; all or nothing (see _all_or_nothing)."""
         now = self.clock.wall()
-        n = 0
+        keys = [(v, k) for v in (4, 6) for k in self.map("block", v).keys()]
+        done = self._all_or_nothing("block", [(v, k, None) for v, k in keys], [record("flush", now)])
+        return sum(1 for _, _, old in done if old is not None)
+
+    # --- several changes at once, for the command line ----------------------
+
+    def block_add_all(self, prefixes: list, ttl: Optional[int] = None, reason: str = "") -> list:
+        """block_add() for several prefixes, all or nothing. Returns
+        [(Entry, replaced)] in the order given."""
+        now = self.clock.wall()
+        expires_at = None if ttl is None else now + ttl
+        changes = [(p.version, p.lpm_key(), self._block_value(p, expires_at, "manual")) for p in prefixes]
+        records = [record("block", now, str(p), expires_at=expires_at, reason=reason, source="manual")
+                   for p in prefixes]
+        done = self._all_or_nothing("block", changes, records)
+        return [(Entry(p, "block", expires_at, reason, "manual", now), old is not None)
+                for p, (_, _, old) in zip(prefixes, done)]
+
+    def allow_add_all(self, prefixes: list, reason: str = "") -> list:
+        """allow_add() for several prefixes, all or nothing."""
+        now = self.clock.wall()
+        changes = [(p.version, p.lpm_key(), bytes(const.SwAllow(prefixlen=p.prefixlen, flags=0)))
+                   for p in prefixes]
+        records = [record("allow", now, str(p), reason=reason, source="manual") for p in prefixes]
+        done = self._all_or_nothing("allow", changes, records)
+        return [(Entry(p, "allow", None, reason, "manual", now), old is not None)
+                for p, (_, _, old) in zip(prefixes, done)]
+
+    def block_del_all(self, prefixes: list) -> list:
+        """block_del() for several prefixes, all or nothing; [found]."""
+        return self._del_all("block", "unblock", prefixes)
+
+    def allow_del_all(self, prefixes: list) -> list:
+        return self._del_all("allow", "unallow", prefixes)
+
+    def _del_all(self, lst: str, op: str, prefixes: list) -> list:
+        now = self.clock.wall()
+        done = self._all_or_nothing(lst, [(p.version, p.lpm_key(), None) for p in prefixes],
+                                    [record(op, now, str(p)) for p in prefixes])
+        return [old is not None for _, _, old in done]
+
+    def _all_or_nothing(self, lst: str, changes: list, records: list) -> list:
+        """Apply kernel changes [(version, key, value, or None to delete)]
+        and append the journal records, under the lock. If the kernel
+        refuses one (a full trie) or the journal cannot be written, every
+        entry already changed is put back as it was and SeawallError says
+        that nothing was changed: a failed command changes nothing.
+        (The daemon's block_add() keeps its kernel entry when only the
+        journal fails: filtering comes first there.) Returns [(map, key,
+        previous value or None)] in the order given."""
+        done = []
+        m = None
+        journal = False
         with locked(self.paths):
-            for v in (4, 6):
-                m = self.map("block", v)
-                for k in list(m.keys()):
-                    n += m.delete(k)
-            self.journal.append([record("flush", now)])
-        return n
+            try:
+                for version, key, value in changes:
+                    m = None
+                    m = self.map(lst, version)
+                    old = m.lookup(key)
+                    if value is not None:
+                        m.update(key, value)
+                    elif old is not None:
+                        m.delete(key)
+                    done.append((m, key, old))
+                journal = True
+                self.journal.append(records)
+            except (OSError, SeawallError) as e:
+                for dm, key, old in reversed(done):
+                    try:
+                        if old is not None:
+                            dm.update(key, old)
+                        else:
+                            dm.delete(key)
+                    except OSError:
+                        pass
+                if journal:
+                    why = f"cannot write the journal {self.journal.path}: " + (
+                        e.strerror if isinstance(e, OSError) and e.strerror else str(e))
+                else:
+                    why = _why(e, m)
+                raise SeawallError(f"{why}; nothing was changed") from e
+        return done
 
     def _kernel_entries(self, lst: str) -> list:
         out = []
@@ -161,7 +375,72 @@ class ListStore:
                         b = const.SwBlock.from_buffer_copy(raw)
                         if b.expires_ns and b.expires_ns <= self.clock.boot_ns():
                             m.delete(p.lpm_key())
+                if self.summaries.summarised():  # drop the pruned entries' bits
+                    self.summaries.rebuild(summary.all_trie_keys(self.map))
         return sorted(entries, key=lambda e: (e.prefix.version, e.prefix.packed, e.prefix.prefixlen))
+
+    # --- bulk writes -----------------------------------------------------
+
+    def block_add_many(self, prefixes: Iterable[Prefix], ttl: Optional[int] = None, reason: str = "",
+                       source: str = "manual") -> int:
+        """Add or replace many blocks at once, as block_add() does one:
+        under one lock, one batched kernel write per family and one journal
+        append (one fsync) of every record. 100k entries take a fraction of
+        a second (BENCHMARKS.md) where block_add() in a loop takes a lock
+        and an fsync each. Returns how many were written; when the kernel
+        refuses one (a full trie), the ones before it stay, are journalled,
+        and SeawallError says how many."""
+        now = self.clock.wall()
+        expires_at = None if ttl is None else now + ttl
+        expires_ns = 0 if expires_at is None else max(1, self.clock.wall_to_boot_ns(expires_at))
+        flags = const.BLOCK_AUTO if source == "auto" else 0
+
+        def values(plens: np.ndarray) -> np.ndarray:
+            v = np.zeros(len(plens), _BLOCK_DTYPE)
+            v["expires_ns"] = expires_ns
+            v["prefixlen"] = plens
+            v["flags"] = flags
+            return v.view(np.uint8).reshape(len(plens), -1)
+
+        template = record("block", now, _MARK, expires_at=expires_at, reason=reason, source=source)
+        return self._add_many("block", prefixes, values, template)
+
+    def allow_add_many(self, prefixes: Iterable[Prefix], reason: str = "") -> int:
+        """allow_add() for many prefixes: one lock, one batched kernel write
+        per family, one journal append. Returns how many were written."""
+        now = self.clock.wall()
+
+        def values(plens: np.ndarray) -> np.ndarray:
+            v = np.zeros(len(plens), _ALLOW_DTYPE)
+            v["prefixlen"] = plens
+            return v.view(np.uint8).reshape(len(plens), -1)
+
+        template = record("allow", now, _MARK, reason=reason, source="manual")
+        return self._add_many("allow", prefixes, values, template)
+
+    def _add_many(self, lst: str, prefixes: Iterable[Prefix], values, template: dict) -> int:
+        by_version: dict = {4: [], 6: []}
+        for p in prefixes:
+            by_version[p.version].append(p)
+        # every journal line is the template's with its own cidr
+        head, tail = encode(template).split(json.dumps(_MARK))
+        written: list = []
+        with locked(self.paths):
+            try:
+                for version, ps in by_version.items():
+                    if not ps:
+                        continue
+                    keys = _lpm_keys(ps, version)
+                    try:
+                        n = _update_many(self.map(lst, version), keys,
+                                         values(keys[:, :4].copy().view("=u4").reshape(-1)))
+                    except BulkWriteError as e:
+                        written.extend(ps[:e.written])
+                        raise
+                    written.extend(ps[:n])
+            finally:
+                self.journal.append_encoded("".join(head + json.dumps(_cidr(p)) + tail for p in written))
+        return len(written)
 
     # --- allowlist -------------------------------------------------------
 
@@ -182,6 +461,11 @@ class ListStore:
             if found:
                 self.journal.append([record("unallow", now, str(prefix))])
         return found
+
+    def allow_prefixes(self) -> list:
+        """The allowlist's prefixes, from the kernel alone (no journal
+        replay, no values): what the daemon checks its decisions against."""
+        return [Prefix.from_lpm_key(k) for v in (4, 6) for k in self.map("allow", v).keys()]
 
     def allow_list(self) -> list:
         meta = self.journal.read().allows
@@ -216,14 +500,34 @@ class ListStore:
                 if r.match & const.SIG_ACTIVE and not (r.expires_ns and r.expires_ns <= now)]
         self.map("sig_meta").update(b"\0" * 4, bytes(const.SwSigMeta(used=max(live) + 1 if live else 0)))
 
+    @contextmanager
+    def _sigs_atomic(self, atomic: bool):
+        """With atomic, put the signature table back as it was when the
+        journal cannot be written: a failed command changes nothing. (The
+        daemon's rules stay in the kernel then: filtering comes first.)"""
+        if not atomic:
+            yield
+            return
+        m, meta = self.map("sigs"), self.map("sig_meta")
+        before = [m.lookup(i.to_bytes(4, "little")) for i in range(m.max_entries)]
+        before_meta = meta.lookup(b"\0" * 4)
+        try:
+            yield
+        except OSError as e:
+            for i, raw in enumerate(before):
+                m.update(i.to_bytes(4, "little"), raw)
+            meta.update(b"\0" * 4, before_meta)
+            raise SeawallError(f"cannot write the journal {self.journal.path}: {e.strerror or e}; "
+                               "nothing was changed") from e
+
     def sig_add(self, sig: Signature, ttl: Optional[float] = None, reason: str = "",
-                source: str = "manual", extra: Optional[dict] = None) -> tuple:
+                source: str = "manual", extra: Optional[dict] = None, atomic: bool = False) -> tuple:
         """Add a rule, or replace the one matching the same packets.
         Returns (Entry-like dict, replaced)."""
         now = self.clock.wall()
         expires_at = None if ttl is None else now + ttl
         expires_ns = 0 if expires_at is None else max(1, self.clock.wall_to_boot_ns(expires_at))
-        with locked(self.paths):
+        with locked(self.paths), self._sigs_atomic(atomic):
             boot = self.clock.boot_ns()
             slots = self._sig_slots()
             same = [i for i, r in slots if r.match & const.SIG_ACTIVE and Signature.from_kernel(r).key == sig.key]
@@ -238,9 +542,9 @@ class ListStore:
                                         source=source, rule=sig.to_json(), **(extra or {}))])
         return slot, bool(same)
 
-    def sig_del(self, key: str) -> bool:
+    def sig_del(self, key: str, atomic: bool = False) -> bool:
         now = self.clock.wall()
-        with locked(self.paths):
+        with locked(self.paths), self._sigs_atomic(atomic):
             found = False
             for i, r in self._sig_slots():
                 if r.match & const.SIG_ACTIVE and Signature.from_kernel(r).key == key:
@@ -251,10 +555,10 @@ class ListStore:
                 self.journal.append([record("unsig", now, key)])
         return found
 
-    def sig_flush(self) -> int:
+    def sig_flush(self, atomic: bool = False) -> int:
         now = self.clock.wall()
         n = 0
-        with locked(self.paths):
+        with locked(self.paths), self._sigs_atomic(atomic):
             for i, r in self._sig_slots():
                 if r.match & const.SIG_ACTIVE:
                     self._sig_write(i, const.SwSig())

@@ -459,6 +459,56 @@ def render(result, threshold: float, width: int = WIDTH, height: int = HEIGHT) -
     return img
 
 
+# --- bar chart (seawall bench) -------------------------------------------------------
+
+def render_bars(groups: list, series: list, title: str, subtitle: str = "", unit: str = "ns",
+                width: int = 1200, height: int = 620) -> np.ndarray:
+    """A grouped bar chart, pure: groups is [(label, [value or None per
+    series])], series is [(legend, colour)]. Each bar carries its value; a
+    missing one reads n/a. Returns an (H, W, 3) uint8 image."""
+    img = np.empty((height, width, 3), np.uint8)
+    img[:] = WHITE
+    draw_text(img, LEFT, 14, title, INK, TEXT)
+    if subtitle:
+        draw_text(img, LEFT, 14 + LINE, _clip_text(subtitle, width - LEFT - 20), MUTED, TEXT)
+    top = 14 + 3 * LINE + 10
+    x0, y0, x1, y1 = LEFT + 20, top, width - 30, height - 3 * LINE
+    values = [v for _, vs in groups for v in vs if v is not None]
+    vmax = max(values) if values else 1.0
+    yticks, dec = _ticks(0.0, vmax * 1.12, 6)
+    panel = _Panel((x0, y0, x1, y1), 0.0, 1.0, 0.0, max(yticks[-1], vmax * 1.12))
+    labels = [(v, _fmt(v, dec)) for v in yticks]
+    for v, _ in labels:
+        yy = int(round(float(panel.y(v))))
+        _rect(img, x0, yy, x1, yy + 1, GRID, panel.box)
+    _frame(img, panel, "", labels, [], 0)
+    draw_text(img, 8, y0 - LINE, unit, INK, TEXT)
+    # legend, right-aligned on the title line
+    lx = width - 30 - max(text_width(name, TEXT) for name, _ in series) - 34
+    _legend(img, lx, 14, [(name, colour, "fill") for name, colour in series])
+    n_g, n_s = max(1, len(groups)), max(1, len(series))
+    slot = (x1 - x0) / n_g
+    bar = max(4.0, min(70.0, slot * 0.8 / n_s))
+    for gi, (label, vs) in enumerate(groups):
+        cx = x0 + slot * (gi + 0.5)
+        left = cx - bar * n_s / 2
+        for si, v in enumerate(vs):
+            bx = int(round(left + si * bar))
+            colour = series[si][1]
+            if v is None:
+                t = "n/a"
+                draw_text(img, bx + int(bar) // 2 - text_width(t, 1) // 2, y1 - 12, t, MUTED, 1)
+                continue
+            by = int(round(float(panel.y(v))))
+            _rect(img, bx + 1, by, bx + int(bar) - 1, y1, colour, panel.box)
+            t = f"{v:.0f}"
+            scale = TEXT if text_width(t, TEXT) <= bar else 1
+            draw_text(img, bx + int(bar) // 2 - text_width(t, scale) // 2, by - GLYPH_H * scale - 4, t, INK, scale)
+        t = _clip_text(label, int(slot))
+        draw_text(img, int(cx) - text_width(t, TEXT) // 2, y1 + 10, t, INK, TEXT)
+    return img
+
+
 # --- PNG ------------------------------------------------------------------------------
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -29,7 +29,7 @@ def tcp_flags_str(v: int) -> str:
 def parse_tcp_flags(text: str) -> int:
     """'S' (SYN only), 'SA', 'PA', ... or a number 0-63."""
     t = text.strip().upper()
-    if t.isascii() and t.isdigit() and int(t) < 64:  # isdigit() alone takes '²', which int() refuses
+    if t.isascii() and t.isdigit() and len(t) <= 8 and int(t) < 64:  # isdigit() alone takes '²', which int() refuses
         return int(t)
     bits = dict((n, b) for b, n in _FLAG_BITS)
     if not t or any(c not in bits for c in t):
@@ -137,22 +137,32 @@ class Signature:
 
     @classmethod
     def from_json(cls, d: dict) -> "Signature":
-        return cls(**{k: d.get(k) for k in ("proto", "dport", "sport", "len_min", "len_max", "tcp_flags")},
-                   rate_pps=int(d.get("rate_pps") or 0))
+        """The rule of a journal record. It comes from a file that may be
+        damaged: anything but an object of integer fields is a UsageError."""
+        if not isinstance(d, dict):
+            raise UsageError(f"a signature rule must be an object, got {type(d).__name__}")
+        fields = {k: d.get(k) for k in ("proto", "dport", "sport", "len_min", "len_max", "tcp_flags", "rate_pps")}
+        for k, v in fields.items():
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise UsageError(f"signature field {k} must be an integer, got {v!r}")
+        if fields["proto"] is None:
+            raise UsageError("a signature rule needs a protocol")
+        fields["rate_pps"] = fields["rate_pps"] or 0
+        return cls(**fields)
 
 
 def parse_proto(text: str) -> int:
     t = text.strip().lower()
     if t in PROTO_NUMBERS:
         return PROTO_NUMBERS[t]
-    if t.isascii() and t.isdigit() and 0 < int(t) < 256:
+    if t.isascii() and t.isdigit() and len(t) <= 8 and 0 < int(t) < 256:  # no int() of 5000 digits
         return int(t)
     raise UsageError(f"{text!r} is not a protocol (tcp, udp, icmp, icmpv6 or a number)")
 
 
 def parse_len_range(text: str) -> tuple:
     """'1200-1500' (inclusive) -> (1200, 1501)."""
-    m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
+    m = re.fullmatch(r"\s*(\d{1,6})\s*-\s*(\d{1,6})\s*", text)
     if not m or int(m.group(1)) > int(m.group(2)) or int(m.group(2)) > 65534:
         raise UsageError(f"{text!r} is not a length range such as 1200-1500")
     return int(m.group(1)), int(m.group(2)) + 1

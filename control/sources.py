@@ -125,12 +125,13 @@ def delta(cur: Sources, prev: Sources | None) -> Sources:
     if prev is None or len(prev) == 0 or len(cur) == 0:
         return cur
     ck, pk = cur.key64(), prev.key64()
-    order = np.argsort(pk, kind="stable")
-    pk_sorted = pk[order]
-    pos = np.searchsorted(pk_sorted, ck)
-    pos_c = np.minimum(pos, len(pk_sorted) - 1)
-    found = pk_sorted[pos_c] == ck
-    idx = order[pos_c]
+    if len(ck) == len(pk) and np.array_equal(ck, pk):
+        # the table read in the same order as last time (no source came or
+        # went, the steady state): row i is row i
+        found = np.ones(len(ck), bool)
+        idx = np.arange(len(ck))
+    else:
+        found, idx = _join(ck, pk)
     out = []
     for name in ("packets", "bytes", "syns"):
         c = getattr(cur, name)
@@ -138,3 +139,23 @@ def delta(cur: Sources, prev: Sources | None) -> Sources:
         p = np.where(p > c, U64(0), p)
         out.append(c - p)
     return Sources(cur.ver, cur.hi, cur.lo, *out)
+
+
+def _join(ck: np.ndarray, pk: np.ndarray) -> tuple:
+    """For each key of ck: is it in pk, and where (the first of equal keys,
+    as a stable sort finds it). Both sides are sorted before the binary
+    searches: searching for keys in random order misses the cache at every
+    step, and took 200 ms of 300 for a million sources."""
+    order = np.argsort(pk)  # introsort: several times faster than a stable sort here
+    pk_sorted = pk[order]
+    if len(pk_sorted) > 1 and (pk_sorted[1:] == pk_sorted[:-1]).any():
+        order = np.argsort(pk, kind="stable")  # equal keys (IPv6 hash collisions): keep the first
+        pk_sorted = pk[order]
+    corder = np.argsort(ck)
+    ck_sorted = ck[corder]
+    pos = np.minimum(np.searchsorted(pk_sorted, ck_sorted), len(pk_sorted) - 1)
+    found = np.empty(len(ck), bool)
+    found[corder] = pk_sorted[pos] == ck_sorted
+    idx = np.empty(len(ck), np.intp)
+    idx[corder] = order[pos]
+    return found, idx

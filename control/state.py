@@ -13,6 +13,22 @@ from .const import DEFAULT_BPFFS, DEFAULT_STATE_DIR
 from .errors import SeawallError
 
 
+def private_makedirs(path: str) -> None:
+    """os.makedirs(path, 0o700, exist_ok=True), except that every folder it
+    creates is 0700: os.makedirs gives the intermediate ones 0777 less the
+    umask, which is 0777 itself under a umask of 0."""
+    missing = []
+    p = os.path.abspath(path)
+    while not os.path.isdir(p):
+        missing.append(p)
+        p = os.path.dirname(p)
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            pass
+
+
 @dataclass(frozen=True)
 class Paths:
     pin_root: str = DEFAULT_BPFFS  # bpffs folder of the pinned maps
@@ -35,16 +51,38 @@ class Paths:
 
     def ensure_state_dir(self) -> None:
         try:
-            os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+            private_makedirs(self.state_dir)
         except OSError as e:
             raise SeawallError(f"cannot create state directory {self.state_dir}: {e.strerror}") from None
+
+
+#: errors of a state directory that exists but cannot be written
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT)
+
+
+def _lock_fd(paths: Paths) -> int:
+    """The file to flock. Normally the lock file, created if needed. When
+    the directory cannot be written (mounted read-only, immutable, full),
+    the existing lock file opened read-only, or the directory itself:
+    flock works on either, so writers still exclude each other, and the
+    kernel half of a change, which needs no disk, still happens (the
+    journal append then fails, and the daemon says so)."""
+    try:
+        return os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        if e.errno not in UNWRITABLE:
+            raise
+    try:
+        return os.open(paths.lock, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return os.open(paths.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 @contextmanager
 def locked(paths: Paths, timeout: float = 10.0):
     """Exclusive lock on the state directory (CLI and daemon both write)."""
     paths.ensure_state_dir()
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _lock_fd(paths)
     try:
         deadline = time.monotonic() + timeout
         while True:

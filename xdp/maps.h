@@ -34,6 +34,28 @@ BPF_TABLE_PINNED("lpm_trie", struct sw_lpm_v4, struct sw_block, block_v4,
 BPF_TABLE_PINNED("lpm_trie", struct sw_lpm_v6, struct sw_block, block_v6,
 		 MAX_BLOCK_ENTRIES, PIN_ROOT "/block_v6", BPF_F_NO_PREALLOC);
 
+/* List summaries: bit i of a list's summary is set when one of its entries
+ * may cover a source whose summary bit is i (list_summary_bit() in
+ * seawall.c). A clear bit proves the trie holds nothing for the source and
+ * saves the walk: a dependent memory access per trie level, some twenty
+ * levels for 100k entries, each a cache miss for a random-spoofed source.
+ * The control plane sets a bit before writing any entry it covers and
+ * never clears one under a live entry (control/summary.py). Arrays: a
+ * fixed bitmap, read with one inlined lookup. */
+BPF_TABLE_PINNED("array", __u32, __u64, allow_sum_v4, LIST_SUMMARY_WORDS,
+		 PIN_ROOT "/allow_sum_v4", 0);
+BPF_TABLE_PINNED("array", __u32, __u64, allow_sum_v6, LIST_SUMMARY_WORDS,
+		 PIN_ROOT "/allow_sum_v6", 0);
+BPF_TABLE_PINNED("array", __u32, __u64, block_sum_v4, LIST_SUMMARY_WORDS,
+		 PIN_ROOT "/block_sum_v4", 0);
+BPF_TABLE_PINNED("array", __u32, __u64, block_sum_v6, LIST_SUMMARY_WORDS,
+		 PIN_ROOT "/block_sum_v6", 0);
+/* Slot 0: SW_LISTS_* flags. The summaries are used only once the control
+ * plane has built them from the tries (SW_LISTS_SUMMARISED): maps created
+ * fresh beside existing tries are ignored until then. */
+BPF_TABLE_PINNED("array", __u32, struct sw_list_meta, list_meta, 1,
+		 PIN_ROOT "/list_meta", 0);
+
 /* Signature rules for spoofed and reflected floods, and how many slots are
  * in use (slot 0 of sig_meta) so that the common case, no rules, costs one
  * array read. Array: fixed slots, updated in place by the control plane. */
@@ -88,5 +110,15 @@ BPF_PERCPU_ARRAY(admit_tags, __u32, ADMIT_SLOTS);
 
 /* Insert budget: per-CPU token bucket. Scratch state, not pinned. */
 BPF_PERCPU_ARRAY(admit_budget, struct sw_admit_bucket, 1);
+
+/* This CPU's last boot-clock reading and the jiffy it was taken in: stamps
+ * that no decision reads (a source's last_seen_ns, a permanent block's
+ * last_hit_ns) reuse it within the jiffy (stamp_ns() in seawall.c).
+ * Kernel-only and per-CPU, so no atomics. Scratch state, not pinned. */
+struct sw_stamp {
+	__u64 jiffies;
+	__u64 ns;
+};
+BPF_PERCPU_ARRAY(stamp_cache, struct sw_stamp, 1);
 
 #endif /* SEAWALL_MAPS_H */

@@ -126,8 +126,9 @@ struct sw_ipv6_frag_hdr {
  * end of the source address. *short_hdr is 1 when the packet ends inside
  * the 40-byte fixed header after the source address: the next-header field
  * and source address are valid, nothing after them is. *l4_ok is 0 when the
- * header is short, the chain was truncated, too long, ended in a header
- * with no L4 (ESP, No Next Header), or this is a non-first fragment. */
+ * header is short, the chain was truncated, longer than IPV6_EXT_MAX_CHAIN
+ * headers, ended in a header with no L4 (ESP, No Next Header), or this is a
+ * non-first fragment. */
 static __always_inline int parse_ip6hdr(struct hdr_cursor *nh, void *data_end,
 					struct ipv6hdr **ip6hdr, int *l4_ok,
 					int *frag, int *exts, int *short_hdr)
@@ -194,7 +195,13 @@ static __always_inline int parse_ip6hdr(struct hdr_cursor *nh, void *data_end,
 			return nexthdr;
 		}
 	}
-	return nexthdr; /* chain longer than IPV6_EXT_MAX_CHAIN: no L4 */
+	/* IPV6_EXT_MAX_CHAIN headers walked. The L4 header follows when the
+	 * last one pointed at an upper-layer protocol (a chain of exactly
+	 * IPV6_EXT_MAX_CHAIN headers); after a longer chain, no L4. */
+	*l4_ok = nexthdr != IPPROTO_HOPOPTS && nexthdr != IPPROTO_ROUTING &&
+		 nexthdr != IPPROTO_DSTOPTS && nexthdr != IPPROTO_AH &&
+		 nexthdr != IPPROTO_FRAGMENT && nexthdr != 50 && nexthdr != 59;
+	return nexthdr;
 }
 
 #endif /* SEAWALL_PARSING_H */

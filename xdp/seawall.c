@@ -14,15 +14,56 @@
 #include "shared.h"
 #include "parsing.h"
 #include "maps.h"
+#include "bench.h"
 
 #define CONTINUE (-1)
 
 static __always_inline void count_event(__u32 ev)
 {
-	__u64 *v = events.lookup(&ev);
+	__u64 *v;
+
+	if (bench_skips(SW_SKIP_EVENTS))
+		return;
+	v = events.lookup(&ev);
 
 	if (v)
 		*v += 1; /* per-CPU slot: no atomic needed */
+}
+
+/* CLOCK_BOOTTIME ns. A helper call is the dearest thing on the hot path
+ * (tens of ns, BENCHMARKS.md), so the clock is read where a decision needs
+ * it and nowhere else: a live block's expiry, the signature rules while
+ * there are any, the admission budget. A packet from an untracked source
+ * on no list, with no signature rule in force, never reads it. Reading it
+ * there rather than at the packet's start changes nothing a decision
+ * depends on. (No "read once" cache on the stack: a value that is either
+ * unread or read doubles the states the verifier walks.) */
+static __always_inline __u64 clock_ns(void)
+{
+	if (bench_skips(SW_SKIP_CLOCK))
+		return 1;
+	return bpf_ktime_get_boot_ns();
+}
+
+/* A CLOCK_BOOTTIME stamp good to a jiffy (1 to 10 ms), for what no
+ * decision reads: a tracked source's last_seen_ns, a permanent block's
+ * last_hit_ns. The boot clock is read at most once per jiffy per CPU;
+ * bpf_jiffies64() is an inlined load. Every decision (expiry, rate limits,
+ * the admission budget) keeps the exact clock_ns(). */
+static __always_inline __u64 stamp_ns(void)
+{
+	__u32 zero = 0;
+	struct sw_stamp *c = stamp_cache.lookup(&zero);
+	__u64 j;
+
+	if (!c)
+		return clock_ns();
+	j = bpf_jiffies64();
+	if (c->jiffies != j || !c->ns) {
+		c->ns = clock_ns();
+		c->jiffies = j;
+	}
+	return c->ns;
 }
 
 /* Multiplicative hashes (Knuth); only their spread matters. */
@@ -39,17 +80,68 @@ static __always_inline __u32 hash_v6(const __u32 *w)
 
 /* --- lists ------------------------------------------------------------- */
 
-static __always_inline int check_allow_v4(__u32 saddr)
+/* Are the list summaries (maps.h) complete? Until the control plane has
+ * built them from the tries, every check walks its trie. */
+static __always_inline int lists_summarised(void)
+{
+	__u32 zero = 0;
+	struct sw_list_meta *m = list_meta.lookup(&zero);
+
+	return m && (m->flags & SW_LISTS_SUMMARISED);
+}
+
+/* The source's bit in the list summaries, or -1 to walk the tries. IPv4:
+ * the address's top LIST_SUMMARY_LOG2 bits. IPv6: a multiplicative hash of
+ * its top 32 bits (an operator's /32 lands on one bit). control/summary.py
+ * computes the same indices. */
+static __always_inline __s64 summary_bit_v4(__u32 saddr)
+{
+	if (!lists_summarised())
+		return -1;
+	return bpf_ntohl(saddr) >> (32 - LIST_SUMMARY_LOG2);
+}
+
+static __always_inline __s64 summary_bit_v6(const struct in6_addr *saddr)
+{
+	if (!lists_summarised())
+		return -1;
+	return (__u32)(bpf_ntohl(saddr->s6_addr32[0]) * 2654435761U) >>
+	       (32 - LIST_SUMMARY_LOG2);
+}
+
+/* 1 when a summary word proves its list has no entry for the source. */
+static __always_inline int summary_clear(const __u64 *word, __s64 bit)
+{
+	return bit >= 0 && word && !(*word & (1ULL << (bit & 63)));
+}
+
+/* Both checks also hand back the source's summary bit for the blocklist. */
+static __always_inline int check_allow_v4(__u32 saddr, __s64 *sbit)
 {
 	struct sw_lpm_v4 key = { .prefixlen = 32, .addr = saddr };
+	__u32 w;
 
+	*sbit = summary_bit_v4(saddr);
+	w = *sbit >> 6;
+	if (bench_skips(SW_SKIP_ALLOW))
+		return CONTINUE;
+	if (summary_clear(allow_sum_v4.lookup(&w), *sbit))
+		return CONTINUE;
 	return allow_v4.lookup(&key) ? XDP_PASS : CONTINUE;
 }
 
-static __always_inline int check_allow_v6(const struct in6_addr *saddr)
+static __always_inline int check_allow_v6(const struct in6_addr *saddr,
+					  __s64 *sbit)
 {
 	struct sw_lpm_v6 key = { .prefixlen = 128 };
+	__u32 w;
 
+	*sbit = summary_bit_v6(saddr);
+	w = *sbit >> 6;
+	if (bench_skips(SW_SKIP_ALLOW))
+		return CONTINUE;
+	if (summary_clear(allow_sum_v6.lookup(&w), *sbit))
+		return CONTINUE;
 	__builtin_memcpy(key.addr, saddr, 16);
 	return allow_v6.lookup(&key) ? XDP_PASS : CONTINUE;
 }
@@ -58,14 +150,17 @@ static __always_inline int check_allow_v6(const struct in6_addr *saddr)
  * repeated with a shorter key prefix length (an LPM lookup with prefix
  * length N only matches entries of length <= N), so an expired /32 inside
  * a live /24 does not unblock the /24. Returns 1 for a live match. */
-static __always_inline int block_live(struct sw_block *b, __u64 now,
-				      __u32 *next_plen)
+static __always_inline int block_live(struct sw_block *b, __u32 *next_plen)
 {
-	if (!b->expires_ns || b->expires_ns > now) {
+	/* the exact clock decides expiry; a permanent entry only needs a
+	 * stamp for last_hit_ns */
+	__u64 t = b->expires_ns ? clock_ns() : stamp_ns();
+
+	if (!b->expires_ns || b->expires_ns > t) {
 		/* Refresh the stamp at most every LAST_HIT_GRANULARITY_NS:
 		 * a read-mostly line does not bounce between CPUs. */
-		if (now - b->last_hit_ns > LAST_HIT_GRANULARITY_NS)
-			b->last_hit_ns = now;
+		if (t - b->last_hit_ns > LAST_HIT_GRANULARITY_NS)
+			b->last_hit_ns = t;
 		return 1;
 	}
 	count_event(SW_EV_BLOCK_EXPIRED);
@@ -75,18 +170,23 @@ static __always_inline int block_live(struct sw_block *b, __u64 now,
 	return 0;
 }
 
-static __always_inline int check_block_v4(__u32 saddr, __u64 now)
+static __always_inline int check_block_v4(__u32 saddr, __s64 sbit)
 {
 	struct sw_lpm_v4 key = { .prefixlen = 32, .addr = saddr };
 	struct sw_block *b;
+	__u32 w = sbit >> 6;
 	int i, live;
 
+	if (bench_skips(SW_SKIP_BLOCK))
+		return CONTINUE;
+	if (summary_clear(block_sum_v4.lookup(&w), sbit))
+		return CONTINUE;
 #pragma unroll
 	for (i = 0; i < BLOCK_EXPIRED_HOPS; i++) {
 		b = block_v4.lookup(&key);
 		if (!b)
 			return CONTINUE;
-		live = block_live(b, now, &key.prefixlen);
+		live = block_live(b, &key.prefixlen);
 		if (live > 0)
 			return XDP_DROP;
 		if (live < 0)
@@ -96,19 +196,24 @@ static __always_inline int check_block_v4(__u32 saddr, __u64 now)
 }
 
 static __always_inline int check_block_v6(const struct in6_addr *saddr,
-					  __u64 now)
+					  __s64 sbit)
 {
 	struct sw_lpm_v6 key = { .prefixlen = 128 };
 	struct sw_block *b;
+	__u32 w = sbit >> 6;
 	int i, live;
 
+	if (bench_skips(SW_SKIP_BLOCK))
+		return CONTINUE;
+	if (summary_clear(block_sum_v6.lookup(&w), sbit))
+		return CONTINUE;
 	__builtin_memcpy(key.addr, saddr, 16);
 #pragma unroll
 	for (i = 0; i < BLOCK_EXPIRED_HOPS; i++) {
 		b = block_v6.lookup(&key);
 		if (!b)
 			return CONTINUE;
-		live = block_live(b, now, &key.prefixlen);
+		live = block_live(b, &key.prefixlen);
 		if (live > 0)
 			return XDP_DROP;
 		if (live < 0)
@@ -121,7 +226,11 @@ static __always_inline int check_block_v6(const struct in6_addr *saddr,
 
 static __always_inline void feature_bump(__u32 slot)
 {
-	__u64 *v = features.lookup(&slot);
+	__u64 *v;
+
+	if (bench_skips(SW_SKIP_FEATURES))
+		return;
+	v = features.lookup(&slot);
 
 	if (v)
 		*v += 1;
@@ -130,7 +239,7 @@ static __always_inline void feature_bump(__u32 slot)
 /* Doorkeeper and budget: may this never-seen source take an LRU slot?
  * An LRU insert costs an order of magnitude more than a hit and evicts a
  * tracked source, so a random-spoofed flood must not get one per packet. */
-static __always_inline int admit(__u32 hash, __u64 now)
+static __always_inline int admit(__u32 hash)
 {
 	/* The low bits of a multiplicative hash depend only on the key's low
 	 * bits (an IPv4 address's first two octets): fold the high half in,
@@ -141,7 +250,7 @@ static __always_inline int admit(__u32 hash, __u64 now)
 	__u32 zero = 0;
 	struct sw_admit_bucket *bkt;
 	__u32 *seen;
-	__u64 elapsed;
+	__u64 elapsed, t;
 
 	seen = admit_tags.lookup(&slot);
 	if (!seen)
@@ -154,13 +263,14 @@ static __always_inline int admit(__u32 hash, __u64 now)
 	bkt = admit_budget.lookup(&zero);
 	if (!bkt)
 		return 0;
-	elapsed = now - bkt->last_ns;
+	t = clock_ns();
+	elapsed = t - bkt->last_ns;
 	if (elapsed >= 1000000000ULL / ADMIT_RATE) {
 		__u64 add = elapsed / (1000000000ULL / ADMIT_RATE);
 
 		bkt->tokens = bkt->tokens + add > ADMIT_BURST ?
 			ADMIT_BURST : bkt->tokens + add;
-		bkt->last_ns = now;
+		bkt->last_ns = t;
 	}
 	if (!bkt->tokens) {
 		count_event(SW_EV_SRC_BUDGET);
@@ -181,41 +291,45 @@ static __always_inline void source_bump(struct sw_source *s, __u64 len,
 }
 
 static __always_inline void account_v4(__u32 saddr, __u32 hash, __u64 len,
-				       int syn, __u64 now)
+				       int syn)
 {
-	struct sw_source *s = src_v4.lookup(&saddr);
+	struct sw_source *s;
 	struct sw_source fresh = {};
 
+	if (bench_skips(SW_SKIP_SOURCES))
+		return;
+	s = src_v4.lookup(&saddr);
 	if (s) {
-		source_bump(s, len, syn, now);
+		source_bump(s, len, syn, stamp_ns());
 		count_event(SW_EV_SRC_HIT);
 		return;
 	}
-	if (!admit(hash, now))
+	if (!admit(hash))
 		return;
-	source_bump(&fresh, len, syn, now);
+	source_bump(&fresh, len, syn, stamp_ns());
 	if (src_v4.update(&saddr, &fresh) == 0)
 		count_event(SW_EV_SRC_INSERT);
 }
 
 static __always_inline void account_v6(const struct in6_addr *saddr,
-				       __u32 hash, __u64 len, int syn,
-				       __u64 now)
+				       __u32 hash, __u64 len, int syn)
 {
 	struct in6_addr key;
 	struct sw_source *s;
 	struct sw_source fresh = {};
 
+	if (bench_skips(SW_SKIP_SOURCES))
+		return;
 	__builtin_memcpy(&key, saddr, sizeof(key));
 	s = src_v6.lookup(&key);
 	if (s) {
-		source_bump(s, len, syn, now);
+		source_bump(s, len, syn, stamp_ns());
 		count_event(SW_EV_SRC_HIT);
 		return;
 	}
-	if (!admit(hash, now))
+	if (!admit(hash))
 		return;
-	source_bump(&fresh, len, syn, now);
+	source_bump(&fresh, len, syn, stamp_ns());
 	if (src_v6.update(&key, &fresh) == 0)
 		count_event(SW_EV_SRC_INSERT);
 }
@@ -295,7 +409,11 @@ static __always_inline int sig_rate_ok(__u32 slot, __u32 rate_pps, __u64 now)
 		per_cpu = 1;
 	elapsed = now - b->last_ns;
 	if (elapsed >= 1000000000ULL / per_cpu) {
-		add = elapsed * per_cpu / 1000000000ULL;
+		/* A second or more refills the bucket. Below a second the
+		 * product stays under 2^62 (per_cpu < 2^32); over a long idle
+		 * spell elapsed * per_cpu would wrap round to a few tokens. */
+		add = elapsed >= 1000000000ULL ? per_cpu :
+		      elapsed * per_cpu / 1000000000ULL;
 		b->tokens = b->tokens + add > per_cpu ? per_cpu : b->tokens + add;
 		b->last_ns = now;
 	}
@@ -310,17 +428,25 @@ static __always_inline int sig_rate_ok(__u32 slot, __u32 rate_pps, __u64 now)
  * common case, no rules, costs one array read. */
 static __always_inline int check_signatures(int proto, __u16 sport,
 					    __u16 dport, __u64 len,
-					    __u8 flags, __u64 now)
+					    __u8 flags)
 {
 	__u32 zero = 0, used, slot;
-	struct sw_sig_meta *meta = sig_meta.lookup(&zero);
+	struct sw_sig_meta *meta;
 	struct sw_sig *r;
 	struct sw_counter *hit;
+	__u64 t;
 	int i;
 
+	if (bench_skips(SW_SKIP_SIGNATURES))
+		return CONTINUE;
+	meta = sig_meta.lookup(&zero);
 	if (!meta || !meta->used)
 		return CONTINUE;
 	used = meta->used;
+	/* Read once, before the loop: read inside it, for matching rules
+	 * only, it would cost no more time but half again the verifier's
+	 * states (its budget is a million instructions). */
+	t = clock_ns();
 	/* A bounded loop, not unrolled: the induction variable stays in a
 	 * register and the map key is a copy (a key on the stack that is
 	 * also the loop counter defeats the verifier's loop detection). */
@@ -331,8 +457,6 @@ static __always_inline int check_signatures(int proto, __u16 sport,
 		r = sigs.lookup(&slot);
 		if (!r || !(r->match & SW_SIG_ACTIVE) || r->proto != proto)
 			continue;
-		if (r->expires_ns && r->expires_ns <= now)
-			continue;
 		if ((r->match & SW_SIG_DPORT) && r->dport != dport)
 			continue;
 		if ((r->match & SW_SIG_SPORT) && r->sport != sport)
@@ -341,12 +465,14 @@ static __always_inline int check_signatures(int proto, __u16 sport,
 			continue;
 		if ((r->match & SW_SIG_FLAGS) && r->tcp_flags != flags)
 			continue;
+		if (r->expires_ns && r->expires_ns <= t)
+			continue;
 		hit = sig_hits.lookup(&slot);
 		if (hit) { /* per-CPU slot */
 			hit->packets += 1;
 			hit->bytes += len;
 		}
-		if (r->rate_pps && sig_rate_ok(slot, r->rate_pps, now))
+		if (r->rate_pps && sig_rate_ok(slot, r->rate_pps, t))
 			return CONTINUE;
 		return XDP_DROP;
 	}
@@ -371,7 +497,7 @@ int xdp_seawall(struct xdp_md *ctx)
 	int eth_type, proto, vlans;
 	int l4_ok = 0, frag = 0, ext = 0, syn = 0, short_hdr = 0;
 	__u32 zero = 0, hash;
-	__u64 now;
+	__s64 sbit = -1; /* the source's list-summary bit, -1: walk the tries */
 	int verdict;
 
 	eth_type = parse_ethhdr(&nh, data_end, &vlans);
@@ -406,17 +532,16 @@ int xdp_seawall(struct xdp_md *ctx)
 	}
 
 	/* 1. allowlist */
-	verdict = iph ? check_allow_v4(iph->saddr) :
-			check_allow_v6(&ip6h->saddr);
+	verdict = iph ? check_allow_v4(iph->saddr, &sbit) :
+			check_allow_v6(&ip6h->saddr, &sbit);
 	if (verdict >= 0) {
 		reason = SW_PASS_ALLOW;
 		goto out;
 	}
 
 	/* 2. blocklist, with in-kernel expiry */
-	now = bpf_ktime_get_boot_ns();
-	verdict = iph ? check_block_v4(iph->saddr, now) :
-			check_block_v6(&ip6h->saddr, now);
+	verdict = iph ? check_block_v4(iph->saddr, sbit) :
+			check_block_v6(&ip6h->saddr, sbit);
 	cfg = config.lookup(&zero);
 	if (verdict == XDP_DROP) {
 		if (cfg && (cfg->flags & SW_CFG_MONITOR)) {
@@ -446,7 +571,7 @@ int xdp_seawall(struct xdp_md *ctx)
 
 	/* 3. signature rules (spoofed and reflected floods) */
 	if (reason == SW_PASS_CLEAN &&
-	    check_signatures(proto, sport, dport, len, flags, now) == XDP_DROP) {
+	    check_signatures(proto, sport, dport, len, flags) == XDP_DROP) {
 		if (cfg && (cfg->flags & SW_CFG_MONITOR)) {
 			reason = SW_MON_SIG;
 		} else {
@@ -459,10 +584,10 @@ int xdp_seawall(struct xdp_md *ctx)
 	/* 4. accounting */
 	if (iph) {
 		hash = hash_v4(iph->saddr);
-		account_v4(iph->saddr, hash, len, syn, now);
+		account_v4(iph->saddr, hash, len, syn);
 	} else {
 		hash = hash_v6((const __u32 *)&ip6h->saddr);
-		account_v6(&ip6h->saddr, hash, len, syn, now);
+		account_v6(&ip6h->saddr, hash, len, syn);
 	}
 	account_features(hash, proto, sport, dport, len, flags);
 

@@ -92,7 +92,7 @@ struct sw_source {
 	__u64 packets;
 	__u64 bytes;
 	__u64 syns;         /* TCP segments with SYN set and ACK clear */
-	__u64 last_seen_ns; /* CLOCK_BOOTTIME ns */
+	__u64 last_seen_ns; /* CLOCK_BOOTTIME ns, to within a jiffy */
 };
 
 /* Signature rule match bits: which fields of struct sw_sig are compared. */
@@ -119,6 +119,14 @@ struct sw_sig {
 
 struct sw_sig_meta {
 	__u32 used; /* slots to scan: highest active slot + 1 */
+	__u32 pad;
+};
+
+/* Host-wide list flags (list_meta map, slot 0). */
+#define SW_LISTS_SUMMARISED (1U << 0) /* the list summaries cover every entry */
+
+struct sw_list_meta {
+	__u32 flags; /* SW_LISTS_* */
 	__u32 pad;
 };
 

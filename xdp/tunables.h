@@ -22,6 +22,15 @@
 #define MAX_BLOCK_ENTRIES 131072
 #endif
 
+/* List summaries (maps.h): 2^LIST_SUMMARY_LOG2 bits per list. An IPv4
+ * source's bit is its top LIST_SUMMARY_LOG2 bits (20: its /20); an IPv6
+ * source's is a hash of its top 32 bits. 2^20 bits are 128 KiB a list,
+ * small enough to stay in a CPU's L2 cache. */
+#ifndef LIST_SUMMARY_LOG2
+#define LIST_SUMMARY_LOG2 20
+#endif
+#define LIST_SUMMARY_WORDS (1U << (LIST_SUMMARY_LOG2 - 6)) /* __u64 words */
+
 /* Nested expired blocklist prefixes skipped per packet before the shorter
  * covering prefix is consulted. The control plane prunes expired entries,
  * so more than one level is rare; the bound keeps the verifier happy. */
