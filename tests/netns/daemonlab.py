@@ -102,15 +102,16 @@ class DaemonLab:
             raise AssertionError(f"seawall {' '.join(args)}: exit {p.returncode}: {p.stderr.strip()}")
         return p
 
-    def start(self, ns, *cmd, **kw) -> subprocess.Popen:
-        p = subprocess.Popen([*self.nsenter(ns), *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, **kw)
+    def start(self, ns, *cmd, quiet=False, **kw) -> subprocess.Popen:
+        """quiet: discard the output (a pipe nobody reads fills up and blocks the process)."""
+        out = subprocess.DEVNULL if quiet else subprocess.PIPE
+        p = subprocess.Popen([*self.nsenter(ns), *cmd], stdout=out, stderr=out, text=True, **kw)
         self.procs.append(p)
         return p
 
     def http_server(self):
         return self.start(self.s, sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", "198.18.0.1",
-                          "--directory", tempfile.gettempdir())
+                          "--directory", tempfile.gettempdir(), quiet=True)
 
     def clients(self, duration: float, rate: float):
         return self.start(self.c, sys.executable, "-c", CLIENT_SCRIPT, ",".join(CLIENTS), "198.18.0.1",
