@@ -63,6 +63,33 @@ print(json.dumps({"ok": ok, "fail": fail, "failures": failures[:20],
 """
 
 
+# The daemon's config in these labs: short cycles and a short warm-up, a
+# rate floor that the lab's few hundred customer packets/s clear.
+LAB_CONFIG = """
+[daemon]
+interval = "200ms"
+[detection]
+warmup = "3s"
+baseline_window = "10s"
+min_pps = 300
+[ttl]
+base = "2m"
+"""
+
+
+def write_flood_conf(path):
+    """trafgen: one UDP frame from the attacker to the server's discard port."""
+    with open(path, "w") as f:
+        f.write(
+            "{\n"
+            f"  eth(da={SERVER_MAC_A}, sa={ATTACKER_MAC}, type=0x0800),\n"
+            f"  ipv4(saddr={ATTACKER}, daddr=198.18.1.1, proto=17, ttl=64),\n"
+            "  udp(sp=40000, dp=9),\n"
+            "  fill(0x41, 64)\n"
+            "}\n"
+        )
+
+
 def sh(*cmd, check=True, timeout=60, **kw):
     p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, **kw)
     if check and p.returncode:

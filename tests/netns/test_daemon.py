@@ -10,31 +10,8 @@ import time
 
 import pytest
 
-from daemonlab import ATTACKER, ATTACKER_MAC, CLIENTS, SERVER_MAC_A, daemon_lab, events
+from daemonlab import ATTACKER, CLIENTS, LAB_CONFIG, daemon_lab, events, write_flood_conf
 
-CONFIG = """
-[daemon]
-interval = "200ms"
-[detection]
-warmup = "3s"
-baseline_window = "10s"
-min_pps = 300
-[ttl]
-base = "2m"
-"""
-
-
-def trafgen_conf(path):
-    """One UDP frame from the attacker to the server's discard port."""
-    with open(path, "w") as f:
-        f.write(
-            "{\n"
-            f"  eth(da={SERVER_MAC_A}, sa={ATTACKER_MAC}, type=0x0800),\n"
-            f"  ipv4(saddr={ATTACKER}, daddr=198.18.1.1, proto=17, ttl=64),\n"
-            "  udp(sp=40000, dp=9),\n"
-            "  fill(0x41, 64)\n"
-            "}\n"
-        )
 
 
 @pytest.fixture
@@ -47,9 +24,9 @@ def dlab(seawall_env):
 def test_flood_is_cut_and_customers_stay_served(dlab, tmp_path):
     lab = dlab
     cfg = tmp_path / "seawall.toml"
-    cfg.write_text(CONFIG)
+    cfg.write_text(LAB_CONFIG)
     conf = tmp_path / "flood.cfg"
-    trafgen_conf(conf)
+    write_flood_conf(conf)
     lab.seawall("attach", "sws0")
     lab.seawall("attach", "swa0")
     lab.http_server()

@@ -24,30 +24,8 @@ import time
 
 import pytest
 
-from daemonlab import ATTACKER, ATTACKER_MAC, SEAWALL, SERVER_MAC_A, daemon_lab, sh
+from daemonlab import ATTACKER, LAB_CONFIG, SEAWALL, daemon_lab, sh, write_flood_conf
 
-CONFIG = """
-[daemon]
-interval = "200ms"
-[detection]
-warmup = "3s"
-baseline_window = "10s"
-min_pps = 300
-[ttl]
-base = "2m"
-"""
-
-
-def write_trafgen(path):
-    with open(path, "w") as f:
-        f.write(
-            "{\n"
-            f"  eth(da={SERVER_MAC_A}, sa={ATTACKER_MAC}, type=0x0800),\n"
-            f"  ipv4(saddr={ATTACKER}, daddr=198.18.1.1, proto=17, ttl=64),\n"
-            "  udp(sp=40000, dp=9),\n"
-            "  fill(0x41, 64)\n"
-            "}\n"
-        )
 
 
 class Events:
@@ -89,9 +67,9 @@ def dlab(seawall_env, tmp_path):
     with daemon_lab(dict(os.environ)) as lab:
         lab.cfg = str(tmp_path / "seawall.toml")
         with open(lab.cfg, "w") as f:
-            f.write(CONFIG)
+            f.write(LAB_CONFIG)
         lab.conf = str(tmp_path / "flood.cfg")
-        write_trafgen(lab.conf)
+        write_flood_conf(lab.conf)
         lab.paths = seawall_env
         yield lab
 

@@ -24,19 +24,7 @@ import pytest
 
 from seawall.control import bpfsys, const, kernel
 
-from daemonlab import ATTACKER_MAC, CLIENTS, SERVER_MAC_A, daemon_lab, events
-
-CONFIG = """
-[daemon]
-interval = "200ms"
-[detection]
-warmup = "3s"
-baseline_window = "10s"
-min_pps = 300
-[ttl]
-base = "2m"
-"""
-
+from daemonlab import ATTACKER_MAC, CLIENTS, LAB_CONFIG, SERVER_MAC_A, daemon_lab, events
 
 def spoofed_trafgen(path):
     """UDP 198.19.<random>.<random>:40000 -> 198.18.1.1:9, raw bytes so
@@ -71,7 +59,7 @@ def tracked(pin_root: str, iface: str) -> int:
 def test_spoofed_flood_on_the_wire_is_cut_by_a_signature(dlab, seawall_env, tmp_path):
     lab = dlab
     cfg = tmp_path / "seawall.toml"
-    cfg.write_text(CONFIG)
+    cfg.write_text(LAB_CONFIG)
     conf = tmp_path / "spoofed.cfg"
     spoofed_trafgen(conf)
     lab.seawall("attach", "sws0")
