@@ -26,10 +26,8 @@ BENCHMARKS.md explains the method and holds the latest figures.
 from __future__ import annotations
 
 import ctypes
-import errno
 import glob
 import json
-import math
 import os
 import platform
 import shutil
@@ -56,9 +54,9 @@ VERDICTS = {XDP_ABORTED: "aborted", XDP_DROP: "drop", XDP_PASS: "pass"}
 
 # Frames carry benchmarking addresses only (RFC 2544, RFC 5180).
 DST4, DST6 = "198.18.0.1", "2001:2::1"
-PASS_SRC = "198.19.128.10"  # a customer: on no list, and no entry in its /20
-NEAR_SRC = "198.18.16.10"  # a customer on no list whose /20 holds entries of both lists:
-NEAR_BLOCKED, NEAR_ALLOWED = "198.18.16.66", "198.18.17.0"  # ... these two (/32, /24)
+PASS_SRC = "198.19.128.10"  # a customer: on no list, and no entry in its /24
+NEAR_SRC = "198.18.16.10"  # a customer on no list whose /24 holds entries of both lists:
+NEAR_BLOCKED, NEAR_ALLOWED = "198.18.16.66", "198.18.16.128"  # ... these two (/32, /25)
 BLOCKED_SRC = "198.18.1.66"  # the attacker: on the blocklist, with a TTL as the daemon's blocks
 PERMANENT_SRC = "198.18.2.66"  # blocked by hand, until removed
 SIG_SRC = "198.19.128.12"  # a reflector: on no list, matches a drop rule
@@ -242,7 +240,7 @@ class Lists:
     block, so a dense list would flatter seawall."""
 
     block4: np.ndarray  # uint32, host order (blocked with a TTL)
-    allow4: np.ndarray  # uint32 /24 network addresses
+    allow4: np.ndarray  # uint32 network addresses, /24 but for NEAR_ALLOWED (/25)
     block6: np.ndarray  # (n, 16) uint8
     allow6: np.ndarray  # (n, 16) uint8, /48 networks
     permanent4: np.ndarray = field(default_factory=lambda: np.array(
@@ -293,7 +291,8 @@ class Lists:
         return [Prefix(6, bytes(a), 128) for a in self.block6]
 
     def allow_prefixes(self) -> list:
-        return ([Prefix(4, int(a).to_bytes(4, "big"), 24) for a in self.allow4.tolist()]
+        near = int.from_bytes(socket.inet_aton(NEAR_ALLOWED), "big")
+        return ([Prefix(4, int(a).to_bytes(4, "big"), 25 if a == near else 24) for a in self.allow4.tolist()]
                 + [Prefix(6, bytes(a), 48) for a in self.allow6])
 
     def permanent_prefixes(self) -> list:
@@ -524,7 +523,7 @@ class Datapath:
         have_xf = self.load_xdp_filter(report)
         frames = {
             "pass": frame(PASS_SRC, DST4),
-            "pass_listed_20": frame(NEAR_SRC, DST4),
+            "pass_listed_24": frame(NEAR_SRC, DST4),
             "drop_block": frame(BLOCKED_SRC, DST4, "udp", 40000, 9, payload=18),
             "drop_block_permanent": frame(PERMANENT_SRC, DST4, "udp", 40000, 9, payload=18),
             "drop_signature": frame(SIG_SRC, DST4, "udp", 161, 40000, payload=18),
@@ -532,9 +531,9 @@ class Datapath:
             "vlan_pass": frame(PASS_SRC, DST4, vlan=100),
         }
         cases = (
-            ("pass", "a tracked source on no list, in a /20 with no list entry (so its summary bits are "
+            ("pass", "a tracked source on no list, in a /24 with no list entry (so its summary bits are "
                      "clear), accounted", XDP_PASS, "pass_clean", True),
-            ("pass_listed_20", "the same, but its /20 holds an allowed /24 and a blocked /32: both tries "
+            ("pass_listed_24", "the same, but its /24 holds an allowed /25 and a blocked /32: both tries "
                                "are walked", XDP_PASS, "pass_clean", True),
             ("drop_block", "blocked source (an automatic block with a TTL)", XDP_DROP, "drop_block", True),
             ("drop_block_permanent", "blocked source (a manual block, until removed)", XDP_DROP, "drop_block",
@@ -564,7 +563,7 @@ class Datapath:
                                          ns_per_packet=xns, ratio_to_floor=_ratio(xns, floor_ns),
                                          detail={"runs_ns": xruns, "verdict": VERDICTS[verdict]}))
                 detail["ratio_to_xdp_filter"] = _ratio(ns, xns)
-            target = {"pass": 3, "pass_listed_20": 3, "ipv6_pass": 3, "vlan_pass": 3, "drop_block": 2,
+            target = {"pass": 3, "pass_listed_24": 3, "ipv6_pass": 3, "vlan_pass": 3, "drop_block": 2,
                       "drop_block_permanent": 2}.get(name)
             ratio = _ratio(ns, floor_ns)
             report.cases.append(Case(name, "datapath", what, ns_per_packet=ns, ratio_to_floor=ratio,
@@ -918,30 +917,52 @@ class Lab:
         _sh("ip", "-n", self.s, "neigh", "replace", ATTACKER, "lladdr", ATTACKER_MAC, "dev", "swa0",
             "nud", "permanent")
 
-    def start(self, ns: str, *cmd, quiet: bool = False, **kw) -> subprocess.Popen:
+    def start(self, ns: str, *cmd, quiet: bool = False, group: bool = False, **kw) -> subprocess.Popen:
         """Start cmd in namespace ns. quiet: discard its output. A process
         that writes a line per request (http.server) must be quiet, or it
-        blocks once the unread pipe fills (64 KiB, some 900 requests)."""
+        blocks once the unread pipe fills (64 KiB, some 900 requests).
+        group: its own process group, signalled whole by stop() (trafgen
+        forks a sender per CPU)."""
         out = subprocess.DEVNULL if quiet else subprocess.PIPE
-        p = subprocess.Popen([*self.ns(ns), *cmd], stdout=out, stderr=out, text=True, **kw)
+        p = subprocess.Popen([*self.ns(ns), *cmd], stdout=out, stderr=out, text=True, start_new_session=group, **kw)
+        p.group = group
         self.procs.append(p)
         return p
 
     def seawall(self, *args) -> subprocess.CompletedProcess:
         return _sh(*self.ns(self.s), self.seawall_bin, *args, env=self.env)
 
-    def tx_packets(self) -> int:
-        out = _sh(*self.ns(self.a), "ip", "-s", "-j", "link", "show", "swa1").stdout
-        return int(json.loads(out)[0]["stats64"]["tx"]["packets"])
+    def arrived(self) -> int:
+        """Frames that reached the server's flooded interface, whoever then
+        dropped them: seawall's own counters while it is attached (the
+        frames its XDP drops never reach the interface's rx counter), the
+        rx counter otherwise (nftables' ingress hook runs after it)."""
+        st = _sh(*self.ns(self.s), self.seawall_bin, "stats", "-i", "swa0", "--json", check=False, env=self.env)
+        if st.returncode == 0:
+            reasons = json.loads(st.stdout)["interfaces"]["swa0"]["reasons"]
+            return sum(r["packets"] for r in reasons.values())
+        out = _sh(*self.ns(self.s), "ip", "-s", "-j", "link", "show", "swa0").stdout
+        return int(json.loads(out)[0]["stats64"]["rx"]["packets"])
 
     def stop(self, p: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-        if p.poll() is None:
-            p.send_signal(sig)
+        def send(s: int) -> None:
+            try:
+                if getattr(p, "group", False):
+                    os.killpg(p.pid, s)
+                else:
+                    p.send_signal(s)
+            except ProcessLookupError:
+                pass
+
+        if p.poll() is None or getattr(p, "group", False):
+            send(sig)
             try:
                 p.wait(10)
             except subprocess.TimeoutExpired:
-                p.kill()
+                send(signal.SIGKILL)
                 p.wait(5)
+            if getattr(p, "group", False):
+                send(signal.SIGKILL)  # a sender the signal left behind
 
     def teardown(self) -> None:
         for p in self.procs:
@@ -1004,19 +1025,21 @@ def e2e(p: Params, lists: Lists, report: Report, say: Callable) -> None:
 
         def phase(name: str, what: str, flood: bool, during: Optional[Callable] = None) -> dict:
             say(f"end to end: {name}")
+            drops0 = _softnet_drops()
+            fl = None
+            if flood:
+                # bounded in count and time; as fast as the senders go
+                fl = lab.start(lab.a, "timeout", str(int(secs) + 10), "trafgen", "--dev", "swa1", "--conf", conf,
+                               "--cpus", str(FLOOD_CPUS), "--num", str(int(3_000_000 * secs)), "-Q", "-C",
+                               group=True)
+                time.sleep(0.5)  # at full rate before the customers start
+            arrived0, t0 = lab.arrived(), time.monotonic()
             # one customer process per CPU, so that some customers always
             # share a core with the flood, as RSS spreads them on a NIC
             clients = [lab.start(lab.c, "taskset", "-c", str(cpu), sys.executable, "-m", "seawall.control.bench",
                                  "--client", ",".join(half), "198.18.0.1", str(HTTP_PORT), str(secs),
                                  str(p.e2e_rate / len(cpus)))
                        for cpu, half in zip(cpus, halves)]
-            tx0, drops0 = lab.tx_packets(), _softnet_drops()
-            fl = None
-            t0 = time.monotonic()
-            if flood:
-                # bounded in count and time; as fast as one core sends
-                fl = lab.start(lab.a, "timeout", str(int(secs) + 2), "trafgen", "--dev", "swa1", "--conf", conf,
-                               "--cpus", str(FLOOD_CPUS), "--num", str(int(3_000_000 * secs)), "-Q", "-C")
             extra = during() if during else {}
             ok = fail = 0
             lat: list = []
@@ -1029,10 +1052,10 @@ def e2e(p: Params, lists: Lists, report: Report, say: Callable) -> None:
                     raise SeawallError(f"the client load died: {err.strip()[-300:]}") from None
                 ok, fail, lat = ok + r["ok"], fail + r["fail"], lat + r["lat_ms"]
                 why += r["why"]
+            arrived = lab.arrived() - arrived0
+            elapsed = time.monotonic() - t0
             if fl is not None:
                 lab.stop(fl, signal.SIGINT)
-            elapsed = time.monotonic() - t0
-            tx = lab.tx_packets() - tx0
             lat.sort()
 
             def pct(q: float):
@@ -1042,8 +1065,8 @@ def e2e(p: Params, lists: Lists, report: Report, say: Callable) -> None:
             row = {"name": name, "what": what, "requests": total, "ok": ok,
                    "success_rate": round(ok / total, 4) if total else None,
                    "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": lat[-1] if lat else None,
-                   "flood_packets": tx if flood else 0,
-                   "flood_pps": round(tx / min(elapsed, secs)) if flood else 0,
+                   "flood_packets": arrived if flood else 0,
+                   "flood_pps": round(arrived / elapsed) if flood else 0,
                    "backlog_drops": _softnet_drops() - drops0, "failures": why[:4]}
             row.update(extra)
             phases.append(row)
@@ -1306,14 +1329,17 @@ def plot(r: Report, path: str) -> None:
     from . import plot as plotmod
 
     groups = []
-    for name in ("pass", "drop_block", "drop_signature", "ipv6_pass", "vlan_pass", "spoofed_mix"):
+    labels = {"pass": "pass", "pass_listed_24": "pass near", "drop_block": "drop TTL",
+              "drop_block_permanent": "drop perm", "drop_signature": "signature", "ipv6_pass": "IPv6 pass",
+              "vlan_pass": "VLAN pass", "spoofed_mix": "spoofed"}
+    for name, label in labels.items():
         c = r.case(name)
         if c is None:
             continue
         fl = r.case("floor, spoofed wrapper" if name == "spoofed_mix" else "floor")
         xf = r.case(f"xdp-filter {name}")
-        groups.append((name.replace("_", " "), [fl.ns_per_packet if fl else None,
-                                                xf.ns_per_packet if xf else None, c.ns_per_packet]))
+        groups.append((label, [fl.ns_per_packet if fl else None, xf.ns_per_packet if xf else None,
+                               c.ns_per_packet]))
     img = plotmod.render_bars(
         groups, [("floor (empty program)", (150, 150, 150)), ("xdp-filter", (230, 159, 0)),
                  ("seawall", (0, 114, 178))],

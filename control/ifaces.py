@@ -86,16 +86,20 @@ class Interfaces:
         # present, never restores them.
         fresh = not all(os.path.exists(os.path.join(self.paths.pin_root, p)) for p in kernel.GLOBAL_PINS)
 
-        def restore() -> None:
+        def before_attach() -> None:
             from .lists import ListStore
 
+            # Opening the store also builds list summaries the load has
+            # just created (a build with another summary size retires the
+            # old ones), so the program trusts them from its first packet.
             store = ListStore(self.paths)
             try:
-                self.restored = store.restore()
+                if fresh:
+                    self.restored = store.restore()
             finally:
                 store.close()
 
-        kernel.attach(ifname, self.paths.pin_root, mode, flags, before_attach=restore if fresh else None)
+        kernel.attach(ifname, self.paths.pin_root, mode, flags, before_attach=before_attach)
         return self.status(ifname), "attached"
 
     def detach(self, ifname: str) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Callable, Optional
 
-from . import bpfsys
+from . import bpfsys, const
 from .const import SwConfig
 from .errors import SeawallError
 from .state import private_makedirs
@@ -117,6 +117,7 @@ def load(pin_root: str, iface_dir: str, defines: Optional[dict] = None,
         raise SeawallError("bcc is not importable: run scripts/setup (Debian's python3-bpfcc)") from e
     ensure_bpffs(pin_root)
     private_makedirs(iface_dir)  # and ifaces/ above it: 0700 whatever the umask
+    retire_stale_summaries(pin_root, int((defines or {}).get("LIST_SUMMARY_LOG2", const.LIST_SUMMARY_LOG2)))
     src = os.path.join(xdp_dir(), source)
     with _CapturedOutput() as out:
         try:
@@ -130,6 +131,43 @@ def load(pin_root: str, iface_dir: str, defines: Optional[dict] = None,
         hint = _diagnostic(out.text)
         raise SeawallError(f"cannot compile or load {src}: {err}" + (f" ({hint})" if hint else "")) from err
     return Loaded(b, fn.fd, pin_root, iface_dir)
+
+
+#: the list summaries' pins and the flag map that says they are complete
+SUMMARY_PINS = ("allow_sum_v4", "allow_sum_v6", "block_sum_v4", "block_sum_v6")
+LIST_META_PIN = "list_meta"
+
+
+def retire_stale_summaries(pin_root: str, log2: int) -> bool:
+    """Unpin list summaries sized for another LIST_SUMMARY_LOG2 (made by an
+    older build, or a test's), so that the program about to be compiled
+    creates its own. bcc reuses a pinned map whatever its size, and a
+    program would then read bits laid out for another size: a clear bit
+    in the wrong place lets a listed source skip its list.
+
+    The old summaries' flag is cleared first, so a program still attached
+    with them walks its tries from now on (slower, never wrong); the new
+    maps start unflagged until ListStore rebuilds them under the lock.
+    Returns whether anything was retired."""
+    words = 1 << (log2 - 6)
+    stale = False
+    for name in SUMMARY_PINS:
+        path = os.path.join(pin_root, name)
+        if os.path.exists(path):
+            with bpfsys.Map.open_pinned(path) as m:
+                stale = stale or m.max_entries != words
+    if not stale:
+        return False
+    meta = os.path.join(pin_root, LIST_META_PIN)
+    if os.path.exists(meta):
+        with bpfsys.Map.open_pinned(meta) as m:
+            m.update(b"\0" * 4, bytes(const.SwListMeta(flags=0)))
+        os.unlink(meta)
+    for name in SUMMARY_PINS:
+        path = os.path.join(pin_root, name)
+        if os.path.exists(path):
+            os.unlink(path)
+    return True
 
 
 class _CapturedOutput:

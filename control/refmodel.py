@@ -249,7 +249,9 @@ def _parse_l4(f: bytes, pos: int, proto: int):
 
 def _blocked(table: dict, addr: bytes, now: int, events: Counter) -> bool:
     """check_block_v4/v6: an expired entry is skipped and the lookup repeated
-    with a key one shorter than that entry, at most BLOCK_EXPIRED_HOPS times."""
+    with a key one shorter than that entry, at most BLOCK_EXPIRED_HOPS times.
+    The program decides expiry on a stamp up to a jiffy old (stamp_ns()):
+    the model is exact, so callers keep expiries seconds away from now."""
     key_plen = len(addr) * 8
     for _ in range(BLOCK_EXPIRED_HOPS):
         hit = lpm(table, addr, key_plen)

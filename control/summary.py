@@ -72,17 +72,43 @@ def set_spans(words: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
 
 class Summaries:
     """The pinned summary maps of one bpffs folder. Absent maps (made by
-    an older program) are looked for again on each use."""
+    an older program) are looked for again on each use, and maps replaced
+    since they were opened (kernel.retire_stale_summaries: a build with
+    another summary size) are opened again: marking the retired ones would
+    leave the new ones without the bit."""
 
     def __init__(self, pin_root: str):
         self.pin_root = pin_root
         self._maps: dict = {}
 
+    def _pinned_id(self, name: str) -> Optional[int]:
+        try:
+            fd = bpfsys.obj_get(os.path.join(self.pin_root, name))
+        except OSError:
+            return None
+        try:
+            return bpfsys.map_info(fd).id
+        finally:
+            os.close(fd)
+
     def _open(self) -> bool:
-        if not self._maps:
-            if not all(os.path.exists(os.path.join(self.pin_root, p)) for p in PINS):
-                return False
-            self._maps = {name: bpfsys.Map.open_pinned(os.path.join(self.pin_root, name)) for name in PINS}
+        if self._maps:
+            if self._pinned_id(META_MAP) == self._maps[META_MAP].id:
+                return True
+            self.close()  # retired: the pins now name other maps, or none
+        if not all(os.path.exists(os.path.join(self.pin_root, p)) for p in PINS):
+            return False
+        try:
+            maps = {name: bpfsys.Map.open_pinned(os.path.join(self.pin_root, name)) for name in PINS}
+        except OSError:
+            return False  # retired meanwhile
+        # retiring unpins every map before a new build pins any: a set
+        # whose pins all still name it is one build's
+        if any(self._pinned_id(name) != m.id for name, m in maps.items()):
+            for m in maps.values():
+                m.close()
+            return False
+        self._maps = maps
         return True
 
     def close(self) -> None:

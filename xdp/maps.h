@@ -111,9 +111,9 @@ BPF_PERCPU_ARRAY(admit_tags, __u32, ADMIT_SLOTS);
 /* Insert budget: per-CPU token bucket. Scratch state, not pinned. */
 BPF_PERCPU_ARRAY(admit_budget, struct sw_admit_bucket, 1);
 
-/* This CPU's last boot-clock reading and the jiffy it was taken in: stamps
- * that no decision reads (a source's last_seen_ns, a permanent block's
- * last_hit_ns) reuse it within the jiffy (stamp_ns() in seawall.c).
+/* This CPU's last boot-clock reading and the jiffy it was taken in: a
+ * source's last_seen_ns, a block's last_hit_ns and its expiry check reuse
+ * it within the jiffy (stamp_ns() in seawall.c).
  * Kernel-only and per-CPU, so no atomics. Scratch state, not pinned. */
 struct sw_stamp {
 	__u64 jiffies;

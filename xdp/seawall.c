@@ -32,9 +32,10 @@ static __always_inline void count_event(__u32 ev)
 
 /* CLOCK_BOOTTIME ns. A helper call is the dearest thing on the hot path
  * (tens of ns, BENCHMARKS.md), so the clock is read where a decision needs
- * it and nowhere else: a live block's expiry, the signature rules while
- * there are any, the admission budget. A packet from an untracked source
- * on no list, with no signature rule in force, never reads it. Reading it
+ * it to the nanosecond and nowhere else: the signature rules' expiry and
+ * rate limits while there are any, the admission budget. A packet from an
+ * untracked source on no list, with no signature rule in force, never
+ * reads it. Reading it
  * there rather than at the packet's start changes nothing a decision
  * depends on. (No "read once" cache on the stack: a value that is either
  * unread or read doubles the states the verifier walks.) */
@@ -45,11 +46,11 @@ static __always_inline __u64 clock_ns(void)
 	return bpf_ktime_get_boot_ns();
 }
 
-/* A CLOCK_BOOTTIME stamp good to a jiffy (1 to 10 ms), for what no
- * decision reads: a tracked source's last_seen_ns, a permanent block's
- * last_hit_ns. The boot clock is read at most once per jiffy per CPU;
- * bpf_jiffies64() is an inlined load. Every decision (expiry, rate limits,
- * the admission budget) keeps the exact clock_ns(). */
+/* A CLOCK_BOOTTIME stamp taken in the current jiffy, so behind the clock
+ * by less than one jiffy (1 to 10 ms): for a tracked source's last_seen_ns,
+ * a block's last_hit_ns, and a block's expiry. The boot clock is read at
+ * most once per jiffy per CPU; bpf_jiffies64() is an inlined load. Rate
+ * limits and the admission budget keep the exact clock_ns(). */
 static __always_inline __u64 stamp_ns(void)
 {
 	__u32 zero = 0;
@@ -152,9 +153,10 @@ static __always_inline int check_allow_v6(const struct in6_addr *saddr,
  * a live /24 does not unblock the /24. Returns 1 for a live match. */
 static __always_inline int block_live(struct sw_block *b, __u32 *next_plen)
 {
-	/* the exact clock decides expiry; a permanent entry only needs a
-	 * stamp for last_hit_ns */
-	__u64 t = b->expires_ns ? clock_ns() : stamp_ns();
+	/* Expiry is decided on the jiffy stamp, as conntrack's timeouts are
+	 * on jiffies: a block lives at most one jiffy (1 to 10 ms) past its
+	 * time, and a drop costs no clock read (36-45 ns here, BENCHMARKS.md). */
+	__u64 t = stamp_ns();
 
 	if (!b->expires_ns || b->expires_ns > t) {
 		/* Refresh the stamp at most every LAST_HIT_GRANULARITY_NS:

@@ -23,11 +23,14 @@
 #endif
 
 /* List summaries (maps.h): 2^LIST_SUMMARY_LOG2 bits per list. An IPv4
- * source's bit is its top LIST_SUMMARY_LOG2 bits (20: its /20); an IPv6
- * source's is a hash of its top 32 bits. 2^20 bits are 128 KiB a list,
- * small enough to stay in a CPU's L2 cache. */
+ * source's bit is its top LIST_SUMMARY_LOG2 bits (24: its /24, the unit
+ * the daemon aggregates to); an IPv6 source's is a hash of its top 32
+ * bits. 2^24 bits are 2 MiB a list. Fewer bits would stay in a faster
+ * cache but send a random source down the trie more often: with 100k
+ * random entries, 2^20 bits (a /20 each) had 10% of them set and the
+ * spoofed mix cost 1.5x more (BENCHMARKS.md). */
 #ifndef LIST_SUMMARY_LOG2
-#define LIST_SUMMARY_LOG2 20
+#define LIST_SUMMARY_LOG2 24
 #endif
 #define LIST_SUMMARY_WORDS (1U << (LIST_SUMMARY_LOG2 - 6)) /* __u64 words */
 

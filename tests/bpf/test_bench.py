@@ -21,9 +21,9 @@ from seawall.control.bench import SPOOFED_RUNS_FACTOR, XdpFilter
 
 SEAWALL = os.path.join(os.path.dirname(sys.executable), "seawall")
 
-DATAPATH_CASES = ("floor", "pass", "pass_listed_20", "drop_block", "drop_block_permanent", "drop_signature",
+DATAPATH_CASES = ("floor", "pass", "pass_listed_24", "drop_block", "drop_block_permanent", "drop_signature",
                   "ipv6_pass", "vlan_pass", "floor, spoofed wrapper", "spoofed_mix")
-TARGETED = ("pass", "pass_listed_20", "drop_block", "drop_block_permanent", "ipv6_pass", "vlan_pass", "spoofed_mix")
+TARGETED = ("pass", "pass_listed_24", "drop_block", "drop_block_permanent", "ipv6_pass", "vlan_pass", "spoofed_mix")
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ def test_expired_entry_no_longer_drops(datapath, src, host):
     assert verdict(out) == (XDP_DROP, Reason.DROP_BLOCK), "a live entry drops"
     assert out.event(Event.BLOCK_EXPIRED) == 0
 
-    datapath.block_raw(host, datapath.clock.boot_ns() - 1)
+    datapath.block_raw(host, datapath.clock.boot_ns() - SEC)
     out = datapath.run_counted(frame(src))
     assert verdict(out) == (XDP_PASS, Reason.PASS_CLEAN)
     assert out.event(Event.BLOCK_EXPIRED) == 1
@@ -63,6 +63,36 @@ def test_ttl_block_expires_without_a_daemon(datapath):
     assert out.event(Event.BLOCK_EXPIRED) == 1
 
 
+#: a jiffy at the slowest tick Linux has (HZ=100), plus scheduling slack
+JIFFY_BOUND_NS = 10_000_000 + 5_000_000
+
+
+@pytest.mark.parametrize("src,host", [(V4, f"{V4}/32"), (V6, f"{V6}/128")], ids=["v4", "v6"])
+def test_expiry_is_never_early_and_late_by_at_most_a_jiffy(datapath, src, host):
+    """Expiry is decided on the per-CPU jiffy stamp (stamp_ns()), not a
+    fresh clock read: an entry must drop until its time and pass within
+    one jiffy after it, on every packet of a tight loop around the edge."""
+    expires = datapath.clock.boot_ns() + 30_000_000
+    datapath.block_raw(host, expires)
+    f = frame(src)
+    drops_after = []
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        before = datapath.clock.boot_ns()
+        v = datapath.run(f)
+        after = datapath.clock.boot_ns()
+        if v == XDP_PASS:
+            assert after >= expires, f"passed {(expires - after) / 1e6:.3f} ms before the entry expired"
+            break
+        assert v == XDP_DROP
+        if before > expires:
+            drops_after.append(before - expires)
+    else:
+        pytest.fail("the entry never expired")
+    assert max(drops_after, default=0) < JIFFY_BOUND_NS, \
+        f"still dropping {max(drops_after) / 1e6:.3f} ms after expiry"
+
+
 @pytest.mark.parametrize("src,outer,inner", [
     (V4, "198.18.20.0/24", f"{V4}/32"),
     (V6, "2001:2:0:20::/64", f"{V6}/128"),
@@ -70,7 +100,7 @@ def test_ttl_block_expires_without_a_daemon(datapath):
 def test_expired_host_inside_live_prefix_still_drops(datapath, src, outer, inner):
     now = datapath.clock.boot_ns()
     datapath.block_raw(outer, 0)
-    datapath.block_raw(inner, now - 1)
+    datapath.block_raw(inner, now - SEC)
     out = datapath.run_counted(frame(src))
     assert verdict(out) == (XDP_DROP, Reason.DROP_BLOCK)
     assert out.event(Event.BLOCK_EXPIRED) == 1, "the /32 was looked at and skipped"
@@ -79,9 +109,9 @@ def test_expired_host_inside_live_prefix_still_drops(datapath, src, outer, inner
 def test_expired_prefix_inside_expired_prefix_falls_through_to_live_one(datapath):
     now = datapath.clock.boot_ns()
     datapath.block_raw("198.18.0.0/16", now + 60 * SEC)
-    datapath.block_raw("198.18.20.0/24", now - 1)
-    datapath.block_raw("198.18.20.16/28", now - 1)
-    datapath.block_raw(f"{V4}/32", now - 1)
+    datapath.block_raw("198.18.20.0/24", now - SEC)
+    datapath.block_raw("198.18.20.16/28", now - SEC)
+    datapath.block_raw(f"{V4}/32", now - SEC)
     out = datapath.run_counted(frame(V4))
     assert verdict(out) == (XDP_DROP, Reason.DROP_BLOCK)
     assert out.event(Event.BLOCK_EXPIRED) == 3
@@ -89,8 +119,8 @@ def test_expired_prefix_inside_expired_prefix_falls_through_to_live_one(datapath
 
 def test_all_covering_prefixes_expired_passes(datapath):
     now = datapath.clock.boot_ns()
-    datapath.block_raw("198.18.20.0/24", now - 1)
-    datapath.block_raw(f"{V4}/32", now - 1)
+    datapath.block_raw("198.18.20.0/24", now - SEC)
+    datapath.block_raw(f"{V4}/32", now - SEC)
     out = datapath.run_counted(frame(V4))
     assert verdict(out) == (XDP_PASS, Reason.PASS_CLEAN)
     assert out.event(Event.BLOCK_EXPIRED) == 2
@@ -104,12 +134,12 @@ def test_expired_hops_bound(datapath):
     datapath.block_raw("198.18.0.0/16", 0)
     expired = [f"{V4}/32", "198.18.20.20/31", "198.18.20.20/30", "198.18.20.16/29"]
     for cidr in expired[:BLOCK_EXPIRED_HOPS - 1]:
-        datapath.block_raw(cidr, now - 1)
+        datapath.block_raw(cidr, now - SEC)
     out = datapath.run_counted(frame(V4))
     assert verdict(out) == (XDP_DROP, Reason.DROP_BLOCK), "within the bound the /16 is reached"
     assert out.event(Event.BLOCK_EXPIRED) == BLOCK_EXPIRED_HOPS - 1
 
-    datapath.block_raw(expired[BLOCK_EXPIRED_HOPS - 1], now - 1)
+    datapath.block_raw(expired[BLOCK_EXPIRED_HOPS - 1], now - SEC)
     out = datapath.run_counted(frame(V4))
     assert verdict(out) == (XDP_PASS, Reason.PASS_CLEAN)
     assert out.event(Event.BLOCK_EXPIRED) == BLOCK_EXPIRED_HOPS
@@ -128,7 +158,7 @@ def test_drop_stamps_last_hit_at_most_once_a_second(datapath):
 
 
 def test_expired_entry_keeps_its_last_hit(datapath):
-    datapath.block_raw(f"{V4}/32", datapath.clock.boot_ns() - 1)
+    datapath.block_raw(f"{V4}/32", datapath.clock.boot_ns() - SEC)
     datapath.run(frame(V4))
     assert datapath.block_entry(f"{V4}/32").last_hit_ns == 0
 

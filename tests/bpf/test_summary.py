@@ -5,12 +5,16 @@ the bit of each entry set, and a summary not yet built must be ignored."""
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 
 import numpy as np
 import pytest
 
-from seawall.control import bpfsys, const
+from seawall.control import bpfsys, const, kernel
 from seawall.control.addr import Prefix
+from seawall.control.lists import ListStore
+from seawall.control.state import Paths
 from seawall.control.const import Reason
 
 from frames import XDP_DROP, XDP_PASS, eth, ip4, ip6, tcp
@@ -56,8 +60,8 @@ def test_summaries_are_built_when_the_list_store_opens(datapath):
 @pytest.mark.parametrize("cidr,inside,outside", [
     ("198.18.20.20/32", "198.18.20.20", "198.18.20.21"),
     ("198.18.20.0/24", "198.18.20.99", "198.18.21.1"),
-    ("198.18.16.0/20", "198.18.31.1", "198.18.32.1"),
-    ("198.18.0.0/16", "198.18.200.1", "198.19.0.1"),  # shorter than the summary's /20: a run of bits
+    ("198.18.16.0/20", "198.18.31.1", "198.18.32.1"),  # shorter than the summary's /24: a run of bits
+    ("198.18.0.0/16", "198.18.200.1", "198.19.0.1"),
     ("198.16.0.0/12", "198.19.255.1", None),
     ("2001:2:0:20::20/128", "2001:2:0:20::20", "2001:2:0:20::21"),
     ("2001:2:0:20::/64", "2001:2:0:20::99", "2001:2:0:21::1"),
@@ -134,3 +138,49 @@ def test_index_math_matches_the_program_for_ipv6(datapath):
     (start,), (end,) = spans(6, key, LOG2)
     assert end - start == 1
     assert verdict(datapath, "2001:2:0:30::1") == (XDP_DROP, Reason.DROP_BLOCK)
+
+
+def test_a_build_with_another_summary_size_retires_the_old_summaries(tmp_path):
+    """bcc reuses a pinned map whatever its size. A program built with
+    another LIST_SUMMARY_LOG2 (an upgrade) must get summaries of its own
+    size, the program still attached with the old ones must stop trusting
+    them, and a list store opened before the change must mark the new ones."""
+    pin_root = f"/sys/fs/bpf/seawall-test-{uuid.uuid4().hex[:10]}"
+    paths = Paths(pin_root=pin_root, state_dir=str(tmp_path))
+    loaded = []
+    try:
+        old = kernel.load(pin_root, os.path.join(pin_root, "ifaces", "old"), {"LIST_SUMMARY_LOG2": 16})
+        loaded.append(old)
+        daemon_store = ListStore(paths)  # as a running daemon holds it
+        assert daemon_store.summaries.summarised()
+        assert daemon_store.summaries.log2("block_sum_v4") == 16
+        daemon_store.block_add(Prefix.parse("198.18.20.20/32"), reason="before")
+
+        def verdict_of(prog, src):
+            return bpfsys.prog_test_run(prog.prog_fd, frame(src)).retval
+
+        assert verdict_of(old, "198.18.20.20") == XDP_DROP
+
+        new = kernel.load(pin_root, os.path.join(pin_root, "ifaces", "new"))
+        loaded.append(new)
+        with bpfsys.Map.open_pinned(os.path.join(pin_root, "block_sum_v4")) as m:
+            assert m.max_entries == 1 << (LOG2 - 6), "the new build pinned summaries of its own size"
+        old_meta = bpfsys.Map(os.dup(old.bpf[b"list_meta"].map_fd), "list_meta")
+        assert const.SwListMeta.from_buffer_copy(old_meta.lookup(b"\0" * 4)).flags == 0, \
+            "the old program walks its tries from now on"
+        old_meta.close()
+        assert verdict_of(new, "198.18.20.20") == XDP_DROP, "unflagged new summaries are not trusted"
+
+        store = ListStore(paths)  # what attach does before the new program sees a packet
+        assert store.summaries.summarised() and store.summaries.log2("block_sum_v4") == LOG2
+        store.close()
+        daemon_store.block_add(Prefix.parse("198.18.40.40/32"), reason="after")
+        for prog in (old, new):
+            assert verdict_of(prog, "198.18.20.20") == XDP_DROP
+            assert verdict_of(prog, "198.18.40.40") == XDP_DROP, "the daemon's store marked the new summaries"
+            assert verdict_of(prog, "198.18.40.41") == XDP_PASS
+        daemon_store.close()
+    finally:
+        for lo in loaded:
+            lo.close()
+        shutil.rmtree(pin_root, ignore_errors=True)
