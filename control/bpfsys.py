@@ -197,6 +197,19 @@ def obj_pin(fd: int, path: str) -> None:
     _bpf(BPF_OBJ_PIN, attr, f"pin {path}")
 
 
+def pinned_map_id(path: str) -> Optional[int]:
+    """The id of the map pinned at path, or None if nothing is. Ids are
+    never reused, so a changed id means the pin names another map."""
+    try:
+        fd = obj_get(path)
+    except OSError:
+        return None
+    try:
+        return map_info(fd).id
+    finally:
+        os.close(fd)
+
+
 def prog_fd_by_id(prog_id: int) -> int:
     return _bpf(BPF_PROG_GET_FD_BY_ID, _IdAttr(id=prog_id), f"open program id {prog_id}")
 

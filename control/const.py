@@ -149,7 +149,6 @@ class SwSource(ctypes.Structure):
         ("packets", ctypes.c_uint64),
         ("bytes", ctypes.c_uint64),
         ("syns", ctypes.c_uint64),
-        ("last_seen_ns", ctypes.c_uint64),
     ]
 
 

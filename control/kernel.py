@@ -34,7 +34,8 @@ BPF_FS_MAGIC = 0xCAFE4A11
 IFACE_PINS = ("prog", "config", "stats", "events", "features", "src_v4", "src_v6", "sig_hits")
 #: host-wide pins
 GLOBAL_PINS = ("allow_v4", "allow_v6", "block_v4", "block_v6", "sigs", "sig_meta",
-               "allow_sum_v4", "allow_sum_v6", "block_sum_v4", "block_sum_v6", "list_meta")
+               "allow_sum_v4", "allow_sum_v6", "block_sum_v4", "block_sum_v6", "list_meta",
+               "block_host_v4", "block_host_v6")
 
 
 def xdp_dir() -> str:
@@ -133,22 +134,26 @@ def load(pin_root: str, iface_dir: str, defines: Optional[dict] = None,
     return Loaded(b, fn.fd, pin_root, iface_dir)
 
 
-#: the list summaries' pins and the flag map that says they are complete
+#: the maps derived from the tries (list summaries, blocked-host mirrors)
+#: and the flag map that says they were built from them
 SUMMARY_PINS = ("allow_sum_v4", "allow_sum_v6", "block_sum_v4", "block_sum_v6")
+HOST_PINS = ("block_host_v4", "block_host_v6")
 LIST_META_PIN = "list_meta"
 
 
 def retire_stale_summaries(pin_root: str, log2: int) -> bool:
-    """Unpin list summaries sized for another LIST_SUMMARY_LOG2 (made by an
-    older build, or a test's), so that the program about to be compiled
-    creates its own. bcc reuses a pinned map whatever its size, and a
-    program would then read bits laid out for another size: a clear bit
-    in the wrong place lets a listed source skip its list.
+    """Unpin the maps derived from the tries when the list summaries are
+    sized for another LIST_SUMMARY_LOG2 (made by an older build, or a
+    test's), so that the program about to be compiled creates its own.
+    bcc reuses a pinned map whatever its size, and a program would then
+    read bits laid out for another size: a clear bit in the wrong place
+    lets a listed source skip its list.
 
-    The old summaries' flag is cleared first, so a program still attached
-    with them walks its tries from now on (slower, never wrong); the new
-    maps start unflagged until ListStore rebuilds them under the lock.
-    Returns whether anything was retired."""
+    The old summaries' flag is cleared and the old host mirrors emptied
+    first, so a program still attached with them walks its tries from now
+    on (slower, never wrong: nobody keeps the old maps in step any more).
+    The new maps start unflagged and empty until ListStore rebuilds them
+    under the lock. Returns whether anything was retired."""
     words = 1 << (log2 - 6)
     stale = False
     for name in SUMMARY_PINS:
@@ -163,7 +168,13 @@ def retire_stale_summaries(pin_root: str, log2: int) -> bool:
         with bpfsys.Map.open_pinned(meta) as m:
             m.update(b"\0" * 4, bytes(const.SwListMeta(flags=0)))
         os.unlink(meta)
-    for name in SUMMARY_PINS:
+    for name in HOST_PINS:
+        path = os.path.join(pin_root, name)
+        if os.path.exists(path):
+            with bpfsys.Map.open_pinned(path) as m:
+                for k in list(m.keys()):
+                    m.delete(k)
+    for name in SUMMARY_PINS + HOST_PINS:
         path = os.path.join(pin_root, name)
         if os.path.exists(path):
             os.unlink(path)

@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import socket
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Optional
@@ -60,12 +61,114 @@ def _map_name(lst: str, version: int) -> str:
 _TRIES = {"allow_v4": ("allow", 4), "allow_v6": ("allow", 6), "block_v4": ("block", 4), "block_v6": ("block", 6)}
 
 
+class HostMirror:
+    """block_host_v4 / block_host_v6 (xdp/maps.h): the blocklist's host
+    entries (/32, /128) again, in an exact-match hash the datapath reads
+    before walking the trie.
+
+    The rule that keeps verdicts unchanged: every entry here has its twin,
+    with the same value, in the trie. Writes go to the trie first and then
+    here; deletes come here first. A write here that fails is only a trie
+    walk for that host, so it is not an error; a delete here that fails
+    stops the trie's delete, or the mirror would drop a removed block.
+    The map is looked up by pin on each use: a build that retires the
+    derived maps (kernel.retire_stale_summaries) pins a new one."""
+
+    def __init__(self, pin_root: str, version: int):
+        self.path = os.path.join(pin_root, f"block_host_v{version}")
+        self.full = 32 if version == 4 else 128
+        self._m: Optional[bpfsys.Map] = None
+
+    def map(self) -> Optional[bpfsys.Map]:
+        pinned = bpfsys.pinned_map_id(self.path)
+        if self._m is not None and self._m.id != pinned:
+            self.close()
+        if self._m is None and pinned is not None:
+            try:
+                self._m = bpfsys.Map.open_pinned(self.path)
+            except OSError:
+                return None
+        return self._m
+
+    def close(self) -> None:
+        if self._m is not None:
+            self._m.close()
+            self._m = None
+
+    def _hosts(self, keys: np.ndarray) -> np.ndarray:
+        keys = np.ascontiguousarray(keys, np.uint8).reshape(len(keys), -1)
+        return keys[:, :4].copy().view("=u4").reshape(-1) == self.full
+
+    def put(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """Mirror trie rows just written (any prefix lengths; hosts kept)."""
+        hosts = self._hosts(keys)
+        m = self.map() if hosts.any() else None
+        if m is None:
+            return
+        keys = np.ascontiguousarray(keys, np.uint8).reshape(len(keys), -1)[hosts, 4:]
+        values = np.ascontiguousarray(values, np.uint8).reshape(len(hosts), -1)[hosts]
+        try:
+            _update_many(m, keys, values)
+        except (OSError, SeawallError):
+            # Behind, not wrong: take out what may be half-written, so no
+            # entry here differs from its twin.
+            for k in keys:
+                try:
+                    m.delete(k.tobytes())
+                except OSError:
+                    pass
+
+    def drop(self, keys: np.ndarray) -> None:
+        """Remove the hosts among trie rows about to be deleted."""
+        hosts = self._hosts(keys)
+        m = self.map() if hosts.any() else None
+        if m is None:
+            return
+        for k in np.ascontiguousarray(keys, np.uint8).reshape(len(keys), -1)[hosts, 4:]:
+            m.delete(k.tobytes())  # a missing key is fine; any other error stops the caller
+
+    def last_hits(self) -> dict:
+        """{address bytes: last_hit_ns} of every mirrored host: the datapath
+        stamps the entry it hit, which for a host is this one."""
+        m = self.map()
+        if m is None:
+            return {}
+        keys, vals = m.lookup_batch()
+        hits = vals.view(_BLOCK_DTYPE).reshape(-1)["last_hit_ns"]
+        return {k.tobytes(): int(h) for k, h in zip(keys, hits) if h}
+
+    def sync(self, trie: bpfsys.Map) -> None:
+        """Make the mirror exactly the trie's hosts (under the state lock),
+        keeping the mirror's newer last-hit stamps."""
+        m = self.map()
+        if m is None:
+            return
+        want = {k[4:]: v for k, v in trie.items() if int.from_bytes(k[:4], sys.byteorder) == self.full}
+        keys, vals = m.lookup_batch()
+        have = {k.tobytes(): v.tobytes() for k, v in zip(keys, vals)}
+        for k in have.keys() - want.keys():
+            m.delete(k)
+        for k, v in want.items():
+            old = have.get(k)
+            if old is not None:
+                o, n = np.frombuffer(old, _BLOCK_DTYPE)[0], np.frombuffer(v, _BLOCK_DTYPE)[0]
+                if (o["expires_ns"], o["prefixlen"], o["flags"]) == (n["expires_ns"], n["prefixlen"], n["flags"]):
+                    continue
+            try:
+                m.update(k, v)
+            except OSError:
+                m.delete(k)
+
+
 class _ListTrie(bpfsys.Map):
     """A list's LPM trie. Every write marks the list's summary first
     (control/summary.py): that order is what lets the datapath skip the
-    trie for a source whose summary bit is clear. Deletes need nothing."""
+    trie for a source whose summary bit is clear. The blocklist's tries
+    also keep their HostMirror in step: written after the trie, deleted
+    from before it."""
 
     summaries: Optional[summary.Summaries] = None
+    hosts: Optional[HostMirror] = None
     lst = ""
     version = 0
 
@@ -73,12 +176,34 @@ class _ListTrie(bpfsys.Map):
         if len(key) == self.key_size and self.summaries is not None:
             self.summaries.mark(self.lst, self.version, np.frombuffer(bytes(key), np.uint8).reshape(1, -1))
         super().update(key, value, flags)
+        if self.hosts is not None and len(key) == self.key_size:
+            self.hosts.put(np.frombuffer(bytes(key), np.uint8).reshape(1, -1),
+                           np.frombuffer(bytes(value), np.uint8).reshape(1, -1))
 
     def update_batch(self, keys: np.ndarray, values: np.ndarray) -> int:
         keys = np.ascontiguousarray(keys, dtype=np.uint8)
         if self.summaries is not None:
             self.summaries.mark(self.lst, self.version, keys.reshape(len(keys), -1))
-        return super().update_batch(keys, values)
+        try:
+            n = super().update_batch(keys, values)
+        except bpfsys.BpfError as e:
+            n = getattr(e, "written", 0)
+            if self.hosts is not None and n:
+                self.hosts.put(keys[:n], np.asarray(values)[:n])
+            raise
+        if self.hosts is not None:
+            self.hosts.put(keys[:n], np.asarray(values)[:n])
+        return n
+
+    def delete(self, key: bytes) -> bool:
+        if self.hosts is not None and len(key) == self.key_size:
+            self.hosts.drop(np.frombuffer(bytes(key), np.uint8).reshape(1, -1))
+        return super().delete(key)
+
+    def delete_batch(self, keys: np.ndarray) -> int:
+        if self.hosts is not None:
+            self.hosts.drop(keys)
+        return super().delete_batch(keys)
 
 
 # struct sw_block and struct sw_allow as numpy rows (native order, as the
@@ -154,6 +279,7 @@ class ListStore:
         self.journal = JournalFile(paths.journal)
         self._maps: dict = {}
         self.summaries = summary.Summaries(paths.pin_root)
+        self.hosts = {v: HostMirror(paths.pin_root, v) for v in (4, 6)}
         self.restored = 0
         self.restore_skipped: list = []
         missing = [p for p in ("allow_v4", "allow_v6", "block_v4", "block_v6", "sigs", "sig_meta")
@@ -186,6 +312,8 @@ class ListStore:
             else:
                 m = _ListTrie.open_pinned(path)
                 m.summaries, m.lst, m.version = self.summaries, *trie
+                if m.lst == "block":
+                    m.hosts = self.hosts[m.version]
                 self._maps[name] = m
         return self._maps[name]
 
@@ -194,6 +322,8 @@ class ListStore:
             m.close()
         self._maps.clear()
         self.summaries.close()
+        for h in self.hosts.values():
+            h.close()
 
     # --- list summaries ----------------------------------------------------
 
@@ -209,15 +339,23 @@ class ListStore:
         try:
             with locked(self.paths):
                 if not self.summaries.summarised():
-                    self.summaries.rebuild(summary.all_trie_keys(self.map))
+                    self._rebuild_derived()
         except (SeawallError, OSError):
             pass
 
     def rebuild_summaries(self) -> None:
         """Recompute the summaries from the tries, dropping the bits of
-        entries since removed (they only cost trie walks). Takes the lock."""
+        entries since removed (they only cost trie walks), and bring the
+        host mirrors in line with the tries. Takes the lock."""
         with locked(self.paths):
-            self.summaries.rebuild(summary.all_trie_keys(self.map))
+            self._rebuild_derived()
+
+    def _rebuild_derived(self) -> None:
+        """Hosts first: the summaries' flag, set last, is what says the
+        derived maps were built from the tries."""
+        for v, h in self.hosts.items():
+            h.sync(self.map("block", v))
+        self.summaries.rebuild(summary.all_trie_keys(self.map))
 
     # --- blocklist -------------------------------------------------------
 
@@ -350,9 +488,12 @@ class ListStore:
         now_boot = self.clock.boot_ns()
         now = self.clock.wall()
         meta = self.journal.read().blocks
+        hits = {**self.hosts[4].last_hits(), **self.hosts[6].last_hits()}
         entries, expired = [], []
         for prefix, raw in self._kernel_entries("block"):
             b = const.SwBlock.from_buffer_copy(raw)
+            if prefix.prefixlen == len(prefix.packed) * 8:  # a host: the datapath stamps its mirror
+                b.last_hit_ns = max(b.last_hit_ns, hits.get(prefix.packed, 0))
             if b.expires_ns and b.expires_ns <= now_boot:
                 expired.append(prefix)
                 continue
@@ -376,7 +517,7 @@ class ListStore:
                         if b.expires_ns and b.expires_ns <= self.clock.boot_ns():
                             m.delete(p.lpm_key())
                 if self.summaries.summarised():  # drop the pruned entries' bits
-                    self.summaries.rebuild(summary.all_trie_keys(self.map))
+                    self._rebuild_derived()
         return sorted(entries, key=lambda e: (e.prefix.version, e.prefix.packed, e.prefix.prefixlen))
 
     # --- bulk writes -----------------------------------------------------

@@ -46,7 +46,7 @@ class Sources:
         ver = np.concatenate([np.full(len(lo4), 4, np.uint8), np.full(len(lo6), 6, np.uint8)])
         hi = np.concatenate([np.zeros(len(lo4), U64), hi6])
         lo = np.concatenate([lo4, lo6])
-        # packets, bytes, syns: further columns (last_seen ...) are not counts,
+        # packets, bytes, syns: any further column would not be a count,
         # and an empty family must not decide the width
         v = np.concatenate([vals4.reshape(-1, vals4.shape[-1])[:, :3] if len(vals4) else np.zeros((0, 3), U64),
                             vals6.reshape(-1, vals6.shape[-1])[:, :3] if len(vals6) else np.zeros((0, 3), U64)])

@@ -82,14 +82,7 @@ class Summaries:
         self._maps: dict = {}
 
     def _pinned_id(self, name: str) -> Optional[int]:
-        try:
-            fd = bpfsys.obj_get(os.path.join(self.pin_root, name))
-        except OSError:
-            return None
-        try:
-            return bpfsys.map_info(fd).id
-        finally:
-            os.close(fd)
+        return bpfsys.pinned_map_id(os.path.join(self.pin_root, name))
 
     def _open(self) -> bool:
         if self._maps:

@@ -34,6 +34,18 @@ BPF_TABLE_PINNED("lpm_trie", struct sw_lpm_v4, struct sw_block, block_v4,
 BPF_TABLE_PINNED("lpm_trie", struct sw_lpm_v6, struct sw_block, block_v6,
 		 MAX_BLOCK_ENTRIES, PIN_ROOT "/block_v6", BPF_F_NO_PREALLOC);
 
+/* Blocked hosts: the /32 and /128 entries of block_v4/v6, mirrored by the
+ * control plane (control/lists.py writes the trie first and deletes here
+ * first, so an entry here always has its twin in the trie). An exact
+ * match is one hash lookup where the trie walks some twenty levels for
+ * 100k entries (71 ns here, BENCHMARKS.md), and the daemon's blocks are
+ * mostly hosts. The trie stays the list: a miss here, or an expired entry,
+ * walks it as before, so a mirror that is behind is slower, never wrong. */
+BPF_TABLE_PINNED("hash", __u32, struct sw_block, block_host_v4,
+		 MAX_BLOCK_ENTRIES, PIN_ROOT "/block_host_v4", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("hash", struct in6_addr, struct sw_block, block_host_v6,
+		 MAX_BLOCK_ENTRIES, PIN_ROOT "/block_host_v6", BPF_F_NO_PREALLOC);
+
 /* List summaries: bit i of a list's summary is set when one of its entries
  * may cover a source whose summary bit is i (list_summary_bit() in
  * seawall.c). A clear bit proves the trie holds nothing for the source and
@@ -112,8 +124,8 @@ BPF_PERCPU_ARRAY(admit_tags, __u32, ADMIT_SLOTS);
 BPF_PERCPU_ARRAY(admit_budget, struct sw_admit_bucket, 1);
 
 /* This CPU's last boot-clock reading and the jiffy it was taken in: a
- * source's last_seen_ns, a block's last_hit_ns and its expiry check reuse
- * it within the jiffy (stamp_ns() in seawall.c).
+ * block's expiry check and last_hit_ns reuse it within the jiffy
+ * (stamp_ns() in seawall.c).
  * Kernel-only and per-CPU, so no atomics. Scratch state, not pinned. */
 struct sw_stamp {
 	__u64 jiffies;

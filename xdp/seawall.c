@@ -47,10 +47,10 @@ static __always_inline __u64 clock_ns(void)
 }
 
 /* A CLOCK_BOOTTIME stamp taken in the current jiffy, so behind the clock
- * by less than one jiffy (1 to 10 ms): for a tracked source's last_seen_ns,
- * a block's last_hit_ns, and a block's expiry. The boot clock is read at
- * most once per jiffy per CPU; bpf_jiffies64() is an inlined load. Rate
- * limits and the admission budget keep the exact clock_ns(). */
+ * by less than one jiffy (1 to 10 ms): for a block's expiry and its
+ * last_hit_ns. The boot clock is read at most once per jiffy per CPU;
+ * bpf_jiffies64() is an inlined load. Rate limits and the admission
+ * budget keep the exact clock_ns(). */
 static __always_inline __u64 stamp_ns(void)
 {
 	__u32 zero = 0;
@@ -151,20 +151,26 @@ static __always_inline int check_allow_v6(const struct in6_addr *saddr,
  * repeated with a shorter key prefix length (an LPM lookup with prefix
  * length N only matches entries of length <= N), so an expired /32 inside
  * a live /24 does not unblock the /24. Returns 1 for a live match. */
-static __always_inline int block_live(struct sw_block *b, __u32 *next_plen)
+static __always_inline int block_in_force(struct sw_block *b)
 {
 	/* Expiry is decided on the jiffy stamp, as conntrack's timeouts are
 	 * on jiffies: a block lives at most one jiffy (1 to 10 ms) past its
 	 * time, and a drop costs no clock read (36-45 ns here, BENCHMARKS.md). */
 	__u64 t = stamp_ns();
 
-	if (!b->expires_ns || b->expires_ns > t) {
-		/* Refresh the stamp at most every LAST_HIT_GRANULARITY_NS:
-		 * a read-mostly line does not bounce between CPUs. */
-		if (t - b->last_hit_ns > LAST_HIT_GRANULARITY_NS)
-			b->last_hit_ns = t;
+	if (b->expires_ns && b->expires_ns <= t)
+		return 0;
+	/* Refresh the stamp at most every LAST_HIT_GRANULARITY_NS: a
+	 * read-mostly line does not bounce between CPUs. */
+	if (t - b->last_hit_ns > LAST_HIT_GRANULARITY_NS)
+		b->last_hit_ns = t;
+	return 1;
+}
+
+static __always_inline int block_live(struct sw_block *b, __u32 *next_plen)
+{
+	if (block_in_force(b))
 		return 1;
-	}
 	count_event(SW_EV_BLOCK_EXPIRED);
 	if (b->prefixlen == 0)
 		return -1; /* the default route expired: nothing shorter */
@@ -183,6 +189,11 @@ static __always_inline int check_block_v4(__u32 saddr, __s64 sbit)
 		return CONTINUE;
 	if (summary_clear(block_sum_v4.lookup(&w), sbit))
 		return CONTINUE;
+	/* A blocked host in one lookup. Expired or absent: the trie decides
+	 * (and counts the expiry), exactly as without the mirror. */
+	b = block_host_v4.lookup(&saddr);
+	if (b && block_in_force(b))
+		return XDP_DROP;
 #pragma unroll
 	for (i = 0; i < BLOCK_EXPIRED_HOPS; i++) {
 		b = block_v4.lookup(&key);
@@ -210,6 +221,9 @@ static __always_inline int check_block_v6(const struct in6_addr *saddr,
 	if (summary_clear(block_sum_v6.lookup(&w), sbit))
 		return CONTINUE;
 	__builtin_memcpy(key.addr, saddr, 16);
+	b = block_host_v6.lookup((struct in6_addr *)key.addr); /* as in check_block_v4 */
+	if (b && block_in_force(b))
+		return XDP_DROP;
 #pragma unroll
 	for (i = 0; i < BLOCK_EXPIRED_HOPS; i++) {
 		b = block_v6.lookup(&key);
@@ -283,13 +297,14 @@ static __always_inline int admit(__u32 hash)
 	return 1;
 }
 
+/* No time stamp: the daemon scores what changed between two reads, and
+ * a stamp cost 12 ns a packet on the pass path (BENCHMARKS.md). */
 static __always_inline void source_bump(struct sw_source *s, __u64 len,
-					int syn, __u64 now)
+					int syn)
 {
 	s->packets += 1;
 	s->bytes += len;
 	s->syns += syn;
-	s->last_seen_ns = now;
 }
 
 static __always_inline void account_v4(__u32 saddr, __u32 hash, __u64 len,
@@ -302,13 +317,13 @@ static __always_inline void account_v4(__u32 saddr, __u32 hash, __u64 len,
 		return;
 	s = src_v4.lookup(&saddr);
 	if (s) {
-		source_bump(s, len, syn, stamp_ns());
+		source_bump(s, len, syn);
 		count_event(SW_EV_SRC_HIT);
 		return;
 	}
 	if (!admit(hash))
 		return;
-	source_bump(&fresh, len, syn, stamp_ns());
+	source_bump(&fresh, len, syn);
 	if (src_v4.update(&saddr, &fresh) == 0)
 		count_event(SW_EV_SRC_INSERT);
 }
@@ -325,13 +340,13 @@ static __always_inline void account_v6(const struct in6_addr *saddr,
 	__builtin_memcpy(&key, saddr, sizeof(key));
 	s = src_v6.lookup(&key);
 	if (s) {
-		source_bump(s, len, syn, stamp_ns());
+		source_bump(s, len, syn);
 		count_event(SW_EV_SRC_HIT);
 		return;
 	}
 	if (!admit(hash))
 		return;
-	source_bump(&fresh, len, syn, stamp_ns());
+	source_bump(&fresh, len, syn);
 	if (src_v6.update(&key, &fresh) == 0)
 		count_event(SW_EV_SRC_INSERT);
 }

@@ -91,8 +91,7 @@ struct sw_allow {
 struct sw_source {
 	__u64 packets;
 	__u64 bytes;
-	__u64 syns;         /* TCP segments with SYN set and ACK clear */
-	__u64 last_seen_ns; /* CLOCK_BOOTTIME ns, to within a jiffy */
+	__u64 syns;    /* TCP segments with SYN set and ACK clear */
 };
 
 /* Signature rule match bits: which fields of struct sw_sig are compared. */

@@ -119,7 +119,7 @@ class Datapath:
         if raw is None:
             return None
         s = m.percpu_sum_u64(raw)
-        return const.SwSource(packets=int(s[0]), bytes=int(s[1]), syns=int(s[2]), last_seen_ns=0)
+        return const.SwSource(packets=int(s[0]), bytes=int(s[1]), syns=int(s[2]))
 
     def tracked(self, version: int) -> int:
         """Number of sources in src_v4 / src_v6."""
@@ -141,8 +141,23 @@ class Datapath:
         self.lists.map("block", p.version).update(p.lpm_key(), bytes(v))
 
     def block_entry(self, cidr: str) -> Optional[const.SwBlock]:
+        """The trie's entry, with the last-hit stamp the datapath left on
+        its host mirror (a /32 or /128 is hit there), as `block list` shows."""
         p = Prefix.parse(cidr)
         raw = self.lists.map("block", p.version).lookup(p.lpm_key())
+        if raw is None:
+            return None
+        b = const.SwBlock.from_buffer_copy(raw)
+        mirror = self.host_entry(cidr)
+        if mirror is not None:
+            b.last_hit_ns = max(b.last_hit_ns, mirror.last_hit_ns)
+        return b
+
+    def host_entry(self, cidr: str) -> Optional[const.SwBlock]:
+        """The blocklist's host mirror entry for a /32 or /128, if any."""
+        p = Prefix.parse(cidr)
+        m = self.lists.hosts[p.version].map()
+        raw = None if m is None or p.prefixlen != len(p.packed) * 8 else m.lookup(p.packed)
         return None if raw is None else const.SwBlock.from_buffer_copy(raw)
 
     def set_config(self, flags: int) -> None:

@@ -3,7 +3,8 @@
 Hypothesis draws a table set (allow and block prefixes around a small pool
 of source addresses, with live, expired and never-expiring entries nested
 in each other; signature rules cut from the example's own frames; monitor
-on or off; the list summaries off, freshly built or stale)
+on or off; the list summaries off, freshly built or stale; the blocked-host
+mirrors in step or behind)
 and a batch of frames from those sources: valid stacks with random fields,
 0-4 VLAN tags, IPv4 options and bogus IHL / total length / fragment fields,
 IPv6 chains of 0-10 extension headers with random lengths, L4 headers cut
@@ -152,6 +153,7 @@ class TableSpec:
     sig_used: int
     monitor: bool
     summaries: str = "off"  # list summaries, where the program has them: off, fresh or stale
+    hosts: str = "mirrored"  # the blocked-host mirrors: mirrored (as ListStore writes) or behind (empty)
 
     def at(self, now: int) -> Tables:
         t = Tables(monitor=self.monitor, sig_used=self.sig_used)
@@ -208,7 +210,8 @@ def table_spec(draw, pool4: list, pool6: list, frames: list) -> TableSpec:
     top = max(sigs) + 1 if sigs else 0
     used = mixed(draw, [top, top, top, 0, const.MAX_SIGNATURES], U32)
     return TableSpec(allow, block, sigs, used, one_in(draw, 3), pick(draw, ["off", "off", "fresh", "stale", "stale",
-                                                                           "stale"]))
+                                                                           "stale"]),
+                     pick(draw, ["mirrored", "mirrored", "mirrored", "behind"]))
 
 
 # --- frames ---------------------------------------------------------------------------
@@ -414,6 +417,8 @@ class Fuzz:
             self.maps[f"block_v{v}"].update(key, bytes(const.SwBlock(expires_ns=_expires(kind, now),
                                                                      prefixlen=plen)))
             written.append((f"block_v{v}", key))
+            if spec.hosts == "behind" and plen == (32 if v == 4 else 128):
+                self.dp.lists.hosts[v].map().delete(refmodel.mask(addr, plen))  # a trie walk instead
         t = spec.at(now)
         for slot, r in enumerate(t.sigs):
             self.maps["sigs"].update(slot.to_bytes(4, "little"), bytes(r.to_kernel()))

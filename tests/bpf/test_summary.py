@@ -169,12 +169,19 @@ def test_a_build_with_another_summary_size_retires_the_old_summaries(tmp_path):
         assert const.SwListMeta.from_buffer_copy(old_meta.lookup(b"\0" * 4)).flags == 0, \
             "the old program walks its tries from now on"
         old_meta.close()
+        old_hosts = bpfsys.Map(os.dup(old.bpf[b"block_host_v4"].map_fd), "block_host_v4")
+        assert list(old_hosts.keys()) == [], "the old mirror is emptied: nobody keeps it in step now"
+        old_hosts.close()
         assert verdict_of(new, "198.18.20.20") == XDP_DROP, "unflagged new summaries are not trusted"
 
         store = ListStore(paths)  # what attach does before the new program sees a packet
         assert store.summaries.summarised() and store.summaries.log2("block_sum_v4") == LOG2
+        assert store.hosts[4].map().lookup(Prefix.parse("198.18.20.20").packed) is not None, \
+            "the new mirror is filled from the trie"
         store.close()
         daemon_store.block_add(Prefix.parse("198.18.40.40/32"), reason="after")
+        assert daemon_store.hosts[4].map().lookup(Prefix.parse("198.18.40.40").packed) is not None, \
+            "the daemon's store writes the new mirror"
         for prog in (old, new):
             assert verdict_of(prog, "198.18.20.20") == XDP_DROP
             assert verdict_of(prog, "198.18.40.40") == XDP_DROP, "the daemon's store marked the new summaries"

@@ -84,7 +84,7 @@ def test_from_kernel():
 
 @pytest.mark.parametrize("columns", [3, 4])
 def test_from_kernel_one_family_empty(columns):
-    """vals may carry more columns than packets, bytes, syns (last_seen ...)."""
+    """vals may carry more columns than packets, bytes, syns (a later ABI)."""
     keys4 = np.array([[198, 18, 0, 1]], np.uint8)
     vals4 = np.array([[5, 500, 1, 123][:columns]], U64)
     s = Sources.from_kernel(keys4, vals4, np.zeros((0, 16), np.uint8), np.zeros((0, columns), U64))
