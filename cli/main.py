@@ -1,8 +1,9 @@
 """The seawall command line.
 
 Exit status: 0 done, 1 runtime failure (not privileged, kernel refused,
-nothing attached), 2 bad usage (bad CIDR, duration or option). Every error
-is one line on stderr, and a failed command changes nothing.
+nothing attached), 2 bad usage (bad CIDR, duration or option), 130
+interrupted by Ctrl-C. Every error is one line on stderr, and a failed
+command changes nothing.
 """
 
 from __future__ import annotations
@@ -272,6 +273,33 @@ def _big_prefix_guard(prefixes, force: bool) -> None:
             raise UsageError(f"{p} covers a huge part of the Internet; add --force if you mean it")
 
 
+def _list_del(cidrs, entries, name: str, delete_all, done: str) -> None:
+    """Remove cidrs (each once, in the order given) from a list whose
+    current entries are `entries`; all or nothing, and none if one is not
+    on it."""
+    listed = {e.prefix for e in entries}
+    missing = [str(p) for p in cidrs if p not in listed]
+    if missing:
+        raise SeawallError(f"not on the {name}: {', '.join(missing)}")
+    cidrs = list(dict.fromkeys(cidrs))
+    delete_all(cidrs)  # all or nothing
+    for p in cidrs:
+        click.echo(done.format(p))
+
+
+def _list_show(list_entries, name: str, as_json: bool, headers: list, row) -> None:
+    """Print a list's entries as a JSON array or a table of row(entry, now)."""
+    now = time.time()  # before listing: live entries expire after it
+    entries = list_entries()
+    if as_json:
+        emit_json([e.to_json(now) for e in entries])
+        return
+    if not entries:
+        click.echo(f"{name} is empty")
+        return
+    table([row(e, now) for e in entries], headers)
+
+
 @cli.group()
 def block():
     """Blocked sources: dropped at the NIC until they expire or are removed.
@@ -325,13 +353,7 @@ def block_del(app, cidrs):
       seawall block del 198.18.0.66
     """
     store = app.lists()
-    missing = [str(p) for p in cidrs if p not in {e.prefix for e in store.block_list(prune=False)}]
-    if missing:
-        raise SeawallError(f"not on the blocklist: {', '.join(missing)}")
-    cidrs = list(dict.fromkeys(cidrs))
-    store.block_del_all(cidrs)  # all or nothing
-    for p in cidrs:
-        click.echo(f"unblocked {p}")
+    _list_del(cidrs, store.block_list(prune=False), "blocklist", store.block_del_all, "unblocked {}")
 
 
 @block.command("list")
@@ -344,18 +366,10 @@ def block_list(app, as_json):
     Example:
       seawall block list --json
     """
-    store = app.lists()
-    now = time.time()
-    entries = store.block_list()
-    if as_json:
-        emit_json([e.to_json(now) for e in entries])
-        return
-    if not entries:
-        click.echo("blocklist is empty")
-        return
-    table([[str(e.prefix), e.source,
-            "never" if e.expires_at is None else format_duration(e.expires_at - now),
-            e.reason or "-"] for e in entries], ["CIDR", "SOURCE", "EXPIRES IN", "REASON"])
+    _list_show(app.lists().block_list, "blocklist", as_json, ["CIDR", "SOURCE", "EXPIRES IN", "REASON"],
+               lambda e, now: [str(e.prefix), e.source,
+                               "never" if e.expires_at is None else format_duration(e.expires_at - now),
+                               e.reason or "-"])
 
 
 @block.command("flush")
@@ -411,13 +425,7 @@ def allow_del(app, cidrs):
       seawall allow del 198.18.0.0/28
     """
     store = app.lists()
-    missing = [str(p) for p in cidrs if p not in {e.prefix for e in store.allow_list()}]
-    if missing:
-        raise SeawallError(f"not on the allowlist: {', '.join(missing)}")
-    cidrs = list(dict.fromkeys(cidrs))
-    store.allow_del_all(cidrs)  # all or nothing
-    for p in cidrs:
-        click.echo(f"removed {p} from the allowlist")
+    _list_del(cidrs, store.allow_list(), "allowlist", store.allow_del_all, "removed {} from the allowlist")
 
 
 @allow.command("list")
@@ -430,15 +438,8 @@ def allow_list(app, as_json):
     Example:
       seawall allow list --json
     """
-    store = app.lists()
-    entries = store.allow_list()
-    if as_json:
-        emit_json([e.to_json(time.time()) for e in entries])
-        return
-    if not entries:
-        click.echo("allowlist is empty")
-        return
-    table([[str(e.prefix), e.reason or "-"] for e in entries], ["CIDR", "REASON"])
+    _list_show(app.lists().allow_list, "allowlist", as_json, ["CIDR", "REASON"],
+               lambda e, now: [str(e.prefix), e.reason or "-"])
 
 
 # --- signatures -----------------------------------------------------------------
@@ -802,6 +803,10 @@ def bench(as_json, quick, full, repeat, runs, profile, e2e, seconds, plot_path, 
 _NO_COMMAND = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+# 128 + SIGINT, the status of a shell command stopped by Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+
 def main(argv: Optional[list] = None) -> int:
     """Run the CLI; every error is one line on stderr."""
     try:
@@ -809,9 +814,17 @@ def main(argv: Optional[list] = None) -> int:
         return 0
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        # click turns Ctrl-C (after printing a newline to close the
+        # terminal's ^C) and EOF at a prompt into Abort.
+        if isinstance(e.__cause__, KeyboardInterrupt):
+            click.echo(f"{PROG}: interrupted", err=True)
+            return EXIT_INTERRUPTED
         click.echo(f"{PROG}: aborted", err=True)
         return 1
+    except KeyboardInterrupt:  # outside click's own handler
+        click.echo(f"\n{PROG}: interrupted", err=True)
+        return EXIT_INTERRUPTED
     except click.UsageError as e:
         cmd = e.ctx.command_path if e.ctx else PROG
         if isinstance(e, _NO_COMMAND):  # its message is the group's whole help text

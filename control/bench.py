@@ -45,9 +45,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import bpfsys, const, kernel
+from . import bpfsys, const, kernel, vethlab
 from .addr import Prefix
 from .errors import SeawallError
+from .vethlab import ATTACKER, ATTACKER_MAC, CLIENTS, HTTP_PORT, SERVER, SERVER_MAC_A
 
 XDP_ABORTED, XDP_DROP, XDP_PASS = 0, 1, 2
 VERDICTS = {XDP_ABORTED: "aborted", XDP_DROP: "drop", XDP_PASS: "pass"}
@@ -867,11 +868,6 @@ def _rss_child(arg: str) -> None:
 
 # --- part 3: end to end on veth -------------------------------------------------------------------
 
-SERVER_MAC_A = "02:53:57:00:01:01"
-ATTACKER_MAC = "02:53:57:00:01:02"
-CLIENTS = [f"198.18.0.{i}" for i in range(10, 60)]
-ATTACKER = "198.18.1.66"
-HTTP_PORT = 8080
 FLOOD_CPUS = 2  # trafgen processes, one per CPU: the flood's receive work lands on every core
 
 
@@ -883,12 +879,8 @@ def _sh(*cmd, check: bool = True, timeout: float = 120, **kw) -> subprocess.Comp
 
 
 class Lab:
-    """Three namespaces, as tests/netns/daemonlab.py builds them:
-
-        clients  swc0 198.18.0.10-59/24  <-veth->  sws0 198.18.0.1/24  server
-        attacker swa1 198.18.1.66/24     <-veth->  swa0 198.18.1.1/24  server
-
-    Names start with swt-bench-; everything is removed on exit."""
+    """The three namespaces of vethlab.py (as tests/netns/daemonlab.py uses
+    them too). Names start with swt-bench-; everything is removed on exit."""
 
     def __init__(self, tag: str, env: dict):
         self.c, self.a, self.s = (f"swt-bench-{tag}-{x}" for x in "cas")
@@ -900,22 +892,7 @@ class Lab:
         return ["nsenter", f"--net=/run/netns/{name}"]
 
     def build(self) -> None:
-        for ns in (self.c, self.a, self.s):
-            _sh("ip", "netns", "add", ns)
-        _sh("ip", "link", "add", "swc0", "netns", self.c, "type", "veth", "peer", "name", "sws0", "netns", self.s)
-        _sh("ip", "link", "add", "swa1", "netns", self.a, "address", ATTACKER_MAC, "type", "veth",
-            "peer", "name", "swa0", "netns", self.s, "address", SERVER_MAC_A)
-        _sh("ip", "-n", self.s, "addr", "add", "198.18.0.1/24", "dev", "sws0")
-        _sh("ip", "-n", self.s, "addr", "add", "198.18.1.1/24", "dev", "swa0")
-        for a in CLIENTS:
-            _sh("ip", "-n", self.c, "addr", "add", f"{a}/24", "dev", "swc0")
-        _sh("ip", "-n", self.a, "addr", "add", f"{ATTACKER}/24", "dev", "swa1")
-        for ns, ifs in ((self.c, ["lo", "swc0"]), (self.a, ["lo", "swa1"]), (self.s, ["lo", "sws0", "swa0"])):
-            for i in ifs:
-                _sh("ip", "-n", ns, "link", "set", i, "up")
-        # the flood is one-way: no ARP storms from the server
-        _sh("ip", "-n", self.s, "neigh", "replace", ATTACKER, "lladdr", ATTACKER_MAC, "dev", "swa0",
-            "nud", "permanent")
+        vethlab.build(self.c, self.a, self.s)
 
     def start(self, ns: str, *cmd, quiet: bool = False, group: bool = False, **kw) -> subprocess.Popen:
         """Start cmd in namespace ns. quiet: discard its output. A process
@@ -1015,7 +992,7 @@ def e2e(p: Params, lists: Lists, report: Report, say: Callable) -> None:
     try:
         say("end to end: building the namespaces")
         lab.build()
-        lab.start(lab.s, sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", "198.18.0.1",
+        lab.start(lab.s, sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", SERVER,
                   "--directory", work, quiet=True)
         time.sleep(0.7)
         secs = p.e2e_seconds
@@ -1036,9 +1013,9 @@ def e2e(p: Params, lists: Lists, report: Report, say: Callable) -> None:
             arrived0, t0 = lab.arrived(), time.monotonic()
             # one customer process per CPU, so that some customers always
             # share a core with the flood, as RSS spreads them on a NIC
-            clients = [lab.start(lab.c, "taskset", "-c", str(cpu), sys.executable, "-m", "seawall.control.bench",
-                                 "--client", ",".join(half), "198.18.0.1", str(HTTP_PORT), str(secs),
-                                 str(p.e2e_rate / len(cpus)))
+            clients = [lab.start(lab.c, "taskset", "-c", str(cpu), sys.executable, "-m", "seawall.control.vethlab",
+                                 ",".join(half), SERVER, str(HTTP_PORT), str(secs), str(p.e2e_rate / len(cpus)),
+                                 "--latencies")
                        for cpu, half in zip(cpus, halves)]
             extra = during() if during else {}
             ok = fail = 0
@@ -1051,7 +1028,7 @@ def e2e(p: Params, lists: Lists, report: Report, say: Callable) -> None:
                 except (ValueError, IndexError):
                     raise SeawallError(f"the client load died: {err.strip()[-300:]}") from None
                 ok, fail, lat = ok + r["ok"], fail + r["fail"], lat + r["lat_ms"]
-                why += r["why"]
+                why += [f"{src}: {msg}" for _, src, msg in r["failures"]]
             arrived = lab.arrived() - arrived0
             elapsed = time.monotonic() - t0
             if fl is not None:
@@ -1156,45 +1133,6 @@ def e2e(p: Params, lists: Lists, report: Report, say: Callable) -> None:
                 "sender and the filter sustain together; the clients, the HTTP server, trafgen and the "
                 "daemon share the machine's two cores",
     }
-
-
-def _client_main(srcs: str, dst: str, port: str, duration: str, rate: str) -> None:
-    """HTTP requests from rotating source addresses at a steady rate;
-    prints one JSON summary: ok, fail and every latency in ms."""
-    addrs = srcs.split(",")
-    dur, rps = float(duration), float(rate)
-    ok = fail = 0
-    lat: list = []
-    why: list = []
-    end = time.monotonic() + dur
-    nxt = time.monotonic()
-    i = 0
-    while time.monotonic() < end:
-        src = addrs[i % len(addrs)]
-        i += 1
-        t = time.monotonic()
-        try:
-            s = socket.create_connection((dst, int(port)), timeout=2.0, source_address=(src, 0))
-            s.sendall(b"GET / HTTP/1.0\r\nHost: shop\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            s.close()
-            if data.startswith(b"HTTP/1.") and b" 200 " in data[:20]:
-                ok += 1
-                lat.append(time.monotonic() - t)
-            else:
-                fail += 1
-                why.append("bad reply")
-        except OSError as e:
-            fail += 1
-            why.append(f"{src}: {e}")
-        nxt += 1.0 / rps
-        time.sleep(max(0.0, nxt - time.monotonic()))
-    print(json.dumps({"ok": ok, "fail": fail, "lat_ms": [round(1000 * x, 3) for x in lat], "why": why[:5]}))
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -1350,11 +1288,8 @@ def plot(r: Report, path: str) -> None:
 
 
 def main(argv: list) -> int:
-    """`python -m seawall.control.bench --client ...` / `--rss-child ...`:
-    the helper processes of the end-to-end and memory parts."""
-    if argv[:1] == ["--client"] and len(argv) == 6:
-        _client_main(*argv[1:])
-        return 0
+    """`python -m seawall.control.bench --rss-child ...`: the helper
+    process of the memory part (vethlab.py is the end-to-end part's)."""
     if argv[:1] == ["--rss-child"] and len(argv) == 2:
         _rss_child(argv[1])
         return 0

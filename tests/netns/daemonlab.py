@@ -3,9 +3,10 @@
     clients ns  swc0 198.18.0.10-59/24  <-veth->  sws0 198.18.0.1/24   server ns
     attacker ns swa1 198.18.1.66/24     <-veth->  swa0 198.18.1.1/24   (seawall on both)
 
-Everything lives in namespaces created here and removed on exit; traffic
-uses only 198.18.0.0/15. The attacker's flood is trafgen with a packet
-count and a time limit, so it ends by itself.
+The topology and the customers' load are seawall.control.vethlab's, shared
+with `seawall bench`. Everything lives in namespaces created here and
+removed on exit; traffic uses only 198.18.0.0/15. The attacker's flood is
+trafgen with a packet count and a time limit, so it ends by itself.
 """
 
 from __future__ import annotations
@@ -20,48 +21,10 @@ import time
 import uuid
 from contextlib import contextmanager
 
+from seawall.control import vethlab
+from seawall.control.vethlab import ATTACKER, ATTACKER_MAC, CLIENTS, HTTP_PORT, SERVER, SERVER_MAC_A
+
 SEAWALL = os.path.join(os.path.dirname(sys.executable), "seawall")
-SERVER_MAC_A = "02:53:57:00:01:01"
-ATTACKER_MAC = "02:53:57:00:01:02"
-CLIENTS = [f"198.18.0.{i}" for i in range(10, 60)]
-ATTACKER = "198.18.1.66"
-HTTP_PORT = 8080
-
-# Legitimate customers: HTTP requests from rotating source addresses at a
-# steady rate for DURATION seconds; prints one JSON summary.
-CLIENT_SCRIPT = r"""
-import json, random, socket, sys, time
-srcs = sys.argv[1].split(","); dst = sys.argv[2]; port = int(sys.argv[3])
-duration = float(sys.argv[4]); rate = float(sys.argv[5])
-ok = fail = 0; lat = []; failures = []
-end = time.monotonic() + duration; nxt = time.monotonic(); i = 0
-while time.monotonic() < end:
-    src = srcs[i % len(srcs)]; i += 1
-    t = time.monotonic()
-    try:
-        s = socket.create_connection((dst, port), timeout=2.0, source_address=(src, 0))
-        s.sendall(b"GET / HTTP/1.0\r\nHost: shop\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        if data.startswith(b"HTTP/1.") and b" 200 " in data[:20]:
-            ok += 1; lat.append(time.monotonic() - t)
-        else:
-            fail += 1; failures.append([round(t, 3), src, "bad reply"])
-    except OSError as e:
-        fail += 1; failures.append([round(t, 3), src, str(e)])
-    nxt += 1.0 / rate
-    time.sleep(max(0.0, nxt - time.monotonic()))
-lat.sort()
-print(json.dumps({"ok": ok, "fail": fail, "failures": failures[:20],
-                  "p50_ms": round(1000 * lat[len(lat) // 2], 2) if lat else None,
-                  "p99_ms": round(1000 * lat[int(len(lat) * 0.99)], 2) if lat else None}))
-"""
-
 
 # The daemon's config in these labs: short cycles and a short warm-up, a
 # rate floor that the lab's few hundred customer packets/s clear.
@@ -107,21 +70,7 @@ class DaemonLab:
         return ["nsenter", f"--net=/run/netns/{ns}"]
 
     def build(self):
-        for ns in (self.c, self.a, self.s):
-            sh("ip", "netns", "add", ns)
-        sh("ip", "link", "add", "swc0", "netns", self.c, "type", "veth", "peer", "name", "sws0", "netns", self.s)
-        sh("ip", "link", "add", "swa1", "netns", self.a, "address", ATTACKER_MAC, "type", "veth",
-           "peer", "name", "swa0", "netns", self.s, "address", SERVER_MAC_A)
-        sh("ip", "-n", self.s, "addr", "add", "198.18.0.1/24", "dev", "sws0")
-        sh("ip", "-n", self.s, "addr", "add", "198.18.1.1/24", "dev", "swa0")
-        for a in CLIENTS:
-            sh("ip", "-n", self.c, "addr", "add", f"{a}/24", "dev", "swc0")
-        sh("ip", "-n", self.a, "addr", "add", f"{ATTACKER}/24", "dev", "swa1")
-        for ns, ifs in ((self.c, ["lo", "swc0"]), (self.a, ["lo", "swa1"]), (self.s, ["lo", "sws0", "swa0"])):
-            for i in ifs:
-                sh("ip", "-n", ns, "link", "set", i, "up")
-        # the flood is one-way: the server must not answer it with ARP storms
-        sh("ip", "-n", self.s, "neigh", "replace", ATTACKER, "lladdr", ATTACKER_MAC, "dev", "swa0", "nud", "permanent")
+        vethlab.build(self.c, self.a, self.s)
 
     def seawall(self, *args, check=True):
         p = sh(*self.nsenter(self.s), SEAWALL, *args, check=False, env=self.env)
@@ -137,11 +86,14 @@ class DaemonLab:
         return p
 
     def http_server(self):
-        return self.start(self.s, sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", "198.18.0.1",
+        return self.start(self.s, sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", SERVER,
                           "--directory", tempfile.gettempdir(), quiet=True)
 
     def clients(self, duration: float, rate: float):
-        return self.start(self.c, sys.executable, "-c", CLIENT_SCRIPT, ",".join(CLIENTS), "198.18.0.1",
+        """Legitimate customers (vethlab.py): HTTP requests from rotating
+        source addresses at a steady rate for `duration` seconds; prints one
+        JSON summary (ok, fail, failures, p50_ms, p99_ms)."""
+        return self.start(self.c, sys.executable, "-m", "seawall.control.vethlab", ",".join(CLIENTS), SERVER,
                           str(HTTP_PORT), str(duration), str(rate))
 
     def flood(self, conf: str, pps: int, seconds: float):

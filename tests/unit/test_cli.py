@@ -256,3 +256,49 @@ def test_version(capsys):
     code, out, _ = run(capsys, "--version")
     assert code == 0
     assert out.startswith("seawall, version ")
+
+
+# --- Ctrl-C: exit 130, one short line, no traceback ---------------------------
+
+def _raise(exc):
+    def callback(*args, **kwargs):
+        raise exc
+    return callback
+
+
+@pytest.mark.parametrize("exc, code, line", [
+    (KeyboardInterrupt, 130, "seawall: interrupted"),
+    (click.Abort, 1, "seawall: aborted"),  # a declined prompt stays a runtime failure
+], ids=["ctrl-c", "abort"])
+def test_interrupt_exits_130(exc, code, line, capsys, monkeypatch):
+    check = cli.commands["config"].commands["check"]
+    monkeypatch.setattr(check, "callback", _raise(exc))
+    with pytest.raises(SystemExit) as e:
+        sys.exit(main(["config", "check", "seawall.toml"]))  # as the console script does
+    assert e.value.code == code
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "Traceback" not in err
+    assert [x for x in err.splitlines() if x] == [line]  # click's newline after ^C, then one line
+
+
+def test_real_sigint_exits_130(tmp_path):
+    """A real SIGINT in the middle of a command, through sys.exit(main())."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from seawall.cli.main import cli, main
+        def check(file):
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.pause()  # not reached: the signal is handled on return from kill
+        cli.commands["config"].commands["check"].callback = check
+        sys.exit(main(["config", "check", "seawall.toml"]))
+    """)
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert p.returncode == 130, p.stderr
+    assert p.stdout == ""
+    assert "Traceback" not in p.stderr
+    assert p.stderr.strip() == "seawall: interrupted"
