@@ -92,21 +92,31 @@ class Daemon:
     # --- set-up ------------------------------------------------------------
 
     def start(self) -> None:
+        # Attach first: loading the program creates any missing map and
+        # puts the journal back into it (Interfaces.attach), so a start on
+        # an empty bpffs compiles once, not once for the lists and again
+        # for the program.
+        ifs = Interfaces(self.paths)
+        owned = self._read_owned()
+        for name in self.interfaces:
+            st, action = ifs.attach(name, self.cfg.daemon.mode, self.cfg.daemon.monitor)
+            # attached now, or by an earlier run of the daemon that did not
+            # get to detach it (a crash): either way it is ours to detach
+            if action == "attached" or name in owned:
+                self.attached_here.append(name)
+            event("attached" if action == "attached" else "interface", interface=name, mode=st.mode,
+                  monitor=st.monitor)
         self.store = ListStore(self.paths, self.clock)
         self._probe_state()
-        if self.store.restored:
-            event("restored", entries=self.store.restored, ignored=len(self.store.restore_skipped))
+        self._write_owned(self.attached_here)
+        restored = self.store.restored + ifs.restored
+        if restored:
+            event("restored", entries=restored,
+                  ignored=len(self.store.restore_skipped) + len(ifs.restore_skipped))
         rep = self.store.journal.read()
         if rep.skipped:
             event("journal_skipped", lines=[n for n, _ in rep.skipped][:20], count=len(rep.skipped),
                   why=rep.skipped[0][1])
-        ifs = Interfaces(self.paths)
-        for name in self.interfaces:
-            st, action = ifs.attach(name, self.cfg.daemon.mode, self.cfg.daemon.monitor)
-            if action == "attached":
-                self.attached_here.append(name)
-            event("attached" if action == "attached" else "interface", interface=name, mode=st.mode,
-                  monitor=st.monitor)
         names = list(self.interfaces) or ifs.names()
         if not names:
             raise SeawallError("no interface to watch: give --interface IFACE or attach one first")
@@ -119,6 +129,34 @@ class Daemon:
         for name, v in self.views.items():  # first snapshot: deltas start now
             self.prev_feat[name] = v.read_features()
             self.prev_src[name] = v.read_sources()
+
+    def _read_owned(self) -> list:
+        try:
+            with open(self.paths.owned) as f:
+                names = json.load(f)
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as e:
+            event("state_ignored", file=self.paths.owned, error=str(e))
+            return []
+        return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+    def _write_owned(self, names: list) -> None:
+        """Record (or, with none, forget) the interfaces this daemon attached,
+        atomically; a failure only costs the detach after a crash."""
+        try:
+            if not names:
+                if os.path.exists(self.paths.owned):
+                    os.unlink(self.paths.owned)
+                return
+            tmp = self.paths.owned + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(sorted(names), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.paths.owned)
+        except OSError as e:
+            event("state_write_failed", file=self.paths.owned, error=e.strerror or str(e))
 
     def _seed_engine(self, rep) -> None:
         """Automatic decisions still in force are known to the engine, so a
@@ -356,12 +394,17 @@ class Daemon:
         sd_notify("STOPPING=1")
         if not self.cfg.daemon.keep_filter_on_exit and self.attached_here:
             ifs = Interfaces(self.paths)
+            left = []
             for name in self.attached_here:
                 try:
                     ifs.detach(name)
                     event("detached", interface=name)
                 except SeawallError as e:
+                    left.append(name)
                     event("detach_failed", interface=name, error=str(e))
+            self._write_owned(left)
+        elif self.attached_here:
+            self._write_owned([])  # left attached on purpose: the operator's now
         if self.metrics_server is not None:
             self.metrics_server[0].shutdown()
         for v in self.views.values():

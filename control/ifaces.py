@@ -30,6 +30,7 @@ class Interfaces:
     def __init__(self, paths: Paths):
         self.paths = paths
         self.restored = 0  # journal entries the last attach put back into fresh maps
+        self.restore_skipped: list = []  # and the journal lines it could not use
 
     def _dir(self, ifname: str) -> str:
         return kernel.iface_pin_dir(self.paths.pin_root, ifname)
@@ -96,6 +97,7 @@ class Interfaces:
             try:
                 if fresh:
                     self.restored = store.restore()
+                    self.restore_skipped = store.restore_skipped
             finally:
                 store.close()
 

@@ -49,6 +49,12 @@ class Paths:
     def lock(self) -> str:
         return os.path.join(self.state_dir, "lock")
 
+    @property
+    def owned(self) -> str:
+        """Interfaces the daemon attached itself (and so detaches on a stop
+        with keep_filter_on_exit = false), kept across a crash."""
+        return os.path.join(self.state_dir, "attached-by-daemon.json")
+
     def ensure_state_dir(self) -> None:
         try:
             private_makedirs(self.state_dir)

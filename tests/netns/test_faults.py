@@ -143,6 +143,44 @@ def test_sigkill_mid_attack_kernel_keeps_dropping_and_restart_is_quick(dlab):
     assert d2.returncode == 0 and kinds[-1] == "stopped"
 
 
+# --- keep_filter_on_exit = false across a crash ------------------------------------------
+
+
+def attached(lab) -> set:
+    st = json.loads(lab.seawall("status", "--json").stdout)
+    return {i["interface"] for i in st["interfaces"] if i["state"] == "attached"}
+
+
+def test_a_stop_detaches_what_the_daemon_attached_even_after_a_crash(dlab, tmp_path):
+    """keep_filter_on_exit = false: a stop takes off the filters the daemon
+    put on, and only those, also when the run that put them on was killed
+    (the ownership is kept in the state directory, not in memory)."""
+    lab = dlab
+    cfg = str(tmp_path / "detach.toml")
+    with open(cfg, "w") as f:
+        f.write(LAB_CONFIG.replace("[daemon]\n", "[daemon]\nkeep_filter_on_exit = false\n"))
+    lab.seawall("attach", "swa0")  # the operator's: never the daemon's to remove
+    d1 = lab.daemon(cfg, "sws0", "swa0")
+    ev1 = Events(d1)
+    ev1.wait("started", 60)
+    ev1.wait("attached", 1, interface="sws0")
+    d1.send_signal(signal.SIGKILL)
+    d1.wait(10)
+    assert attached(lab) == {"sws0", "swa0"}
+
+    d2 = lab.daemon(cfg, "sws0", "swa0")
+    ev2 = Events(d2)
+    ev2.wait("started", 30)
+    assert "attached" not in ev2.kinds(), "both were still attached: nothing to load"
+    d2.send_signal(signal.SIGTERM)
+    d2.wait(20)
+    ev2.wait("stopped", 5)
+    detached = [e["interface"] for _, e in ev2.events if e.get("event") == "detached"]
+    assert detached == ["sws0"], ev2.kinds()
+    assert attached(lab) == {"swa0"}
+    assert not os.path.exists(os.path.join(lab.paths.state_dir, "attached-by-daemon.json"))
+
+
 # --- bpffs wiped, journal damaged ------------------------------------------------------
 
 PING_FROM = "198.18.0.59"  # a customer address of the lab, blocked in the journal
