@@ -36,6 +36,7 @@ class DaemonConfig:
     monitor: bool = False  # log decisions, enforce nothing
     keep_filter_on_exit: bool = True  # SIGTERM leaves the XDP program and lists in place
     log_level: str = "info"
+    housekeeping: float = 60.0  # seconds between prunes of expired blocks and journal compactions
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ _RULES: dict = {
         "monitor": ("bool", None, ""),
         "keep_filter_on_exit": ("bool", None, ""),
         "log_level": ("str", lambda x: x in ("debug", "info", "warning", "error"), "debug, info, warning or error"),
+        "housekeeping": ("duration", lambda x: 1 <= x <= 86400, "between 1s and 1d"),
     },
     "detection": {
         "warmup": ("duration", lambda x: x >= 1, "at least 1s"),

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Optional
 
@@ -88,6 +89,9 @@ class Daemon:
         self._allow = PrefixSet()
         self._allow_stamp: Optional[tuple] = None
         self._allow_read_at = -ALLOW_REFRESH
+        self._housekeeping_stop = threading.Event()
+        self._housekeeper: Optional[threading.Thread] = None
+        self._held_said = False
 
     # --- set-up ------------------------------------------------------------
 
@@ -263,6 +267,50 @@ class Daemon:
         self.cycle_seconds = time.perf_counter() - t0
         return rep
 
+    def _housekeep_loop(self) -> None:
+        """Every [daemon] housekeeping seconds, in its own thread with its own list
+        store (maps and fds are not shared with the cycle's; the state lock
+        serialises the writes), so that walking a 100k-entry blocklist
+        (about a second here) never delays a cycle."""
+        try:
+            store = ListStore(self.paths, self.clock)
+        except (OSError, SeawallError) as e:
+            event("housekeeping_failed", error=getattr(e, "strerror", None) or str(e))
+            return
+        try:
+            while not self._housekeeping_stop.wait(self.cfg.daemon.housekeeping):
+                self.housekeeping(store)
+        finally:
+            store.close()
+
+    def housekeeping(self, store: Optional[ListStore] = None) -> dict:
+        """Expired blocks stop dropping in the kernel by themselves, but
+        they keep their trie slots (131,072 of them) and summary bits, and
+        the journal keeps every decision ever made: over weeks of attacks
+        the blocklist would fill with history and new blocks fail, and a
+        restart would replay it all. Prune the kernel, and compact the
+        journal when history is most of it. Failures are reported and the
+        filter goes on."""
+        store = store or self.store
+        t = time.perf_counter()
+        done = {}
+        try:
+            done["pruned"] = store.prune_expired()
+            compacted = store.compact_journal()
+            if compacted:
+                done["journal_records"], done["journal_kept"] = compacted
+            elif store.compaction_held and not self._held_said:
+                self._held_said = True  # once a run: it stays so until someone looks
+                event("journal_not_compacted", file=self.paths.journal, unreadable_lines=store.compaction_held,
+                      why="the journal has lines it cannot read; compaction would drop them")
+        except (OSError, SeawallError) as e:
+            event("housekeeping_failed", error=getattr(e, "strerror", None) or str(e))
+            return done
+        done["seconds"] = round(time.perf_counter() - t, 3)
+        if done.get("pruned") or compacted:
+            event("housekeeping", **done)
+        return done
+
     def apply(self, act) -> None:
         monitor = self.cfg.daemon.monitor
         self.decisions += 1
@@ -366,6 +414,8 @@ class Daemon:
               metrics=f"http://{self.cfg.metrics.listen}:{self.cfg.metrics.port}/metrics"
               if self.cfg.metrics.enabled else None)
         sd_notify("READY=1\nSTATUS=watching " + ", ".join(self.views))
+        self._housekeeper = threading.Thread(target=self._housekeep_loop, name="housekeeping", daemon=True)
+        self._housekeeper.start()
         last = time.monotonic()
         next_t = last + interval
         n = 0
@@ -392,6 +442,9 @@ class Daemon:
 
     def shutdown(self) -> None:
         sd_notify("STOPPING=1")
+        self._housekeeping_stop.set()
+        if self._housekeeper is not None:
+            self._housekeeper.join(10)
         if not self.cfg.daemon.keep_filter_on_exit and self.attached_here:
             ifs = Interfaces(self.paths)
             left = []

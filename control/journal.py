@@ -119,10 +119,17 @@ def replay(lines: Iterable[str], now: Optional[float] = None) -> Replay:
             skipped.append((lineno, why))
             continue
         n += 1
-    if now is not None:
-        blocks = {c: d for c, d in blocks.items() if d.expires_at is None or d.expires_at > now}
-        sigs = {c: d for c, d in sigs.items() if d.expires_at is None or d.expires_at > now}
-    return Replay(blocks, allows, skipped, n, sigs)
+    rep = Replay(blocks, allows, skipped, n, sigs)
+    return rep if now is None else live_at(rep, now)
+
+
+def live_at(rep: Replay, now: float) -> Replay:
+    """rep without the blocks and rules expired at now (as replay(f, now))."""
+    def live(d) -> bool:
+        return d.expires_at is None or d.expires_at > now
+
+    return Replay({c: d for c, d in rep.blocks.items() if live(d)}, rep.allows, rep.skipped, rep.records,
+                  {c: d for c, d in rep.sigs.items() if live(d)})
 
 
 def snapshot(rep: Replay, now: float) -> list:
@@ -198,9 +205,10 @@ class JournalFile:
         finally:
             os.close(fd)
 
-    def compact(self, now: float) -> Replay:
-        """Rewrite the journal with only live entries (atomic rename)."""
-        rep = self.read(now)
+    def compact(self, now: float, rep: Optional[Replay] = None) -> Replay:
+        """Rewrite the journal with only live entries (atomic rename).
+        rep: the journal as just read, to save reading it again."""
+        rep = self.read(now) if rep is None else live_at(rep, now)
         tmp = self.path + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:

@@ -23,7 +23,7 @@ import numpy as np
 from . import bpfsys, const, summary
 from .addr import Prefix
 from .errors import SeawallError, UsageError
-from .journal import JournalFile, encode, iso, record
+from .journal import JournalFile, encode, iso, live_at, record
 from .signature import Signature
 from .state import Clock, Paths, locked
 
@@ -282,6 +282,7 @@ class ListStore:
         self.hosts = {v: HostMirror(paths.pin_root, v) for v in (4, 6)}
         self.restored = 0
         self.restore_skipped: list = []
+        self.compaction_held = 0  # unreadable journal lines that kept the last compaction from running
         missing = [p for p in ("allow_v4", "allow_v6", "block_v4", "block_v6", "sigs", "sig_meta")
                    if not os.path.exists(os.path.join(paths.pin_root, p))]
         if missing:
@@ -507,18 +508,57 @@ class ListStore:
                 last_hit_at=None if not b.last_hit_ns else now + (b.last_hit_ns - now_boot) / 1e9,
             ))
         if prune and expired:
-            with locked(self.paths):
-                for p in expired:
-                    m = self.map("block", p.version)
-                    raw = m.lookup(p.lpm_key())
-                    # re-check under the lock: a concurrent add may have renewed it
-                    if raw is not None:
-                        b = const.SwBlock.from_buffer_copy(raw)
-                        if b.expires_ns and b.expires_ns <= self.clock.boot_ns():
-                            m.delete(p.lpm_key())
-                if self.summaries.summarised():  # drop the pruned entries' bits
-                    self._rebuild_derived()
+            self._prune(expired)
         return sorted(entries, key=lambda e: (e.prefix.version, e.prefix.packed, e.prefix.prefixlen))
+
+    def prune_expired(self) -> int:
+        """Remove expired blocks from the kernel. They no longer drop (the
+        datapath checks expiry itself), but they keep their trie slots and
+        their summary bits until removed. Returns how many went."""
+        now_boot = self.clock.boot_ns()
+        expired = []
+        for prefix, raw in self._kernel_entries("block"):
+            b = const.SwBlock.from_buffer_copy(raw)
+            if b.expires_ns and b.expires_ns <= now_boot:
+                expired.append(prefix)
+        return self._prune(expired) if expired else 0
+
+    def _prune(self, expired: list) -> int:
+        n = 0
+        with locked(self.paths):
+            for p in expired:
+                m = self.map("block", p.version)
+                raw = m.lookup(p.lpm_key())
+                # re-check under the lock: a concurrent add may have renewed it
+                if raw is not None:
+                    b = const.SwBlock.from_buffer_copy(raw)
+                    if b.expires_ns and b.expires_ns <= self.clock.boot_ns():
+                        n += bool(m.delete(p.lpm_key()))
+            if n and self.summaries.summarised():  # drop the pruned entries' bits
+                self._rebuild_derived()
+        return n
+
+    def compact_journal(self, min_records: int = 10000) -> Optional[tuple]:
+        """Rewrite the journal with only what is in force, when history
+        (expired and removed decisions) makes up most of it: at least
+        min_records records and more than twice the live ones. A journal
+        with unreadable lines is left as it is, for the operator to see.
+        Returns (records before, records after), or None if left."""
+        with locked(self.paths):
+            now = self.clock.wall()
+            rep = self.journal.read()
+            self.compaction_held = 0
+            if rep.records < min_records:
+                return None
+            live = live_at(rep, now)
+            kept = len(live.blocks) + len(live.allows) + len(live.sigs)
+            if rep.records <= 2 * kept:
+                return None
+            if rep.skipped:
+                self.compaction_held = len(rep.skipped)
+                return None
+            self.journal.compact(now, rep)
+            return rep.records, kept
 
     # --- bulk writes -----------------------------------------------------
 

@@ -181,6 +181,27 @@ def test_a_stop_detaches_what_the_daemon_attached_even_after_a_crash(dlab, tmp_p
     assert not os.path.exists(os.path.join(lab.paths.state_dir, "attached-by-daemon.json"))
 
 
+def test_the_daemon_prunes_expired_blocks_by_itself(dlab, tmp_path):
+    """Expired blocks stop dropping in the kernel at their time; the
+    daemon's housekeeping thread then frees their slots, with no CLI call
+    (a `block list` would prune too, so none is made until the event)."""
+    lab = dlab
+    cfg = str(tmp_path / "housekeeping.toml")
+    with open(cfg, "w") as f:
+        f.write(LAB_CONFIG.replace("[daemon]\n", '[daemon]\nhousekeeping = "1s"\n'))
+    lab.seawall("attach", "sws0")
+    d = lab.daemon(cfg, "sws0")
+    ev = Events(d)
+    ev.wait("started", 60)
+    lab.seawall("block", "add", "198.18.1.201", "--ttl", "1s", "--reason", "short")
+    lab.seawall("block", "add", "198.18.1.202", "--reason", "kept")
+    _, e = ev.wait("housekeeping", 15)
+    assert e["pruned"] == 1, e
+    d.send_signal(signal.SIGTERM)
+    d.wait(20)
+    assert kernel_blocks(lab) == {"198.18.1.202/32"}
+
+
 # --- bpffs wiped, journal damaged ------------------------------------------------------
 
 PING_FROM = "198.18.0.59"  # a customer address of the lab, blocked in the journal

@@ -80,6 +80,7 @@ VALID = {
         "monitor": ("true", True),
         "keep_filter_on_exit": ("false", False),
         "log_level": ('"debug"', "debug"),
+        "housekeeping": ('"5m"', 300.0),
     },
     "detection": {
         "warmup": ('"30s"', 30.0),
@@ -220,6 +221,10 @@ BAD = [
     ("daemon", "interval", '"99ms"', "between 100ms and 10s"),
     ("daemon", "interval", '"0ms"', "between 100ms and 10s"),
     ("daemon", "interval", '"11s"', "between 100ms and 10s"),
+    ("daemon", "housekeeping", '"0s"', "longer than zero"),
+    ("daemon", "housekeeping", '"500ms"', "not a duration"),
+    ("daemon", "housekeeping", '"2d"', "between 1s and 1d"),
+    ("daemon", "housekeeping", "true", "duration"),
     ("daemon", "interval", "0.05", "between 100ms and 10s"),
     ("daemon", "interval", "-1", "between 100ms and 10s"),
     ("daemon", "interfaces", '["a-name-longer-than-15"]', "interface names"),
