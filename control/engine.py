@@ -261,6 +261,13 @@ class Engine:
     def _expire(self, t: float) -> None:
         self.active = {k: v for k, v in self.active.items() if v > t}
         self.sigs = {k: v for k, v in self.sigs.items() if v > t}
+        # An offence older than [ttl] memory no longer escalates anything
+        # (_ttl starts the count again): forget it, or weeks of attacks from
+        # ever-new prefixes grow this without bound. Amortised: only once
+        # it has doubled past what is in force.
+        if len(self.offences) > 2 * (len(self.active) + len(self.sigs)) + 1024:
+            memory = self.cfg.ttl.memory
+            self.offences = {k: v for k, v in self.offences.items() if t - v[1] <= memory}
 
     def _ttl(self, key: str, t: float) -> float:
         tc = self.cfg.ttl

@@ -544,6 +544,20 @@ def test_note_block_counts_as_an_offence_and_as_in_force():
     assert [a.ttl for a in r.blocks()] == [90.0]
 
 
+def test_offences_past_memory_are_forgotten_so_the_table_stays_bounded():
+    """Weeks of blocks from ever-new prefixes: offences older than [ttl]
+    memory escalate nothing, and the engine drops them once they outnumber
+    what is in force; a recent offence is kept and still escalates."""
+    r = Run(cfg(ttl={"base": 10, "escalation": 2, "max": 1000, "memory": 100}))
+    for i in range(5000):  # old offences, as from note_block at start
+        r.eng.note_block(Prefix.parse(f"10.{i // 250}.{i % 250}.1/32"), expires_t=5.0, offences=1, t=0.0)
+    r.eng.offences[f"{ATTACKER}/32"] = (1, 150.0)  # a recent one
+    r.t = 199
+    r.calm(2)  # t = 200, 201: the old blocks expired, the old offences are 200 s old
+    assert len(r.eng.offences) == 1 and f"{ATTACKER}/32" in r.eng.offences
+    assert r.eng._ttl(f"{ATTACKER}/32", 202.0) == 20.0, "the recent offence still escalates"
+
+
 # --- spoofed floods: signatures ------------------------------------------------------------
 
 def spoofed_snmp(t: int, pps: int = 20000) -> list:
