@@ -534,8 +534,10 @@ class ListStore:
                     b = const.SwBlock.from_buffer_copy(raw)
                     if b.expires_ns and b.expires_ns <= self.clock.boot_ns():
                         n += bool(m.delete(p.lpm_key()))
-            if n and self.summaries.summarised():  # drop the pruned entries' bits
-                self._rebuild_derived()
+            # drop the pruned entries' summary bits (their mirror entries went
+            # with their deletes: no resync, half the time under the lock)
+            if n and self.summaries.summarised():
+                self.summaries.rebuild(summary.all_trie_keys(self.map))
         return n
 
     def compact_journal(self, min_records: int = 10000) -> Optional[tuple]:
