@@ -56,6 +56,15 @@ def tracked(pin_root: str, iface: str) -> int:
         return len(keys)
 
 
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process (VmRSS), KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
 def test_spoofed_flood_on_the_wire_is_cut_by_a_signature(dlab, seawall_env, tmp_path):
     lab = dlab
     cfg = tmp_path / "seawall.toml"
@@ -74,8 +83,10 @@ def test_spoofed_flood_on_the_wire_is_cut_by_a_signature(dlab, seawall_env, tmp_
     daemon = lab.daemon(str(cfg), "sws0", "swa0")
     clients = lab.clients(duration=14, rate=40)
     time.sleep(6)  # warm-up and baseline on customer traffic only
+    rss_before = rss_kib(daemon.pid)  # nsenter --net execs the daemon: same pid
     flood = lab.flood(str(conf), pps=30000, seconds=5)
     flood.wait(30)
+    rss_after = rss_kib(daemon.pid)
     out, _ = clients.communicate(timeout=60)
     summary = json.loads(out)
     stats = json.loads(lab.seawall("stats", "-i", "swa0", "--json").stdout)["interfaces"]["swa0"]
@@ -87,7 +98,8 @@ def test_spoofed_flood_on_the_wire_is_cut_by_a_signature(dlab, seawall_env, tmp_
     sigs = [e for e in ev if e["event"] == "signature"]
     print(f"\ncustomers: {summary}; swa0: drop_sig {stats['reasons']['drop_sig']['packets']}, "
           f"pass_clean {stats['reasons']['pass_clean']['packets']}; events {stats['events']}; "
-          f"tracked v4 {n_tracked}; rules: {[s['rule'] for s in sigs]}")
+          f"tracked v4 {n_tracked}; rules: {[s['rule'] for s in sigs]}; "
+          f"daemon RSS {rss_before / 1024:.0f} -> {rss_after / 1024:.0f} MiB")
 
     assert "alarm" in kinds, err[-3000:]
     # the flood is UDP from port 40000 to port 9: a rule on either port cuts it
@@ -98,6 +110,8 @@ def test_spoofed_flood_on_the_wire_is_cut_by_a_signature(dlab, seawall_env, tmp_
     # the doorkeeper deferred most first sightings; the budget capped the rest
     assert stats["events"]["src_deferred"] > 10 * stats["events"]["src_insert"]
     assert n_tracked <= const.MAX_SOURCES_V4
+    # the daemon's memory follows the bounded tables, not the flood's sources
+    assert rss_after - rss_before < 16 * 1024, (rss_before, rss_after)
     after = (json.loads(lab.seawall("block", "list", "--json").stdout),
              json.loads(lab.seawall("allow", "list", "--json").stdout))
     strip = lambda blocks: [{k: v for k, v in b.items() if k not in ("ttl_seconds", "last_hit_at")} for b in blocks]
