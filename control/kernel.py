@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Callable, Optional
 
-from . import bpfsys, const
+from . import bpfsys, const, summary
 from .const import SwConfig
 from .errors import SeawallError
 from .state import private_makedirs
@@ -33,9 +33,8 @@ BPF_FS_MAGIC = 0xCAFE4A11
 #: files pinned per interface (the program and its counter maps)
 IFACE_PINS = ("prog", "config", "stats", "events", "features", "src_v4", "src_v6", "sig_hits")
 #: host-wide pins
-GLOBAL_PINS = ("allow_v4", "allow_v6", "block_v4", "block_v6", "sigs", "sig_meta",
-               "allow_sum_v4", "allow_sum_v6", "block_sum_v4", "block_sum_v6", "list_meta",
-               "block_host_v4", "block_host_v6")
+GLOBAL_PINS = (("allow_v4", "allow_v6", "block_v4", "block_v6", "sigs", "sig_meta")
+               + summary.PINS + tuple(summary.HOST_MAPS.values()))
 
 
 def xdp_dir() -> str:
@@ -134,13 +133,6 @@ def load(pin_root: str, iface_dir: str, defines: Optional[dict] = None,
     return Loaded(b, fn.fd, pin_root, iface_dir)
 
 
-#: the maps derived from the tries (list summaries, blocked-host mirrors)
-#: and the flag map that says they were built from them
-SUMMARY_PINS = ("allow_sum_v4", "allow_sum_v6", "block_sum_v4", "block_sum_v6")
-HOST_PINS = ("block_host_v4", "block_host_v6")
-LIST_META_PIN = "list_meta"
-
-
 def retire_stale_summaries(pin_root: str, log2: int) -> bool:
     """Unpin the maps derived from the tries when the list summaries are
     sized for another LIST_SUMMARY_LOG2 (made by an older build, or a
@@ -156,25 +148,25 @@ def retire_stale_summaries(pin_root: str, log2: int) -> bool:
     under the lock. Returns whether anything was retired."""
     words = 1 << (log2 - 6)
     stale = False
-    for name in SUMMARY_PINS:
+    for name in summary.SUMMARY_MAPS.values():
         path = os.path.join(pin_root, name)
         if os.path.exists(path):
             with bpfsys.Map.open_pinned(path) as m:
                 stale = stale or m.max_entries != words
     if not stale:
         return False
-    meta = os.path.join(pin_root, LIST_META_PIN)
+    meta = os.path.join(pin_root, summary.META_MAP)
     if os.path.exists(meta):
         with bpfsys.Map.open_pinned(meta) as m:
             m.update(b"\0" * 4, bytes(const.SwListMeta(flags=0)))
         os.unlink(meta)
-    for name in HOST_PINS:
+    for name in summary.HOST_MAPS.values():
         path = os.path.join(pin_root, name)
         if os.path.exists(path):
             with bpfsys.Map.open_pinned(path) as m:
                 for k in list(m.keys()):
                     m.delete(k)
-    for name in SUMMARY_PINS + HOST_PINS:
+    for name in (*summary.SUMMARY_MAPS.values(), *summary.HOST_MAPS.values()):
         path = os.path.join(pin_root, name)
         if os.path.exists(path):
             os.unlink(path)

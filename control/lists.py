@@ -75,7 +75,7 @@ class HostMirror:
     derived maps (kernel.retire_stale_summaries) pins a new one."""
 
     def __init__(self, pin_root: str, version: int):
-        self.path = os.path.join(pin_root, f"block_host_v{version}")
+        self.path = os.path.join(pin_root, summary.HOST_MAPS[version])
         self.full = 32 if version == 4 else 128
         self._m: Optional[bpfsys.Map] = None
 
@@ -137,13 +137,14 @@ class HostMirror:
         hits = vals.view(_BLOCK_DTYPE).reshape(-1)["last_hit_ns"]
         return {k.tobytes(): int(h) for k, h in zip(keys, hits) if h}
 
-    def sync(self, trie: bpfsys.Map) -> None:
-        """Make the mirror exactly the trie's hosts (under the state lock),
-        keeping the mirror's newer last-hit stamps."""
+    def sync(self, trie_items: list) -> None:
+        """Make the mirror exactly the trie's hosts, given the trie's
+        (key, value) pairs (under the state lock), keeping the mirror's
+        newer last-hit stamps."""
         m = self.map()
         if m is None:
             return
-        want = {k[4:]: v for k, v in trie.items() if int.from_bytes(k[:4], sys.byteorder) == self.full}
+        want = {k[4:]: v for k, v in trie_items if int.from_bytes(k[:4], sys.byteorder) == self.full}
         keys, vals = m.lookup_batch()
         have = {k.tobytes(): v.tobytes() for k, v in zip(keys, vals)}
         for k in have.keys() - want.keys():
@@ -354,9 +355,15 @@ class ListStore:
     def _rebuild_derived(self) -> None:
         """Hosts first: the summaries' flag, set last, is what says the
         derived maps were built from the tries."""
-        for v, h in self.hosts.items():
-            h.sync(self.map("block", v))
-        self.summaries.rebuild(summary.all_trie_keys(self.map))
+        keys = {}
+        for v, h in self.hosts.items():  # one walk of each blocklist trie serves both
+            items = list(self.map("block", v).items())
+            h.sync(items)
+            size = self.map("block", v).key_size
+            keys[("block", v)] = np.frombuffer(b"".join(k for k, _ in items), np.uint8).reshape(-1, size)
+        for v in (4, 6):
+            keys[("allow", v)] = summary.trie_keys(self.map("allow", v))
+        self.summaries.rebuild(keys)
 
     # --- blocklist -------------------------------------------------------
 

@@ -32,6 +32,8 @@ SUMMARY_MAPS = {("allow", 4): "allow_sum_v4", ("allow", 6): "allow_sum_v6",
                 ("block", 4): "block_sum_v4", ("block", 6): "block_sum_v6"}
 META_MAP = "list_meta"
 PINS = tuple(SUMMARY_MAPS.values()) + (META_MAP,)
+#: the blocklist's host mirrors (lists.HostMirror), derived from the tries too
+HOST_MAPS = {4: "block_host_v4", 6: "block_host_v6"}
 
 
 def spans(version: int, keys: np.ndarray, log2: int) -> tuple:
