@@ -1,4 +1,12 @@
-"""Addresses and prefixes: parsing, canonical form, LPM keys. Pure."""
+"""Addresses, in the two forms seawall uses between the kernel and a decision. Pure.
+
+- `Sources`: many source addresses at once, as numpy arrays (ver, hi, lo):
+  IPv4 keeps its 32-bit address in `lo` (hi = 0); IPv6 splits its 128 bits
+  into two big-endian u64 halves. The kernel read produces them
+  (datapath/counters.py), detection works on them, vectorised.
+- `Prefix`: one prefix, the unit of a decision (a block, an allowlist entry).
+  `Sources.prefix(i, plen)` turns a source into one.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,9 @@ import struct
 from dataclasses import dataclass
 from typing import Union
 
-from .errors import UsageError
+import numpy as np
+
+from seawall.control.errors import UsageError
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -120,3 +130,159 @@ def _span(p: Prefix, bits: int) -> tuple:
 
 BENCHMARK_V4 = ipaddress.ip_network("198.18.0.0/15")
 BENCHMARK_V6 = ipaddress.ip_network("2001:2::/48")
+
+
+# --- many sources at once --------------------------------------------------------
+
+U64 = np.uint64
+_ALL = (1 << 64) - 1
+
+
+@dataclass
+class Sources:
+    ver: np.ndarray  # uint8: 4 or 6
+    hi: np.ndarray  # uint64
+    lo: np.ndarray  # uint64
+    packets: np.ndarray  # uint64 (per cycle, or cumulative from the kernel)
+    bytes: np.ndarray
+    syns: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ver)
+
+    @classmethod
+    def empty(cls) -> "Sources":
+        z = np.zeros(0, U64)
+        return cls(np.zeros(0, np.uint8), z, z.copy(), z.copy(), z.copy(), z.copy())
+
+    @classmethod
+    def from_kernel(cls, keys4, vals4, keys6, vals6) -> "Sources":
+        """From summed kernel rows: keys4 (n,4) u8 network order; keys6
+        (m,16) u8; vals (n,3+) u64 = packets, bytes, syns, ..."""
+        lo4 = keys4.reshape(-1, 4).copy().view(">u4").reshape(-1).astype(U64)
+        k6 = np.ascontiguousarray(keys6.reshape(-1, 16))
+        hi6 = k6[:, :8].copy().view(">u8").reshape(-1).astype(U64)
+        lo6 = k6[:, 8:].copy().view(">u8").reshape(-1).astype(U64)
+        ver = np.concatenate([np.full(len(lo4), 4, np.uint8), np.full(len(lo6), 6, np.uint8)])
+        hi = np.concatenate([np.zeros(len(lo4), U64), hi6])
+        lo = np.concatenate([lo4, lo6])
+        # packets, bytes, syns: any further column would not be a count,
+        # and an empty family must not decide the width
+        v = np.concatenate([vals4.reshape(-1, vals4.shape[-1])[:, :3] if len(vals4) else np.zeros((0, 3), U64),
+                            vals6.reshape(-1, vals6.shape[-1])[:, :3] if len(vals6) else np.zeros((0, 3), U64)])
+        return cls(ver, hi, lo, v[:, 0].astype(U64), v[:, 1].astype(U64), v[:, 2].astype(U64))
+
+    @classmethod
+    def from_addresses(cls, addrs, packets, bytes_=None, syns=None) -> "Sources":
+        ver, hi, lo = [], [], []
+        for a in addrs:
+            ip = ipaddress.ip_address(a)
+            n = int(ip)
+            ver.append(ip.version)
+            hi.append(0 if ip.version == 4 else n >> 64)
+            lo.append(n if ip.version == 4 else n & _ALL)
+        p = np.asarray(packets, U64)
+        return cls(np.asarray(ver, np.uint8), np.asarray(hi, U64), np.asarray(lo, U64), p,
+                   np.asarray(bytes_ if bytes_ is not None else p * 100, U64),
+                   np.asarray(syns if syns is not None else np.zeros(len(p)), U64))
+
+    @classmethod
+    def concat(cls, parts: list) -> "Sources":
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, f) for p in parts])
+                     for f in ("ver", "hi", "lo", "packets", "bytes", "syns")))
+
+    def take(self, idx) -> "Sources":
+        return Sources(self.ver[idx], self.hi[idx], self.lo[idx], self.packets[idx], self.bytes[idx], self.syns[idx])
+
+    def prefix(self, i: int, plen: int | None = None) -> Prefix:
+        v = int(self.ver[i])
+        if v == 4:
+            n = int(self.lo[i])
+            plen = 32 if plen is None else plen
+            net = ipaddress.IPv4Network((n, 32)).supernet(new_prefix=plen)
+        else:
+            n = (int(self.hi[i]) << 64) | int(self.lo[i])
+            plen = 128 if plen is None else plen
+            net = ipaddress.IPv6Network((n, 128)).supernet(new_prefix=plen)
+        return Prefix.from_network(net)
+
+    def masked(self, plen4: int, plen6: int):
+        """(hi, lo) with host bits cleared to /plen4 (v4) or /plen6 (v6)."""
+        is4 = self.ver == 4
+        lo = self.lo.copy()
+        hi = self.hi.copy()
+        m4 = U64(((1 << 32) - 1) ^ ((1 << (32 - plen4)) - 1))
+        lo[is4] &= m4
+        if plen6 <= 64:
+            mh = U64(_ALL ^ ((1 << (64 - plen6)) - 1)) if plen6 > 0 else U64(0)
+            hi[~is4] &= mh
+            lo[~is4] = U64(0)
+        else:
+            ml = U64(_ALL ^ ((1 << (128 - plen6)) - 1))
+            lo[~is4] &= ml
+        return hi, lo
+
+    def key64(self) -> np.ndarray:
+        """One u64 per source for joins: exact for IPv4 (the address, top
+        bit clear); for IPv6 a 63-bit mix of both halves with the top bit
+        set (a collision among a million sources has odds near 1e-7, and
+        would only misattribute one cycle's delta)."""
+        k = self.lo.copy()
+        six = self.ver == 6
+        if six.any():
+            with np.errstate(over="ignore"):
+                h = (self.hi[six] * U64(0x9E3779B97F4A7C15)) ^ (self.lo[six] * U64(0xC2B2AE3D27D4EB4F))
+                h ^= h >> U64(29)
+            k[six] = h | U64(1 << 63)
+        return k
+
+    def keys(self) -> np.ndarray:
+        """One sortable structured key per source."""
+        k = np.empty(len(self), dtype=[("ver", np.uint8), ("hi", U64), ("lo", U64)])
+        k["ver"], k["hi"], k["lo"] = self.ver, self.hi, self.lo
+        return k
+
+
+def delta(cur: Sources, prev: Sources | None) -> Sources:
+    """Per-cycle counts from two cumulative snapshots of the kernel table.
+    A source absent from prev (new, or evicted and re-admitted) counts from
+    zero; a counter that went backwards (re-admitted) counts from zero."""
+    if prev is None or len(prev) == 0 or len(cur) == 0:
+        return cur
+    ck, pk = cur.key64(), prev.key64()
+    if len(ck) == len(pk) and np.array_equal(ck, pk):
+        # the table read in the same order as last time (no source came or
+        # went, the steady state): row i is row i
+        found = np.ones(len(ck), bool)
+        idx = np.arange(len(ck))
+    else:
+        found, idx = _join(ck, pk)
+    out = []
+    for name in ("packets", "bytes", "syns"):
+        c = getattr(cur, name)
+        p = np.where(found, getattr(prev, name)[idx], U64(0))
+        p = np.where(p > c, U64(0), p)
+        out.append(c - p)
+    return Sources(cur.ver, cur.hi, cur.lo, *out)
+
+
+def _join(ck: np.ndarray, pk: np.ndarray) -> tuple:
+    """For each key of ck: is it in pk, and where (the first of equal keys,
+    as a stable sort finds it). Both sides are sorted before the binary
+    searches: searching for keys in random order misses the cache at every
+    step, and took 200 ms of 300 for a million sources."""
+    order = np.argsort(pk)  # introsort: several times faster than a stable sort here
+    pk_sorted = pk[order]
+    if len(pk_sorted) > 1 and (pk_sorted[1:] == pk_sorted[:-1]).any():
+        order = np.argsort(pk, kind="stable")  # equal keys (IPv6 hash collisions): keep the first
+        pk_sorted = pk[order]
+    corder = np.argsort(ck)
+    ck_sorted = ck[corder]
+    pos = np.minimum(np.searchsorted(pk_sorted, ck_sorted), len(pk_sorted) - 1)
+    found = np.empty(len(ck), bool)
+    found[corder] = pk_sorted[pos] == ck_sorted
+    idx = np.empty(len(ck), np.intp)
+    idx[corder] = order[pos]
+    return found, idx

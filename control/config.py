@@ -12,8 +12,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .duration import MAX_SECONDS, parse_duration
-from .errors import UsageError
+from seawall.control.duration import MAX_SECONDS, parse_duration
+from seawall.control.errors import UsageError
 
 
 class ConfigError(UsageError):

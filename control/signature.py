@@ -2,8 +2,8 @@
 
 A signature stops a flood whose sources cannot be blocked (spoofed, or
 thousands of reflectors): protocol plus any of destination port, source
-port, frame-length range and exact TCP flags. Pure apart from the ctypes
-struct that mirrors struct sw_sig.
+port, frame-length range and exact TCP flags. Pure: the rule's kernel form
+is datapath/sigtable.py's.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import const
-from .errors import UsageError
+from seawall.control.errors import UsageError
 
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 PROTO_NUMBERS = {v: k for k, v in PROTO_NAMES.items()}
@@ -101,35 +100,6 @@ class Signature:
         if self.tcp_flags is not None:
             m &= flags == self.tcp_flags
         return m
-
-    def to_kernel(self, expires_ns: int) -> const.SwSig:
-        s = const.SwSig(proto=self.proto, match=const.SIG_ACTIVE, rate_pps=self.rate_pps, expires_ns=expires_ns)
-        if self.dport is not None:
-            s.match |= const.SIG_DPORT
-            s.dport = self.dport
-        if self.sport is not None:
-            s.match |= const.SIG_SPORT
-            s.sport = self.sport
-        if self.len_min is not None:
-            s.match |= const.SIG_LEN
-            s.len_min, s.len_max = self.len_min, self.len_max
-        if self.tcp_flags is not None:
-            s.match |= const.SIG_FLAGS
-            s.tcp_flags = self.tcp_flags
-        return s
-
-    @classmethod
-    def from_kernel(cls, s: const.SwSig) -> "Signature":
-        m = s.match
-        return cls(
-            proto=s.proto,
-            dport=s.dport if m & const.SIG_DPORT else None,
-            sport=s.sport if m & const.SIG_SPORT else None,
-            len_min=s.len_min if m & const.SIG_LEN else None,
-            len_max=s.len_max if m & const.SIG_LEN else None,
-            tcp_flags=s.tcp_flags if m & const.SIG_FLAGS else None,
-            rate_pps=s.rate_pps,
-        )
 
     def to_json(self) -> dict:
         return {"proto": self.proto, "dport": self.dport, "sport": self.sport, "len_min": self.len_min,

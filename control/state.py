@@ -9,8 +9,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .const import DEFAULT_BPFFS, DEFAULT_STATE_DIR
-from .errors import SeawallError
+from seawall.control.errors import SeawallError
+
+# Default locations; the CLI's --bpffs/--state-dir and the SEAWALL_BPFFS /
+# SEAWALL_STATE_DIR environment variables override them.
+DEFAULT_BPFFS = "/sys/fs/bpf/seawall"
+DEFAULT_STATE_DIR = "/var/lib/seawall"
 
 
 def private_makedirs(path: str) -> None:

@@ -123,14 +123,8 @@ BPF_PERCPU_ARRAY(admit_tags, __u32, ADMIT_SLOTS);
 /* Insert budget: per-CPU token bucket. Scratch state, not pinned. */
 BPF_PERCPU_ARRAY(admit_budget, struct sw_admit_bucket, 1);
 
-/* This CPU's last boot-clock reading and the jiffy it was taken in: a
- * block's expiry check and last_hit_ns reuse it within the jiffy
- * (stamp_ns() in seawall.c).
- * Kernel-only and per-CPU, so no atomics. Scratch state, not pinned. */
-struct sw_stamp {
-	__u64 jiffies;
-	__u64 ns;
-};
+/* This CPU's last boot-clock reading (struct sw_stamp). Kernel-only and
+ * per-CPU, so no atomics. Scratch state, not pinned. */
 BPF_PERCPU_ARRAY(stamp_cache, struct sw_stamp, 1);
 
 #endif /* SEAWALL_MAPS_H */

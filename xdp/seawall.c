@@ -6,7 +6,13 @@
  *   -> signatures (DROP or rate-limit) -> accounting (PASS)
  * Every path leaves through `out:`, which counts the verdict's reason in a
  * per-CPU array and returns. Addresses are judged before any L4 parsing, so
- * a truncated or fragmented L4 header never hides a blocked source. */
+ * a truncated or fragmented L4 header never hides a blocked source.
+ *
+ * Every helper's name is in parentheses where it is defined, so that a
+ * build may stand a macro in for one: a function-like macro never expands
+ * a name followed by ')'. The program carries no switch of its own for
+ * that; `seawall bench --profile` builds its variants by force-including
+ * xdp/bench/profile.h, which replaces a stage's helper with a stub. */
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/icmp.h>
 
@@ -14,17 +20,12 @@
 #include "shared.h"
 #include "parsing.h"
 #include "maps.h"
-#include "bench.h"
 
 #define CONTINUE (-1)
 
-static __always_inline void count_event(__u32 ev)
+static __always_inline void (count_event)(__u32 ev)
 {
-	__u64 *v;
-
-	if (bench_skips(SW_SKIP_EVENTS))
-		return;
-	v = events.lookup(&ev);
+	__u64 *v = events.lookup(&ev);
 
 	if (v)
 		*v += 1; /* per-CPU slot: no atomic needed */
@@ -39,10 +40,8 @@ static __always_inline void count_event(__u32 ev)
  * there rather than at the packet's start changes nothing a decision
  * depends on. (No "read once" cache on the stack: a value that is either
  * unread or read doubles the states the verifier walks.) */
-static __always_inline __u64 clock_ns(void)
+static __always_inline __u64 (clock_ns)(void)
 {
-	if (bench_skips(SW_SKIP_CLOCK))
-		return 1;
 	return bpf_ktime_get_boot_ns();
 }
 
@@ -51,7 +50,7 @@ static __always_inline __u64 clock_ns(void)
  * last_hit_ns. The boot clock is read at most once per jiffy per CPU;
  * bpf_jiffies64() is an inlined load. Rate limits and the admission
  * budget keep the exact clock_ns(). */
-static __always_inline __u64 stamp_ns(void)
+static __always_inline __u64 (stamp_ns)(void)
 {
 	__u32 zero = 0;
 	struct sw_stamp *c = stamp_cache.lookup(&zero);
@@ -68,12 +67,12 @@ static __always_inline __u64 stamp_ns(void)
 }
 
 /* Multiplicative hashes (Knuth); only their spread matters. */
-static __always_inline __u32 hash_v4(__u32 addr)
+static __always_inline __u32 (hash_v4)(__u32 addr)
 {
 	return addr * 2654435761U;
 }
 
-static __always_inline __u32 hash_v6(const __u32 *w)
+static __always_inline __u32 (hash_v6)(const __u32 *w)
 {
 	return (w[0] ^ (w[1] * 0x9E3779B1U) ^ (w[2] * 0x85EBCA77U) ^
 		(w[3] * 0xC2B2AE3DU)) * 2654435761U;
@@ -83,7 +82,7 @@ static __always_inline __u32 hash_v6(const __u32 *w)
 
 /* Are the list summaries (maps.h) complete? Until the control plane has
  * built them from the tries, every check walks its trie. */
-static __always_inline int lists_summarised(void)
+static __always_inline int (lists_summarised)(void)
 {
 	__u32 zero = 0;
 	struct sw_list_meta *m = list_meta.lookup(&zero);
@@ -95,14 +94,14 @@ static __always_inline int lists_summarised(void)
  * the address's top LIST_SUMMARY_LOG2 bits. IPv6: a multiplicative hash of
  * its top 32 bits (an operator's /32 lands on one bit). control/summary.py
  * computes the same indices. */
-static __always_inline __s64 summary_bit_v4(__u32 saddr)
+static __always_inline __s64 (summary_bit_v4)(__u32 saddr)
 {
 	if (!lists_summarised())
 		return -1;
 	return bpf_ntohl(saddr) >> (32 - LIST_SUMMARY_LOG2);
 }
 
-static __always_inline __s64 summary_bit_v6(const struct in6_addr *saddr)
+static __always_inline __s64 (summary_bit_v6)(const struct in6_addr *saddr)
 {
 	if (!lists_summarised())
 		return -1;
@@ -111,27 +110,25 @@ static __always_inline __s64 summary_bit_v6(const struct in6_addr *saddr)
 }
 
 /* 1 when a summary word proves its list has no entry for the source. */
-static __always_inline int summary_clear(const __u64 *word, __s64 bit)
+static __always_inline int (summary_clear)(const __u64 *word, __s64 bit)
 {
 	return bit >= 0 && word && !(*word & (1ULL << (bit & 63)));
 }
 
 /* Both checks also hand back the source's summary bit for the blocklist. */
-static __always_inline int check_allow_v4(__u32 saddr, __s64 *sbit)
+static __always_inline int (check_allow_v4)(__u32 saddr, __s64 *sbit)
 {
 	struct sw_lpm_v4 key = { .prefixlen = 32, .addr = saddr };
 	__u32 w;
 
 	*sbit = summary_bit_v4(saddr);
 	w = *sbit >> 6;
-	if (bench_skips(SW_SKIP_ALLOW))
-		return CONTINUE;
 	if (summary_clear(allow_sum_v4.lookup(&w), *sbit))
 		return CONTINUE;
 	return allow_v4.lookup(&key) ? XDP_PASS : CONTINUE;
 }
 
-static __always_inline int check_allow_v6(const struct in6_addr *saddr,
+static __always_inline int (check_allow_v6)(const struct in6_addr *saddr,
 					  __s64 *sbit)
 {
 	struct sw_lpm_v6 key = { .prefixlen = 128 };
@@ -139,8 +136,6 @@ static __always_inline int check_allow_v6(const struct in6_addr *saddr,
 
 	*sbit = summary_bit_v6(saddr);
 	w = *sbit >> 6;
-	if (bench_skips(SW_SKIP_ALLOW))
-		return CONTINUE;
 	if (summary_clear(allow_sum_v6.lookup(&w), *sbit))
 		return CONTINUE;
 	__builtin_memcpy(key.addr, saddr, 16);
@@ -151,7 +146,7 @@ static __always_inline int check_allow_v6(const struct in6_addr *saddr,
  * repeated with a shorter key prefix length (an LPM lookup with prefix
  * length N only matches entries of length <= N), so an expired /32 inside
  * a live /24 does not unblock the /24. Returns 1 for a live match. */
-static __always_inline int block_in_force(struct sw_block *b)
+static __always_inline int (block_in_force)(struct sw_block *b)
 {
 	/* Expiry is decided on the jiffy stamp, as conntrack's timeouts are
 	 * on jiffies: a block lives at most one jiffy (1 to 10 ms) past its
@@ -167,7 +162,7 @@ static __always_inline int block_in_force(struct sw_block *b)
 	return 1;
 }
 
-static __always_inline int block_live(struct sw_block *b, __u32 *next_plen)
+static __always_inline int (block_live)(struct sw_block *b, __u32 *next_plen)
 {
 	if (block_in_force(b))
 		return 1;
@@ -178,15 +173,13 @@ static __always_inline int block_live(struct sw_block *b, __u32 *next_plen)
 	return 0;
 }
 
-static __always_inline int check_block_v4(__u32 saddr, __s64 sbit)
+static __always_inline int (check_block_v4)(__u32 saddr, __s64 sbit)
 {
 	struct sw_lpm_v4 key = { .prefixlen = 32, .addr = saddr };
 	struct sw_block *b;
 	__u32 w = sbit >> 6;
 	int i, live;
 
-	if (bench_skips(SW_SKIP_BLOCK))
-		return CONTINUE;
 	if (summary_clear(block_sum_v4.lookup(&w), sbit))
 		return CONTINUE;
 	/* A blocked host in one lookup. Expired or absent: the trie decides
@@ -208,7 +201,7 @@ static __always_inline int check_block_v4(__u32 saddr, __s64 sbit)
 	return CONTINUE;
 }
 
-static __always_inline int check_block_v6(const struct in6_addr *saddr,
+static __always_inline int (check_block_v6)(const struct in6_addr *saddr,
 					  __s64 sbit)
 {
 	struct sw_lpm_v6 key = { .prefixlen = 128 };
@@ -216,8 +209,6 @@ static __always_inline int check_block_v6(const struct in6_addr *saddr,
 	__u32 w = sbit >> 6;
 	int i, live;
 
-	if (bench_skips(SW_SKIP_BLOCK))
-		return CONTINUE;
 	if (summary_clear(block_sum_v6.lookup(&w), sbit))
 		return CONTINUE;
 	__builtin_memcpy(key.addr, saddr, 16);
@@ -240,13 +231,9 @@ static __always_inline int check_block_v6(const struct in6_addr *saddr,
 
 /* --- accounting ------------------------------------------------------------ */
 
-static __always_inline void feature_bump(__u32 slot)
+static __always_inline void (feature_bump)(__u32 slot)
 {
-	__u64 *v;
-
-	if (bench_skips(SW_SKIP_FEATURES))
-		return;
-	v = features.lookup(&slot);
+	__u64 *v = features.lookup(&slot);
 
 	if (v)
 		*v += 1;
@@ -255,7 +242,7 @@ static __always_inline void feature_bump(__u32 slot)
 /* Doorkeeper and budget: may this never-seen source take an LRU slot?
  * An LRU insert costs an order of magnitude more than a hit and evicts a
  * tracked source, so a random-spoofed flood must not get one per packet. */
-static __always_inline int admit(__u32 hash)
+static __always_inline int (admit)(__u32 hash)
 {
 	/* The low bits of a multiplicative hash depend only on the key's low
 	 * bits (an IPv4 address's first two octets): fold the high half in,
@@ -299,7 +286,7 @@ static __always_inline int admit(__u32 hash)
 
 /* No time stamp: the daemon scores what changed between two reads, and
  * a stamp cost 12 ns a packet on the pass path (BENCHMARKS.md). */
-static __always_inline void source_bump(struct sw_source *s, __u64 len,
+static __always_inline void (source_bump)(struct sw_source *s, __u64 len,
 					int syn)
 {
 	s->packets += 1;
@@ -307,14 +294,12 @@ static __always_inline void source_bump(struct sw_source *s, __u64 len,
 	s->syns += syn;
 }
 
-static __always_inline void account_v4(__u32 saddr, __u32 hash, __u64 len,
+static __always_inline void (account_v4)(__u32 saddr, __u32 hash, __u64 len,
 				       int syn)
 {
 	struct sw_source *s;
 	struct sw_source fresh = {};
 
-	if (bench_skips(SW_SKIP_SOURCES))
-		return;
 	s = src_v4.lookup(&saddr);
 	if (s) {
 		source_bump(s, len, syn);
@@ -328,15 +313,13 @@ static __always_inline void account_v4(__u32 saddr, __u32 hash, __u64 len,
 		count_event(SW_EV_SRC_INSERT);
 }
 
-static __always_inline void account_v6(const struct in6_addr *saddr,
+static __always_inline void (account_v6)(const struct in6_addr *saddr,
 				       __u32 hash, __u64 len, int syn)
 {
 	struct in6_addr key;
 	struct sw_source *s;
 	struct sw_source fresh = {};
 
-	if (bench_skips(SW_SKIP_SOURCES))
-		return;
 	__builtin_memcpy(&key, saddr, sizeof(key));
 	s = src_v6.lookup(&key);
 	if (s) {
@@ -353,7 +336,7 @@ static __always_inline void account_v6(const struct in6_addr *saddr,
 
 /* L4 ports and SYN flag. Ports are returned in host byte order; 0 when the
  * protocol has none or its header is not in the packet. */
-static __always_inline void parse_l4(struct hdr_cursor *nh, void *data_end,
+static __always_inline void (parse_l4)(struct hdr_cursor *nh, void *data_end,
 				     int proto, __u16 *sport, __u16 *dport,
 				     int *syn, __u8 *flags)
 {
@@ -394,7 +377,7 @@ unparsed:
 	count_event(SW_EV_L4_UNPARSED);
 }
 
-static __always_inline void account_features(__u32 hash, int proto,
+static __always_inline void (account_features)(__u32 hash, int proto,
 					     __u16 sport, __u16 dport,
 					     __u64 len, __u8 flags)
 {
@@ -414,7 +397,7 @@ static __always_inline void account_features(__u32 hash, int proto,
 
 /* Token bucket of a rate-limited rule: each CPU passes up to
  * rate_pps / SW_NR_CPUS packets per second. Returns 1 to pass. */
-static __always_inline int sig_rate_ok(__u32 slot, __u32 rate_pps, __u64 now)
+static __always_inline int (sig_rate_ok)(__u32 slot, __u32 rate_pps, __u64 now)
 {
 	struct sw_admit_bucket *b = sig_rate.lookup(&slot);
 	__u64 per_cpu = rate_pps / SW_NR_CPUS;
@@ -443,7 +426,7 @@ static __always_inline int sig_rate_ok(__u32 slot, __u32 rate_pps, __u64 now)
 /* Match the packet against the signature table. Returns XDP_DROP for a
  * drop rule or a rate-limited rule over its rate, CONTINUE otherwise. The
  * common case, no rules, costs one array read. */
-static __always_inline int check_signatures(int proto, __u16 sport,
+static __always_inline int (check_signatures)(int proto, __u16 sport,
 					    __u16 dport, __u64 len,
 					    __u8 flags)
 {
@@ -454,8 +437,6 @@ static __always_inline int check_signatures(int proto, __u16 sport,
 	__u64 t;
 	int i;
 
-	if (bench_skips(SW_SKIP_SIGNATURES))
-		return CONTINUE;
 	meta = sig_meta.lookup(&zero);
 	if (!meta || !meta->used)
 		return CONTINUE;

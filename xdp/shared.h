@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Structs, enums and flags shared with the control plane.
- * control/const.py mirrors every definition here; tests/unit/test_abi.py
- * parses this file and fails when the two drift. */
+/* Structs, enums and flags shared with the control plane: the ABI's one
+ * source. control/datapath/abi.py mirrors them, and tests/bpf/test_abi.py
+ * checks that mirror against the BTF of the compiled object (struct
+ * layouts, enumerators, every map's type and sizes), so the two cannot
+ * drift. Flags are enums, not #defines, so that they reach the BTF. */
 #ifndef SEAWALL_SHARED_H
 #define SEAWALL_SHARED_H
 
@@ -49,10 +51,14 @@ enum sw_feature {
 };
 
 /* Per-interface configuration flags (config map, slot 0). */
-#define SW_CFG_MONITOR (1U << 0) /* count would-be drops, pass everything */
+enum sw_cfg_flags {
+	SW_CFG_MONITOR = 1U << 0, /* count would-be drops, pass everything */
+};
 
 /* Blocklist entry flags. */
-#define SW_BLOCK_AUTO (1U << 0) /* installed by the daemon, not by hand */
+enum sw_block_flags {
+	SW_BLOCK_AUTO = 1U << 0, /* installed by the daemon, not by hand */
+};
 
 struct sw_counter {
 	__u64 packets;
@@ -95,11 +101,13 @@ struct sw_source {
 };
 
 /* Signature rule match bits: which fields of struct sw_sig are compared. */
-#define SW_SIG_ACTIVE (1U << 0) /* slot in use */
-#define SW_SIG_DPORT (1U << 1)
-#define SW_SIG_SPORT (1U << 2)
-#define SW_SIG_LEN (1U << 3)
-#define SW_SIG_FLAGS (1U << 4)
+enum sw_sig_match {
+	SW_SIG_ACTIVE = 1U << 0, /* slot in use */
+	SW_SIG_DPORT = 1U << 1,
+	SW_SIG_SPORT = 1U << 2,
+	SW_SIG_LEN = 1U << 3,
+	SW_SIG_FLAGS = 1U << 4,
+};
 
 /* A signature rule: protocol plus optional ports, length range, TCP flags.
  * Host-wide array; the control plane fills slots 0..used-1. */
@@ -122,16 +130,28 @@ struct sw_sig_meta {
 };
 
 /* Host-wide list flags (list_meta map, slot 0). */
-#define SW_LISTS_SUMMARISED (1U << 0) /* the list summaries cover every entry */
+enum sw_lists_flags {
+	SW_LISTS_SUMMARISED = 1U << 0, /* the list summaries cover every entry */
+};
 
 struct sw_list_meta {
 	__u32 flags; /* SW_LISTS_* */
 	__u32 pad;
 };
 
+/* Kernel-only scratch state (never pinned, never read by the control
+ * plane): a token bucket (insert budget, rate-limited signatures) ... */
 struct sw_admit_bucket {
 	__u64 tokens;
 	__u64 last_ns;
+};
+
+/* ... and this CPU's last boot-clock reading with the jiffy it was taken
+ * in: a block's expiry check and last_hit_ns reuse it within the jiffy
+ * (stamp_ns() in seawall.c). */
+struct sw_stamp {
+	__u64 jiffies;
+	__u64 ns;
 };
 
 #endif /* SEAWALL_SHARED_H */

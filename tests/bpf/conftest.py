@@ -1,7 +1,7 @@
 """Tier 2: the compiled XDP program run on crafted frames (BPF_PROG_TEST_RUN).
 
 One compile per test module (about 1 s): the `datapath` fixture loads
-xdp/seawall.c with kernel.load into a private bpffs folder and hands each
+xdp/seawall.c with loader.load into a private bpffs folder and hands each
 test a `Datapath` whose lists, config, tracked sources and doorkeeper were
 reset, so tests do not see each other's state. Counters (reasons, events,
 features) are cumulative and never reset: tests compare deltas.
@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from seawall.control import bpfsys, const, kernel
+from seawall.control.datapath import abi, bpf, loader
 from seawall.control.addr import Prefix
 from seawall.control.lists import ListStore
 from seawall.control.state import Clock, Paths
@@ -38,34 +38,34 @@ class Outcome:
     events: np.ndarray  # per-event deltas (EVENT_MAX)
 
     @property
-    def reason(self) -> const.Reason:
+    def reason(self) -> abi.Reason:
         """The one reason counted; fails when not exactly one moved."""
         moved = np.flatnonzero(self.reasons)
         assert len(moved) == 1 and self.reasons[moved[0]] == 1, (
             f"expected exactly one reason counter to move by 1, got {self.reasons.tolist()}")
-        return const.Reason(int(moved[0]))
+        return abi.Reason(int(moved[0]))
 
-    def event(self, ev: const.Event) -> int:
+    def event(self, ev: abi.Event) -> int:
         return int(self.events[ev])
 
 
 class Datapath:
     """The loaded program plus readers and writers of its pinned maps."""
 
-    def __init__(self, paths: Paths, iface_dir: str, loaded: kernel.Loaded):
+    def __init__(self, paths: Paths, iface_dir: str, loaded: loader.Loaded):
         self.paths = paths
         self.iface_dir = iface_dir
         self.loaded = loaded
         self.prog_fd = loaded.prog_fd
         self.lists = ListStore(paths, create=False)
         self.clock = Clock()
-        self._maps = {name: bpfsys.Map.open_pinned(os.path.join(iface_dir, name))
+        self._maps = {name: bpf.Map.open_pinned(os.path.join(iface_dir, name))
                       for name in ("stats", "events", "features", "src_v4", "src_v6")}
         # Scratch maps are not pinned: borrow bcc's fds (dup'd, since Map
         # closes its fd) so tests can zero the doorkeeper and the budget.
-        self._scratch = {name: bpfsys.Map(os.dup(loaded.bpf[name.encode()].map_fd), name)
+        self._scratch = {name: bpf.Map(os.dup(loaded.bpf[name.encode()].map_fd), name)
                          for name in ("admit_tags", "admit_budget")}
-        self.offsets = const.feature_offsets()
+        self.offsets = abi.feature_offsets()
 
     def close(self) -> None:
         self.lists.close()
@@ -77,7 +77,7 @@ class Datapath:
 
     def run(self, frame: bytes, repeat: int = 1) -> int:
         """XDP verdict of one frame (XDP_PASS=2, XDP_DROP=1)."""
-        return bpfsys.prog_test_run(self.prog_fd, bytes(frame), repeat).retval
+        return bpf.prog_test_run(self.prog_fd, bytes(frame), repeat).retval
 
     def run_counted(self, frame: bytes) -> Outcome:
         """Run one frame and report which reason and events it counted."""
@@ -95,23 +95,23 @@ class Datapath:
 
     def reasons(self) -> np.ndarray:
         """Packets per reason, summed over CPUs (signed, for deltas)."""
-        return np.array([self._percpu_u64("stats", r) for r in range(const.REASON_MAX)], np.int64)
+        return np.array([self._percpu_u64("stats", r) for r in range(abi.REASON_MAX)], np.int64)
 
     def reason_bytes(self) -> np.ndarray:
-        return np.array([self._percpu_u64("stats", r, 1) for r in range(const.REASON_MAX)], np.int64)
+        return np.array([self._percpu_u64("stats", r, 1) for r in range(abi.REASON_MAX)], np.int64)
 
     def events(self) -> np.ndarray:
-        return np.array([self._percpu_u64("events", e) for e in range(const.EVENT_MAX)], np.int64)
+        return np.array([self._percpu_u64("events", e) for e in range(abi.EVENT_MAX)], np.int64)
 
-    def feature(self, feat: const.Feature, bucket: int) -> int:
-        assert 0 <= bucket < const.FEATURE_SIZES[feat]
+    def feature(self, feat: abi.Feature, bucket: int) -> int:
+        assert 0 <= bucket < abi.FEATURE_SIZES[feat]
         return self._percpu_u64("features", self.offsets[feat] + bucket)
 
     def features(self, wanted: dict) -> dict:
         """{(feature, bucket): count} for the (feature, bucket) pairs given."""
         return {k: self.feature(*k) for k in wanted}
 
-    def source(self, addr: str) -> Optional[const.SwSource]:
+    def source(self, addr: str) -> Optional[abi.SwSource]:
         """Tracked-source counters for one address, summed over CPUs."""
         p = Prefix.parse(addr)
         m = self._maps["src_v4" if p.version == 4 else "src_v6"]
@@ -119,7 +119,7 @@ class Datapath:
         if raw is None:
             return None
         s = m.percpu_sum_u64(raw)
-        return const.SwSource(packets=int(s[0]), bytes=int(s[1]), syns=int(s[2]))
+        return abi.SwSource(packets=int(s[0]), bytes=int(s[1]), syns=int(s[2]))
 
     def tracked(self, version: int) -> int:
         """Number of sources in src_v4 / src_v6."""
@@ -137,40 +137,40 @@ class Datapath:
         """Write a blocklist entry straight into the pinned trie, with any
         expiry stamp (CLOCK_BOOTTIME ns), bypassing ListStore."""
         p = Prefix.parse(cidr)
-        v = const.SwBlock(expires_ns=expires_ns, last_hit_ns=0, prefixlen=p.prefixlen, flags=0)
+        v = abi.SwBlock(expires_ns=expires_ns, last_hit_ns=0, prefixlen=p.prefixlen, flags=0)
         self.lists.map("block", p.version).update(p.lpm_key(), bytes(v))
 
-    def block_entry(self, cidr: str) -> Optional[const.SwBlock]:
+    def block_entry(self, cidr: str) -> Optional[abi.SwBlock]:
         """The trie's entry, with the last-hit stamp the datapath left on
         its host mirror (a /32 or /128 is hit there), as `block list` shows."""
         p = Prefix.parse(cidr)
         raw = self.lists.map("block", p.version).lookup(p.lpm_key())
         if raw is None:
             return None
-        b = const.SwBlock.from_buffer_copy(raw)
+        b = abi.SwBlock.from_buffer_copy(raw)
         mirror = self.host_entry(cidr)
         if mirror is not None:
             b.last_hit_ns = max(b.last_hit_ns, mirror.last_hit_ns)
         return b
 
-    def host_entry(self, cidr: str) -> Optional[const.SwBlock]:
+    def host_entry(self, cidr: str) -> Optional[abi.SwBlock]:
         """The blocklist's host mirror entry for a /32 or /128, if any."""
         p = Prefix.parse(cidr)
         m = self.lists.hosts[p.version].map()
         raw = None if m is None or p.prefixlen != len(p.packed) * 8 else m.lookup(p.packed)
-        return None if raw is None else const.SwBlock.from_buffer_copy(raw)
+        return None if raw is None else abi.SwBlock.from_buffer_copy(raw)
 
     def set_config(self, flags: int) -> None:
-        kernel.write_config(self.iface_dir, flags)
+        loader.write_config(self.iface_dir, flags)
 
     # --- isolation -----------------------------------------------------------
 
     @staticmethod
-    def _empty(m: bpfsys.Map) -> None:
+    def _empty(m: bpf.Map) -> None:
         for k in list(m.keys()):
             m.delete(k)
 
-    def _zero_array(self, m: bpfsys.Map) -> None:
+    def _zero_array(self, m: bpf.Map) -> None:
         keys = np.arange(m.max_entries, dtype=np.uint32).view(np.uint8).reshape(-1, 4)
         m.update_batch(keys, np.zeros((m.max_entries, m.buf_size), np.uint8))
 
@@ -202,7 +202,7 @@ def _datapath(bpf_paths):
     old_affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
     iface_dir = os.path.join(bpf_paths.pin_root, "ifaces", "test")
-    loaded = kernel.load(bpf_paths.pin_root, iface_dir)
+    loaded = loader.load(bpf_paths.pin_root, iface_dir)
     dp = Datapath(bpf_paths, iface_dir, loaded)
     try:
         yield dp

@@ -9,8 +9,8 @@ import time
 import pytest
 from scapy.packet import Raw
 
-from seawall.control import const
-from seawall.control.const import Event, Feature, Reason
+from seawall.control.datapath import abi
+from seawall.control.datapath.abi import Event, Feature, Reason
 
 from frames import XDP_DROP, XDP_PASS, eth, icmp4, icmp6, ip4, ip6, tcp, udp
 
@@ -25,7 +25,7 @@ def src_bucket_v4(addr: str) -> int:
     times 2654435761."""
     a = int.from_bytes(ipaddress.ip_address(addr).packed, "little")
     h = (a * 2654435761) & 0xFFFFFFFF
-    return (h >> 16) & (const.SRC_BUCKETS - 1)
+    return (h >> 16) & (abi.SRC_BUCKETS - 1)
 
 
 def src_bucket_v6(addr: str) -> int:
@@ -34,7 +34,7 @@ def src_bucket_v6(addr: str) -> int:
     m = 0xFFFFFFFF
     x = (w[0] ^ ((w[1] * 0x9E3779B1) & m) ^ ((w[2] * 0x85EBCA77) & m) ^ ((w[3] * 0xC2B2AE3D) & m)) & m
     h = (x * 2654435761) & m
-    return (h >> 16) & (const.SRC_BUCKETS - 1)
+    return (h >> 16) & (abi.SRC_BUCKETS - 1)
 
 
 def v4_hosts(net: str, n: int) -> list:
@@ -156,7 +156,7 @@ def test_dropped_and_allowed_sources_are_not_tracked(datapath):
 
 def test_monitor_mode_still_tracks_would_be_dropped_source(datapath):
     datapath.block("198.18.10.1/32")
-    datapath.set_config(const.CFG_MONITOR)
+    datapath.set_config(abi.CFG_MONITOR)
     f = bytes(eth() / ip4("198.18.10.1") / tcp())
     for _ in range(3):
         assert datapath.run(f) == XDP_PASS
@@ -168,7 +168,7 @@ def test_monitor_mode_still_tracks_would_be_dropped_source(datapath):
 
 
 def _len_class(n: int) -> int:
-    return min(n // const.LEN_CLASS_WIDTH, const.LEN_CLASSES - 1)
+    return min(n // abi.LEN_CLASS_WIDTH, abi.LEN_CLASSES - 1)
 
 
 FEATURE_CASES = [
@@ -206,16 +206,16 @@ def test_feature_histograms(datapath, fid, pkt, buckets):
 
 def test_length_class_boundaries(datapath):
     """Frame length / LEN_CLASS_WIDTH, capped at the last class."""
-    w = const.LEN_CLASS_WIDTH
+    w = abi.LEN_CLASS_WIDTH
     base = eth() / ip4("198.18.12.1") / udp()
     hdr = len(bytes(base))
     for total, cls in [(w - 1, 0), (w, 1), (7 * w + 5, 7), (15 * w, 15), (3000, 15)]:
         frame = bytes(base / Raw(b"z" * (total - hdr)))
         assert len(frame) == total
-        before = [datapath.feature(Feature.LEN, c) for c in range(const.LEN_CLASSES)]
+        before = [datapath.feature(Feature.LEN, c) for c in range(abi.LEN_CLASSES)]
         datapath.run(frame)
-        after = [datapath.feature(Feature.LEN, c) for c in range(const.LEN_CLASSES)]
-        assert [a - b for a, b in zip(after, before)] == [int(c == cls) for c in range(const.LEN_CLASSES)], total
+        after = [datapath.feature(Feature.LEN, c) for c in range(abi.LEN_CLASSES)]
+        assert [a - b for a, b in zip(after, before)] == [int(c == cls) for c in range(abi.LEN_CLASSES)], total
 
 
 def test_dropped_packets_leave_histograms_alone(datapath):

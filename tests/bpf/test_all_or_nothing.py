@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-from seawall.control import kernel
+from seawall.control.datapath import loader
 from seawall.control.addr import Prefix
 from seawall.control.lists import ListStore
 
@@ -115,10 +115,10 @@ def test_bad_options_add_nothing(seawall_env):
 def small_trie(seawall_env):
     """The host-wide maps created by a program compiled with a blocklist
     of 4 entries per family, so that `block add` can fill it."""
-    loaded = kernel.load(seawall_env.pin_root, kernel.iface_pin_dir(seawall_env.pin_root, "small"),
+    loaded = loader.load(seawall_env.pin_root, loader.iface_pin_dir(seawall_env.pin_root, "small"),
                          {"MAX_BLOCK_ENTRIES": 4})
     loaded.close()
-    shutil.rmtree(kernel.iface_pin_dir(seawall_env.pin_root, "small"))
+    shutil.rmtree(loader.iface_pin_dir(seawall_env.pin_root, "small"))
     return seawall_env
 
 
@@ -223,7 +223,7 @@ def test_replay_takes_frames_of_any_length(tmp_path):
     a host-side capture with GRO, frames of up to 256 KiB, which the kernel
     refuses to test-run (ENOMEM, once a crash of `seawall replay`)."""
     from seawall.control.config import Config
-    from seawall.control.replay import replay
+    from seawall.control.tools.replay import replay
 
     eth_ip = bytes.fromhex("020000000002020000000001" "0800" "45000028000000004011" "0000" "c6120042" "c6120001")
     frames = [b"", b"\x02", eth_ip[:13], eth_ip[:14], eth_ip + b"\0" * 100, eth_ip + b"\0" * 70000,

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from seawall.control.bench import SPOOFED_RUNS_FACTOR, XdpFilter
+from seawall.control.tools.bench import SPOOFED_RUNS_FACTOR, XdpFilter
 
 SEAWALL = os.path.join(os.path.dirname(sys.executable), "seawall")
 

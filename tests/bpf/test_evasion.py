@@ -28,8 +28,8 @@ from scapy.layers.inet import IP, TCP, UDP, IPOption_NOP, IPOption_Router_Alert
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt
 from scapy.packet import Raw
 
-from seawall.control import const
-from seawall.control.const import Reason
+from seawall.control.datapath import abi
+from seawall.control.datapath.abi import Reason
 from seawall.control.signature import Signature
 
 from frames import XDP_DROP, XDP_PASS, ah, dstopts, eth, frag6, hbh, rthdr
@@ -161,7 +161,7 @@ def test_neighbour_in_the_same_disguises_passes(datapath, sid, src, blocked):
 
 def test_monitor_mode_counts_every_disguise_as_would_drop(datapath):
     datapath.block("198.18.4.0/24")
-    datapath.set_config(const.CFG_MONITOR)
+    datapath.set_config(abi.CFG_MONITOR)
     for v in variants("198.18.4.77"):
         out = datapath.run_counted(v.frame)
         assert (out.retval, out.reason) == (XDP_PASS, Reason.MON_BLOCK), v.what

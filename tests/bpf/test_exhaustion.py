@@ -31,12 +31,12 @@ import uuid
 import numpy as np
 import pytest
 
-from seawall.control import bpfsys, const, kernel
+from seawall.control.datapath import abi, bpf, loader
 from seawall.control.addr import Prefix
 from seawall.control.config import Config
-from seawall.control.const import Event, Reason
+from seawall.control.datapath.abi import Event, Reason
 from seawall.control.lists import ListStore
-from seawall.control.replay import replay
+from seawall.control.tools.replay import replay
 from seawall.control.state import Paths
 
 from frames import XDP_DROP, XDP_PASS
@@ -83,12 +83,12 @@ class Lab:
     def __init__(self, paths: Paths, loaded):
         self.paths = paths
         self.loaded = loaded
-        d = kernel.iface_pin_dir(paths.pin_root, "flood")
-        self.maps = {n: bpfsys.Map.open_pinned(os.path.join(d, n)) for n in ("stats", "events", "src_v4", "src_v6")}
+        d = loader.iface_pin_dir(paths.pin_root, "flood")
+        self.maps = {n: bpf.Map.open_pinned(os.path.join(d, n)) for n in ("stats", "events", "src_v4", "src_v6")}
         self.lists = ListStore(paths, create=False)
 
     def run(self, frame: bytes) -> int:
-        return bpfsys.prog_test_run(self.loaded.prog_fd, frame).retval
+        return bpf.prog_test_run(self.loaded.prog_fd, frame).retval
 
     def counters(self, name: str) -> np.ndarray:
         m = self.maps[name]
@@ -108,7 +108,7 @@ class Lab:
         for name in ("block_v4", "block_v6", "allow_v4", "allow_v6"):
             for k, v in self.lists.map(name).items():
                 if name.startswith("block"):
-                    b = const.SwBlock.from_buffer_copy(v)
+                    b = abi.SwBlock.from_buffer_copy(v)
                     v = (b.expires_ns, b.prefixlen, b.flags)
                 out[(name, k)] = v
         return out
@@ -127,7 +127,7 @@ def lab(tmp_path_factory):
     os.sched_setaffinity(0, {cpu})  # one flow, one CPU: the doorkeeper and budget are per-CPU
     pin_root = f"/sys/fs/bpf/seawall-test-{uuid.uuid4().hex[:10]}"
     paths = Paths(pin_root, str(tmp_path_factory.mktemp("state")))
-    loaded = kernel.load(pin_root, kernel.iface_pin_dir(pin_root, "flood"),
+    loaded = loader.load(pin_root, loader.iface_pin_dir(pin_root, "flood"),
                          {"MAX_SOURCES_V4": MAX_SOURCES_V4, "MAX_SOURCES_V6": MAX_SOURCES_V6})
     lab = Lab(paths, loaded)
     try:
@@ -237,7 +237,7 @@ def lcg_sources(x0: int, n: int) -> np.ndarray:
     """The n sources xdp/bench_rotate.c writes after x0 (host order): the
     wrapper steps the address before each tail call. Built by doubling:
     the next block is the previous one pushed through f^len."""
-    from seawall.control.bench import LCG_A, LCG_C
+    from seawall.control.tools.bench import LCG_A, LCG_C
 
     mask = np.uint64(0xFFFFFFFF)
     out = np.empty(n, np.uint64)
@@ -274,7 +274,7 @@ def test_four_million_spoofed_sources_are_judged_one_by_one_and_leave_the_lists_
     lab.lists.allow_add(Prefix.parse(EXTRA_ALLOW), "millions")
     steady = udp4(bytes([198, 18, 200, 1]), dport=443)  # inside EXTRA_BLOCK: allow it
     lab.lists.allow_add(Prefix.parse("198.18.200.1/32"), "the steady source")
-    rotate = kernel.load(lab.paths.pin_root, kernel.iface_pin_dir(lab.paths.pin_root, "rotate"),
+    rotate = loader.load(lab.paths.pin_root, loader.iface_pin_dir(lab.paths.pin_root, "rotate"),
                          source="bench_rotate.c", func="xdp_rotate")
     try:
         import ctypes
@@ -286,7 +286,7 @@ def test_four_million_spoofed_sources_are_judged_one_by_one_and_leave_the_lists_
         for _ in range(MILLION_RUNS):
             x0 = int(rng.integers(0, 2**32))
             frame = udp4(x0.to_bytes(4, "big"))
-            r = bpfsys.prog_test_run(rotate.prog_fd, frame, 1_000_000)
+            r = bpf.prog_test_run(rotate.prog_fd, frame, 1_000_000)
             srcs = lcg_sources(x0, 1_000_000)
             assert int.from_bytes(r.data_out[26:30], "big") == int(srcs[-1]), "one new source per repeat"
             allowed = np.zeros(len(srcs), bool)

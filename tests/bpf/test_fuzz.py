@@ -42,9 +42,10 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from seawall.control import bpfsys, const, kernel, refmodel
-from seawall.control.const import Event, Feature, Reason
-from seawall.control.refmodel import Block, Rule, Tables
+import refmodel
+from seawall.control.datapath import abi, bpf, loader
+from seawall.control.datapath.abi import Event, Feature, Reason
+from refmodel import Block, Rule, Tables
 
 from conftest import Datapath
 
@@ -162,7 +163,7 @@ class TableSpec:
         for v, plen, addr, kind in self.block:
             (t.block_v4 if v == 4 else t.block_v6)[(plen, refmodel.mask(addr, plen))] = \
                 Block(_expires(kind, now), plen)
-        t.sigs = [Rule() for _ in range(const.MAX_SIGNATURES)]
+        t.sigs = [Rule() for _ in range(abi.MAX_SIGNATURES)]
         for slot, (r, kind) in self.sigs.items():
             t.sigs[slot] = Rule(r.proto, r.match, r.tcp_flags, r.dport, r.sport, r.len_min, r.len_max,
                                 r.rate_pps, _expires(kind, now))
@@ -172,8 +173,8 @@ class TableSpec:
 def rule(draw, frames: list) -> Rule:
     """A signature rule; most are cut from one of the example's frames (as
     the engine cuts them from a flood), with some fields changed."""
-    match = 0 if one_in(draw, 10) else const.SIG_ACTIVE
-    for bit in (const.SIG_DPORT, const.SIG_SPORT, const.SIG_LEN, const.SIG_FLAGS):
+    match = 0 if one_in(draw, 10) else abi.SIG_ACTIVE
+    for bit in (abi.SIG_DPORT, abi.SIG_SPORT, abi.SIG_LEN, abi.SIG_FLAGS):
         if one_in(draw, 2):
             match |= bit
     r = dict(proto=mixed(draw, *PROTOS), tcp_flags=mixed(draw, [2, 0x12, 0x10, 0], TO[63]),
@@ -205,10 +206,10 @@ def table_spec(draw, pool4: list, pool6: list, frames: list) -> TableSpec:
     block = [(*e, pick(draw, EXPIRY_KINDS)) for e in entries(8)]
     sigs = {}
     for _ in range(pick(draw, [0, 1, 2, 3, 4, 6])):
-        slot = draw(INDEX) % (6 if one_in(draw, 2) else const.MAX_SIGNATURES)
+        slot = draw(INDEX) % (6 if one_in(draw, 2) else abi.MAX_SIGNATURES)
         sigs[slot] = (rule(draw, frames), pick(draw, EXPIRY_KINDS))
     top = max(sigs) + 1 if sigs else 0
-    used = mixed(draw, [top, top, top, 0, const.MAX_SIGNATURES], U32)
+    used = mixed(draw, [top, top, top, 0, abi.MAX_SIGNATURES], U32)
     return TableSpec(allow, block, sigs, used, one_in(draw, 3), pick(draw, ["off", "off", "fresh", "stale", "stale",
                                                                            "stale"]),
                      pick(draw, ["mirrored", "mirrored", "mirrored", "behind"]))
@@ -363,9 +364,9 @@ class Fuzz:
         self.maps = {n: dp.lists.map(n) for n in
                      ("allow_v4", "allow_v6", "block_v4", "block_v6", "sigs", "sig_meta")}
         self.stats, self.events_map, self.features = (dp._maps[n] for n in ("stats", "events", "features"))
-        self.offsets = const.feature_offsets()
+        self.offsets = abi.feature_offsets()
 
-    def _sum(self, m: bpfsys.Map, fields: int) -> np.ndarray:
+    def _sum(self, m: bpf.Map, fields: int) -> np.ndarray:
         keys, vals = m.lookup_batch()
         per = vals.view(np.uint64).reshape(len(vals), m.ncpu, m.stride // 8)[:, :, 0]
         out = np.zeros(m.max_entries, np.int64)
@@ -377,7 +378,7 @@ class Fuzz:
 
     def feature_slots(self, d: refmodel.Decision, length: int) -> list:
         o = self.offsets
-        cls = min(length // const.LEN_CLASS_WIDTH, const.LEN_CLASSES - 1)
+        cls = min(length // abi.LEN_CLASS_WIDTH, abi.LEN_CLASSES - 1)
         return [o[Feature.PROTO] + (d.proto & 0xFF), o[Feature.SPORT] + d.sport, o[Feature.DPORT] + d.dport,
                 o[Feature.FLAGS] + (d.tcp_flags & 0x3F), o[Feature.LEN] + cls]
 
@@ -402,7 +403,7 @@ class Fuzz:
         if how == "fresh" or (how == "stale" and not self.dp.lists.summaries.summarised()):
             self.dp.lists.rebuild_summaries()
         elif how == "off":
-            with bpfsys.Map.open_pinned(meta) as m:
+            with bpf.Map.open_pinned(meta) as m:
                 m.update(b"\0" * 4, bytes(m.value_size))
 
     def install(self, spec: TableSpec, now: int) -> list:
@@ -410,11 +411,11 @@ class Fuzz:
         written = []
         for v, plen, addr in spec.allow:
             key = struct.pack("=I", plen) + refmodel.mask(addr, plen)
-            self.maps[f"allow_v{v}"].update(key, bytes(const.SwAllow(prefixlen=plen)))
+            self.maps[f"allow_v{v}"].update(key, bytes(abi.SwAllow(prefixlen=plen)))
             written.append((f"allow_v{v}", key))
         for v, plen, addr, kind in spec.block:
             key = struct.pack("=I", plen) + refmodel.mask(addr, plen)
-            self.maps[f"block_v{v}"].update(key, bytes(const.SwBlock(expires_ns=_expires(kind, now),
+            self.maps[f"block_v{v}"].update(key, bytes(abi.SwBlock(expires_ns=_expires(kind, now),
                                                                      prefixlen=plen)))
             written.append((f"block_v{v}", key))
             if spec.hosts == "behind" and plen == (32 if v == 4 else 128):
@@ -422,15 +423,15 @@ class Fuzz:
         t = spec.at(now)
         for slot, r in enumerate(t.sigs):
             self.maps["sigs"].update(slot.to_bytes(4, "little"), bytes(r.to_kernel()))
-        self.maps["sig_meta"].update(b"\0" * 4, bytes(const.SwSigMeta(used=spec.sig_used)))
-        kernel.write_config(self.dp.iface_dir, const.CFG_MONITOR if spec.monitor else 0)
+        self.maps["sig_meta"].update(b"\0" * 4, bytes(abi.SwSigMeta(used=spec.sig_used)))
+        loader.write_config(self.dp.iface_dir, abi.CFG_MONITOR if spec.monitor else 0)
         return written
 
     def remove(self, written: list) -> None:
         for name, key in written:
             self.maps[name].delete(key)
-        self.maps["sig_meta"].update(b"\0" * 4, bytes(const.SwSigMeta(used=0)))
-        kernel.write_config(self.dp.iface_dir, 0)
+        self.maps["sig_meta"].update(b"\0" * 4, bytes(abi.SwSigMeta(used=0)))
+        loader.write_config(self.dp.iface_dir, 0)
 
     def check(self, frame: bytes, tables: Tables, now: int):
         """Run one frame through both; returns (disagreement text or None,
@@ -446,7 +447,7 @@ class Fuzz:
             slots = self.feature_slots(accounted[0], len(seen))
             slots0 = self.read_features(slots)
         r0, e0 = self.counters()
-        retval = bpfsys.prog_test_run(self.dp.prog_fd, frame).retval
+        retval = bpf.prog_test_run(self.dp.prog_fd, frame).retval
         r1, e1 = self.counters()
         dr, de = r1 - r0, e1 - e0
         moved = np.flatnonzero(dr)
@@ -487,7 +488,7 @@ def fuzz(bpf_paths):
     old_affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})  # per-CPU state: one CPU, as one flow has
     iface_dir = os.path.join(bpf_paths.pin_root, "ifaces", "fuzz")
-    loaded = kernel.load(bpf_paths.pin_root, iface_dir, {"LIST_SUMMARY_LOG2": SUMMARY_LOG2})
+    loaded = loader.load(bpf_paths.pin_root, iface_dir, {"LIST_SUMMARY_LOG2": SUMMARY_LOG2})
     dp = Datapath(bpf_paths, iface_dir, loaded)
     try:
         dp.reset()

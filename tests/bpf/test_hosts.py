@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seawall.control import const
+from seawall.control.datapath import abi
 from seawall.control.addr import Prefix
-from seawall.control.const import Event, Reason
+from seawall.control.datapath.abi import Event, Reason
 
 from frames import XDP_DROP, XDP_PASS, eth, ip4, ip6, udp
 
@@ -64,7 +64,7 @@ def test_the_datapath_drops_a_host_from_its_mirror(datapath):
     never makes) drops, so the drop path really reads the mirror."""
     datapath.lists.rebuild_summaries()  # no bit left over from earlier tests
     m = datapath.lists.hosts[4].map()
-    m.update(packed(V4), bytes(const.SwBlock(expires_ns=0, prefixlen=32)))
+    m.update(packed(V4), bytes(abi.SwBlock(expires_ns=0, prefixlen=32)))
     try:
         out = datapath.run_counted(frame(V4))
         # the summary bit is clear (no trie entry was written): the mirror
@@ -92,7 +92,7 @@ def test_an_expired_mirror_entry_leaves_the_verdict_to_the_trie(datapath):
     expiry (the trie counts what it skips)."""
     now = datapath.clock.boot_ns()
     datapath.block_raw(f"{V4}/32", now + 60 * SEC)
-    datapath.lists.hosts[4].map().update(packed(V4), bytes(const.SwBlock(expires_ns=now - SEC, prefixlen=32)))
+    datapath.lists.hosts[4].map().update(packed(V4), bytes(abi.SwBlock(expires_ns=now - SEC, prefixlen=32)))
     out = datapath.run_counted(frame(V4))
     assert (out.retval, out.reason) == (XDP_DROP, Reason.DROP_BLOCK)
     assert out.event(Event.BLOCK_EXPIRED) == 0
@@ -108,7 +108,7 @@ def test_a_rebuild_brings_the_mirror_back_in_line(datapath):
     datapath.block("198.18.30.31/32")
     m = datapath.lists.hosts[4].map()
     m.delete(packed("198.18.30.31"))
-    m.update(packed("198.18.30.99"), bytes(const.SwBlock(expires_ns=0, prefixlen=32)))  # a stray
+    m.update(packed("198.18.30.99"), bytes(abi.SwBlock(expires_ns=0, prefixlen=32)))  # a stray
     datapath.lists.rebuild_summaries()
     assert mirrored(datapath, 4) == {packed(V4), packed("198.18.30.31")}
 

@@ -10,8 +10,8 @@ import logging
 
 from seawall.control.addr import Prefix
 from seawall.control.config import Config
-from seawall.control.daemon import Daemon
-from seawall.control.journal import record
+from seawall.control.service.daemon import Daemon
+from seawall.control.lists.journal import record
 
 SEC = 1_000_000_000
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from seawall.control import const
+from seawall.control.datapath import abi
 from seawall.control.addr import Prefix
-from seawall.control.const import Event, Reason
+from seawall.control.datapath.abi import Event, Reason
 
 from frames import XDP_DROP, XDP_PASS, eth, ip4, ip6, tcp, udp
 
@@ -191,7 +191,7 @@ def test_monitor_mode_flips_without_reload(datapath, src, cidr):
     datapath.block(cidr)
     fd = datapath.prog_fd
     assert verdict(datapath.run_counted(frame(src))) == (XDP_DROP, Reason.DROP_BLOCK)
-    datapath.set_config(const.CFG_MONITOR)
+    datapath.set_config(abi.CFG_MONITOR)
     assert verdict(datapath.run_counted(frame(src))) == (XDP_PASS, Reason.MON_BLOCK)
     datapath.set_config(0)
     assert verdict(datapath.run_counted(frame(src))) == (XDP_DROP, Reason.DROP_BLOCK)
@@ -202,7 +202,7 @@ def test_monitor_mode_leaves_other_verdicts_alone(datapath):
     datapath.block(f"{V4}/32")
     datapath.block("198.18.21.1/32")
     datapath.allow("198.18.21.1/32")
-    datapath.set_config(const.CFG_MONITOR)
+    datapath.set_config(abi.CFG_MONITOR)
     assert verdict(datapath.run_counted(frame("198.18.21.2"))) == (XDP_PASS, Reason.PASS_CLEAN)
     assert verdict(datapath.run_counted(frame("198.18.21.1"))) == (XDP_PASS, Reason.PASS_ALLOW)
     out = datapath.run_counted(bytes(eth(("q", 3)) / ip4(V4) / udp()))

@@ -20,8 +20,8 @@ from typing import Optional
 import pytest
 from scapy.packet import Packet, Raw
 
-from seawall.control import bpfsys, const
-from seawall.control.const import Event, Feature, Reason
+from seawall.control.datapath import abi, bpf
+from seawall.control.datapath.abi import Event, Feature, Reason
 
 from frames import (
     ETH_HLEN,
@@ -218,7 +218,7 @@ CASES = [
 
 
 def _len_class(n: int) -> int:
-    return min(n // const.LEN_CLASS_WIDTH, const.LEN_CLASSES - 1)
+    return min(n // abi.LEN_CLASS_WIDTH, abi.LEN_CLASSES - 1)
 
 
 def test_table_ids_are_unique():
@@ -248,7 +248,7 @@ def test_packet(datapath, case: Case):
 
     assert out.retval == case.verdict, what
     assert out.reason == case.reason, what
-    assert const.REASON_VERDICT[case.reason] == ("drop" if case.verdict == XDP_DROP else "pass")
+    assert abi.REASON_VERDICT[case.reason] == ("drop" if case.verdict == XDP_DROP else "pass")
     assert (datapath.reason_bytes() - bytes0)[case.reason] == len(frame), what
 
     want = {ev: 0 for ev in Event}
@@ -290,7 +290,7 @@ def test_kernel_refuses_frames_shorter_than_ethernet(datapath):
     such frames can never reach the program, so sweeps start at 14."""
     r0 = datapath.reasons()
     for n in range(1, ETH_HLEN):
-        with pytest.raises(bpfsys.BpfError) as ei:
+        with pytest.raises(bpf.BpfError) as ei:
             datapath.run(b"\xff" * n)
         assert ei.value.errno == errno.EINVAL, n
     assert (datapath.reasons() == r0).all(), "a refused frame must not reach the program"
@@ -345,7 +345,7 @@ def test_truncated_at_every_length(datapath, base, listed):
     for n in range(1, len(full) + 1):
         cut = full[:n]
         if n < ETH_HLEN:
-            with pytest.raises(bpfsys.BpfError) as ei:
+            with pytest.raises(bpf.BpfError) as ei:
                 datapath.run(cut)
             assert ei.value.errno == errno.EINVAL, n
             continue
@@ -353,7 +353,7 @@ def test_truncated_at_every_length(datapath, base, listed):
         reason = out.reason
         where = f"{name} from {src} cut at {n} of {len(full)} bytes"
         assert out.retval in (XDP_PASS, XDP_DROP), where
-        assert out.retval == (XDP_DROP if const.REASON_VERDICT[reason] == "drop" else XDP_PASS), where
+        assert out.retval == (XDP_DROP if abi.REASON_VERDICT[reason] == "drop" else XDP_PASS), where
         if listed == "blocked" and n >= saddr_end:
             assert (out.retval, reason) == (XDP_DROP, Reason.DROP_BLOCK), where
         elif n < hdr_end:

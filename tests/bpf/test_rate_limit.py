@@ -16,8 +16,8 @@ import os
 import struct
 
 
-from seawall.control import bpfsys
-from seawall.control.const import Reason
+from seawall.control.datapath import bpf
+from seawall.control.datapath.abi import Reason
 from seawall.control.signature import Signature
 
 from frames import XDP_PASS, eth, ip4, udp
@@ -26,11 +26,11 @@ PER_CPU = 2**20  # packets/s per CPU
 BURST = 100_000  # packets in one BPF_PROG_TEST_RUN call: well under a second's worth
 
 
-def bucket_map(datapath) -> bpfsys.Map:
-    return bpfsys.Map(os.dup(datapath.loaded.bpf[b"sig_rate"].map_fd), "sig_rate")
+def bucket_map(datapath) -> bpf.Map:
+    return bpf.Map(os.dup(datapath.loaded.bpf[b"sig_rate"].map_fd), "sig_rate")
 
 
-def set_bucket(m: bpfsys.Map, slot: int, tokens: int, last_ns: int) -> None:
+def set_bucket(m: bpf.Map, slot: int, tokens: int, last_ns: int) -> None:
     one = struct.pack("=QQ", tokens, last_ns % 2**64).ljust(m.stride, b"\0")
     m.update(slot.to_bytes(4, "little"), one * m.ncpu)
 
@@ -44,7 +44,7 @@ def burst_drops(datapath, frame: bytes) -> int:
 
 
 def test_rate_limit_after_a_long_idle_spell_starts_full(datapath):
-    slot, _ = datapath.lists.sig_add(Signature(17, dport=9, rate_pps=PER_CPU * bpfsys.possible_cpus()), None, "t")
+    slot, _ = datapath.lists.sig_add(Signature(17, dport=9, rate_pps=PER_CPU * bpf.possible_cpus()), None, "t")
     frame = bytes(eth() / ip4("198.18.3.3") / udp(dport=9))
     with bucket_map(datapath) as m:
         try:

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from seawall.control.config import Config
-from seawall.control.replay import replay
+from seawall.control.tools.replay import replay
 
 CAPTURES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "captures")
 SYN = os.path.join(CAPTURES, "pkt.TCP.synflood.spoofed.pcap")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import time
 
-from seawall.control import kernel
+from seawall.control.datapath import loader
 from seawall.control.addr import Prefix
 from seawall.control.lists import ListStore
 from seawall.control.signature import Signature
@@ -45,7 +45,7 @@ def test_restored_entries_are_enforced_by_the_kernel(paths):
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Ether
 
-    from seawall.control import bpfsys
+    from seawall.control.datapath import bpf
 
     st = ListStore(paths)
     st.block_add(Prefix.parse("198.18.0.66"), 600, "x")
@@ -53,11 +53,11 @@ def test_restored_entries_are_enforced_by_the_kernel(paths):
     st.close()
     shutil.rmtree(paths.pin_root)
     ListStore(paths).close()  # restores into fresh maps
-    loaded = kernel.load(paths.pin_root, kernel.iface_pin_dir(paths.pin_root, "t"))
+    loaded = loader.load(paths.pin_root, loader.iface_pin_dir(paths.pin_root, "t"))
     try:
         def run(src, sport):
             pkt = bytes(Ether() / IP(src=src, dst="198.18.0.1") / UDP(sport=sport, dport=5000) / (b"x" * 20))
-            return bpfsys.prog_test_run(loaded.prog_fd, pkt).retval
+            return bpf.prog_test_run(loaded.prog_fd, pkt).retval
 
         assert run("198.18.0.66", 5000) == 1  # XDP_DROP: restored block
         assert run("198.18.0.10", 161) == 1  # restored signature

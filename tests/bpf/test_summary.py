@@ -11,15 +11,15 @@ import uuid
 import numpy as np
 import pytest
 
-from seawall.control import bpfsys, const, kernel
+from seawall.control.datapath import abi, bpf, loader
 from seawall.control.addr import Prefix
 from seawall.control.lists import ListStore
 from seawall.control.state import Paths
-from seawall.control.const import Reason
+from seawall.control.datapath.abi import Reason
 
 from frames import XDP_DROP, XDP_PASS, eth, ip4, ip6, tcp
 
-LOG2 = const.LIST_SUMMARY_LOG2
+LOG2 = abi.LIST_SUMMARY_LOG2
 
 
 def frame(src: str) -> bytes:
@@ -42,7 +42,7 @@ def bit_set(datapath, lst: str, addr: str) -> bool:
 
 def set_summarised(datapath, on: bool) -> None:
     datapath.lists.summaries._maps["list_meta"].update(
-        b"\0" * 4, bytes(const.SwListMeta(flags=const.LISTS_SUMMARISED if on else 0)))
+        b"\0" * 4, bytes(abi.SwListMeta(flags=abi.LISTS_SUMMARISED if on else 0)))
 
 
 @pytest.fixture
@@ -103,9 +103,9 @@ def test_a_clear_bit_skips_the_trie_until_the_summaries_are_rebuilt(dp):
     datapath = dp
     src = "198.19.144.1"
     p = Prefix.parse(f"{src}/32")
-    raw = bpfsys.Map.open_pinned(os.path.join(datapath.paths.pin_root, "block_v4"))
+    raw = bpf.Map.open_pinned(os.path.join(datapath.paths.pin_root, "block_v4"))
     try:
-        raw.update(p.lpm_key(), bytes(const.SwBlock(prefixlen=32)))
+        raw.update(p.lpm_key(), bytes(abi.SwBlock(prefixlen=32)))
         assert not bit_set(datapath, "block", src)
         assert verdict(datapath, src) == (XDP_PASS, Reason.PASS_CLEAN), "the clear bit skipped the trie"
         set_summarised(datapath, False)
@@ -131,7 +131,7 @@ def test_a_rebuild_clears_the_bits_of_removed_entries(dp):
 def test_index_math_matches_the_program_for_ipv6(datapath):
     """A v6 entry whose /32 differs from the source's never clears the
     source's bit by accident: compare the kernel's verdicts to the spans."""
-    from seawall.control.summary import spans
+    from seawall.control.datapath.summary import spans
 
     datapath.block("2001:2:0:30::/64")
     key = np.frombuffer(Prefix.parse("2001:2:0:30::/64").lpm_key(), np.uint8).reshape(1, -1)
@@ -149,7 +149,7 @@ def test_a_build_with_another_summary_size_retires_the_old_summaries(tmp_path):
     paths = Paths(pin_root=pin_root, state_dir=str(tmp_path))
     loaded = []
     try:
-        old = kernel.load(pin_root, os.path.join(pin_root, "ifaces", "old"), {"LIST_SUMMARY_LOG2": 16})
+        old = loader.load(pin_root, os.path.join(pin_root, "ifaces", "old"), {"LIST_SUMMARY_LOG2": 16})
         loaded.append(old)
         daemon_store = ListStore(paths)  # as a running daemon holds it
         assert daemon_store.summaries.summarised()
@@ -157,19 +157,19 @@ def test_a_build_with_another_summary_size_retires_the_old_summaries(tmp_path):
         daemon_store.block_add(Prefix.parse("198.18.20.20/32"), reason="before")
 
         def verdict_of(prog, src):
-            return bpfsys.prog_test_run(prog.prog_fd, frame(src)).retval
+            return bpf.prog_test_run(prog.prog_fd, frame(src)).retval
 
         assert verdict_of(old, "198.18.20.20") == XDP_DROP
 
-        new = kernel.load(pin_root, os.path.join(pin_root, "ifaces", "new"))
+        new = loader.load(pin_root, os.path.join(pin_root, "ifaces", "new"))
         loaded.append(new)
-        with bpfsys.Map.open_pinned(os.path.join(pin_root, "block_sum_v4")) as m:
+        with bpf.Map.open_pinned(os.path.join(pin_root, "block_sum_v4")) as m:
             assert m.max_entries == 1 << (LOG2 - 6), "the new build pinned summaries of its own size"
-        old_meta = bpfsys.Map(os.dup(old.bpf[b"list_meta"].map_fd), "list_meta")
-        assert const.SwListMeta.from_buffer_copy(old_meta.lookup(b"\0" * 4)).flags == 0, \
+        old_meta = bpf.Map(os.dup(old.bpf[b"list_meta"].map_fd), "list_meta")
+        assert abi.SwListMeta.from_buffer_copy(old_meta.lookup(b"\0" * 4)).flags == 0, \
             "the old program walks its tries from now on"
         old_meta.close()
-        old_hosts = bpfsys.Map(os.dup(old.bpf[b"block_host_v4"].map_fd), "block_host_v4")
+        old_hosts = bpf.Map(os.dup(old.bpf[b"block_host_v4"].map_fd), "block_host_v4")
         assert list(old_hosts.keys()) == [], "the old mirror is emptied: nobody keeps it in step now"
         old_hosts.close()
         assert verdict_of(new, "198.18.20.20") == XDP_DROP, "unflagged new summaries are not trusted"

@@ -21,8 +21,8 @@ import time
 import uuid
 from contextlib import contextmanager
 
-from seawall.control import vethlab
-from seawall.control.vethlab import ATTACKER, ATTACKER_MAC, CLIENTS, HTTP_PORT, SERVER, SERVER_MAC_A
+import vethlab
+from vethlab import ATTACKER, ATTACKER_MAC, CLIENTS, HTTP_PORT, SERVER, SERVER_MAC_A
 
 SEAWALL = os.path.join(os.path.dirname(sys.executable), "seawall")
 
@@ -93,7 +93,7 @@ class DaemonLab:
         """Legitimate customers (vethlab.py): HTTP requests from rotating
         source addresses at a steady rate for `duration` seconds; prints one
         JSON summary (ok, fail, failures, p50_ms, p99_ms)."""
-        return self.start(self.c, sys.executable, "-m", "seawall.control.vethlab", ",".join(CLIENTS), SERVER,
+        return self.start(self.c, sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "vethlab.py"), ",".join(CLIENTS), SERVER,
                           str(HTTP_PORT), str(duration), str(rate))
 
     def flood(self, conf: str, pps: int, seconds: float):

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from seawall.control import bpfsys, const, kernel
+from seawall.control.datapath import abi, bpf, loader
 
 from daemonlab import ATTACKER_MAC, CLIENTS, LAB_CONFIG, SERVER_MAC_A, daemon_lab, events
 
@@ -51,7 +51,7 @@ def dlab(seawall_env):
 
 
 def tracked(pin_root: str, iface: str) -> int:
-    with bpfsys.Map.open_pinned(os.path.join(kernel.iface_pin_dir(pin_root, iface), "src_v4")) as m:
+    with bpf.Map.open_pinned(os.path.join(loader.iface_pin_dir(pin_root, iface), "src_v4")) as m:
         keys, _ = m.lookup_batch()
         return len(keys)
 
@@ -109,7 +109,7 @@ def test_spoofed_flood_on_the_wire_is_cut_by_a_signature(dlab, seawall_env, tmp_
     assert stats["reasons"]["drop_sig"]["packets"] > stats["reasons"]["pass_clean"]["packets"]
     # the doorkeeper deferred most first sightings; the budget capped the rest
     assert stats["events"]["src_deferred"] > 10 * stats["events"]["src_insert"]
-    assert n_tracked <= const.MAX_SOURCES_V4
+    assert n_tracked <= abi.MAX_SOURCES_V4
     # the daemon's memory follows the bounded tables, not the flood's sources
     assert rss_after - rss_before < 16 * 1024, (rss_before, rss_after)
     after = (json.loads(lab.seawall("block", "list", "--json").stdout),

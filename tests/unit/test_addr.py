@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seawall.control import const
+from seawall.control.datapath import abi
 from seawall.control.addr import Prefix
 from seawall.control.errors import UsageError
 
@@ -82,8 +82,8 @@ def test_usage_error_is_not_a_value_error():
 def test_lpm_key_layout_v4():
     key = Prefix.parse("198.18.7.0/24").lpm_key()
     assert key == (24).to_bytes(4, sys.byteorder) + bytes([198, 18, 7, 0])
-    assert len(key) == ctypes.sizeof(const.SwLpmV4)
-    s = const.SwLpmV4.from_buffer_copy(key)
+    assert len(key) == ctypes.sizeof(abi.SwLpmV4)
+    s = abi.SwLpmV4.from_buffer_copy(key)
     assert s.prefixlen == 24
     assert bytes(s.addr) == bytes([198, 18, 7, 0])  # network byte order
 
@@ -91,8 +91,8 @@ def test_lpm_key_layout_v4():
 def test_lpm_key_layout_v6():
     key = Prefix.parse("2001:db8:1::/48").lpm_key()
     assert key == (48).to_bytes(4, sys.byteorder) + bytes.fromhex("20010db80001") + bytes(10)
-    assert len(key) == ctypes.sizeof(const.SwLpmV6)
-    s = const.SwLpmV6.from_buffer_copy(key)
+    assert len(key) == ctypes.sizeof(abi.SwLpmV6)
+    s = abi.SwLpmV6.from_buffer_copy(key)
     assert s.prefixlen == 48
     assert bytes(s.addr) == ipaddress.ip_address("2001:db8:1::").packed
 
@@ -106,7 +106,7 @@ def test_lpm_key_round_trip(text):
 
 
 def test_from_lpm_key_accepts_a_ctypes_struct():
-    s = const.SwLpmV6(prefixlen=64)
+    s = abi.SwLpmV6(prefixlen=64)
     s.addr[:] = list(bytes.fromhex("20010db8000000070000000000000000"))
     assert Prefix.from_lpm_key(bytes(s)) == Prefix.parse("2001:db8:0:7::/64")
 

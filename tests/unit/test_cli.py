@@ -81,6 +81,11 @@ USAGE_ERRORS = {
     "missing ttl value": (["block", "add", "198.18.0.5", "--ttl"], "--ttl"),
     "signature without --proto": (["sig", "add", "--sport", "161"], "--proto"),
     "signature ttl": (["sig", "add", "--proto", "udp", "--sport", "161", "--ttl", "90"], "--ttl"),
+    # --reason is checked by its type, the same for every list
+    "reason with a newline": (["block", "add", "198.18.0.5", "--reason", "a\nb"], "--reason"),
+    "reason too long": (["allow", "add", "198.18.0.5", "--reason", "x" * 257], "--reason"),
+    "signature reason with a control character": (["sig", "add", "--proto", "udp", "--sport", "161",
+                                                   "--reason", "a\x1bb"], "--reason"),
 }
 
 # caught by the commands themselves, before anything is opened
@@ -90,8 +95,6 @@ COMMAND_USAGE_ERRORS = {
     "v4 /7": (["block", "add", "198.0.0.0/7"], "--force"),
     "v6 /15": (["block", "add", "2000::/15"], "--force"),
     "huge prefix after a good one": (["block", "add", "198.18.0.5", "0.0.0.0/0", "--ttl", "1h"], "0.0.0.0/0"),
-    "reason with a newline": (["block", "add", "198.18.0.5", "--reason", "a\nb"], "--reason"),
-    "reason too long": (["allow", "add", "198.18.0.5", "--reason", "x" * 257], "--reason"),
     "signature on a whole protocol": (["sig", "add", "--proto", "udp"], "whole protocol"),
 }
 

@@ -10,7 +10,7 @@ import re
 import pytest
 
 DASH = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "grafana-seawall.json")
-# the families control/metrics.py yields, with the suffix Prometheus adds to counters
+# the families control/service/metrics.py yields, with the suffix Prometheus adds to counters
 EXPORTED = {
     "seawall_packets_total", "seawall_bytes_total", "seawall_events_total", "seawall_interface_attached",
     "seawall_blocklist_entries", "seawall_allowlist_entries", "seawall_signature_rules",
@@ -20,7 +20,7 @@ EXPORTED = {
 
 
 def test_exported_names_match_the_collector_source():
-    src = open(os.path.join(os.path.dirname(__file__), "..", "..", "control", "metrics.py")).read()
+    src = open(os.path.join(os.path.dirname(__file__), "..", "..", "control", "service", "metrics.py")).read()
     names = set(re.findall(r'MetricFamily\(\s*"(seawall_[a-z_]+)"', src))
     counters = set(re.findall(r'CounterMetricFamily\(\s*"(seawall_[a-z_]+)"', src))
     assert {n + "_total" if n in counters else n for n in names} == EXPORTED

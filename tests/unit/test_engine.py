@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from seawall.control import config
 from seawall.control.addr import Prefix
-from seawall.control.const import FEATURE_SIZES, LEN_CLASS_WIDTH, LEN_CLASSES, Feature
-from seawall.control.engine import BlockAction, Engine, Ewma, Observation, SignatureAction, entropy
-from seawall.control.sources import Sources
+from seawall.control.datapath.abi import FEATURE_SIZES, LEN_CLASS_WIDTH, LEN_CLASSES, Feature
+from seawall.control.detect.engine import BlockAction, Engine, Ewma, Observation, SignatureAction, entropy
+from seawall.control.addr import Sources
 
 SYN, ACK, PSH = 0x02, 0x10, 0x08
 DT = 1.0  # seconds per cycle in every scenario here

@@ -9,8 +9,8 @@ import dataclasses
 
 import pytest
 
-from seawall.control import harness
-from seawall.control.harness import Result, Scenario
+from seawall.control.tools import harness
+from seawall.control.tools.harness import Result, Scenario
 
 SCENARIOS = {sc.name: sc for sc in harness.scenarios()}
 _results: dict = {}

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seawall.control.journal import (
+from seawall.control.lists.journal import (
     OPS, VERSION, Decision, JournalFile, encode, from_iso, iso, record, replay,
 )
 

@@ -97,7 +97,7 @@ def modules() -> list:
 
 def test_the_modules_were_found():
     names = {os.path.relpath(m, REPO) for m in modules()}
-    assert {"cli/main.py", "control/daemon.py", "control/kernel.py", "control/replay.py"} <= names
+    assert {"cli/main.py", "control/service/daemon.py", "control/datapath/loader.py", "control/tools/replay.py"} <= names
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: os.path.relpath(p, REPO))

@@ -22,15 +22,16 @@ from hypothesis import strategies as st
 
 from seawall.cli.main import main
 from seawall.control import config as configmod
-from seawall.control import pcap
+from seawall.control.tools import pcap
 from seawall.control.addr import Prefix
 from seawall.control.config import Config, ConfigError
-from seawall.control.daemon import Daemon
+from seawall.control.service.daemon import Daemon
 from seawall.control.duration import parse_duration
-from seawall.control.engine import Engine
+from seawall.control.detect.engine import Engine
 from seawall.control.errors import UsageError
-from seawall.control.journal import encode, record, replay
-from seawall.control.pcap import CaptureError
+from seawall.control.lists.journal import encode, record, replay
+from seawall.control.tools.pcap import CaptureError
+from seawall.control.datapath import sigtable
 from seawall.control.signature import Signature, parse_len_range, parse_proto, parse_tcp_flags
 from seawall.control.state import Paths
 
@@ -94,7 +95,7 @@ def test_signature_from_journal_json_is_a_rule_or_a_usage_error(d):
         sig = Signature.from_json(d)
     except UsageError:
         return
-    sig.to_kernel(1)  # what restore() does next: must not raise either
+    sigtable.encode(sig, 1)  # what restore() does next: must not raise either
 
 
 def _daemon():

@@ -11,9 +11,9 @@ from fractions import Fraction
 
 import pytest
 
-from seawall.control import pcap
+from seawall.control.tools import pcap
 from seawall.control.errors import SeawallError
-from seawall.control.pcap import CaptureError
+from seawall.control.tools.pcap import CaptureError
 
 CAPTURES = "/work/shared/captures"
 ETH = 1

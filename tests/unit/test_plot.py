@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
-from seawall.control import plot
+from seawall.control.tools import plot
 from seawall.control.errors import SeawallError
 
 DT = 0.1
@@ -288,7 +288,7 @@ def _pcap(path) -> None:
 def cli_env(tmp_path, monkeypatch):
     monkeypatch.setenv("SEAWALL_BPFFS", str(tmp_path / "bpffs"))
     monkeypatch.setenv("SEAWALL_STATE_DIR", str(tmp_path / "state"))
-    import seawall.control.replay as replay_mod
+    import seawall.control.tools.replay as replay_mod
 
     def forbidden(*a, **kw):
         raise AssertionError("the replay must not run")

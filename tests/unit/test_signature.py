@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seawall.control import const
+from seawall.control.datapath import abi, sigtable
 from seawall.control.errors import UsageError
 from seawall.control.signature import (
     Signature, parse_len_range, parse_proto, parse_tcp_flags, tcp_flags_str,
@@ -135,16 +135,16 @@ def signatures(draw):
 
 @given(signatures(), st.integers(0, 2**64 - 1))
 def test_kernel_round_trip(sig, expires_ns):
-    k = sig.to_kernel(expires_ns)
-    assert isinstance(k, const.SwSig) and ctypes.sizeof(k) == 24
+    k = sigtable.encode(sig, expires_ns)
+    assert isinstance(k, abi.SwSig) and ctypes.sizeof(k) == 24
     assert k.expires_ns == expires_ns
-    assert k.match & const.SIG_ACTIVE
-    assert bool(k.match & const.SIG_DPORT) == (sig.dport is not None)
-    assert bool(k.match & const.SIG_SPORT) == (sig.sport is not None)
-    assert bool(k.match & const.SIG_LEN) == (sig.len_min is not None)
-    assert bool(k.match & const.SIG_FLAGS) == (sig.tcp_flags is not None)
+    assert k.match & abi.SigMatch.ACTIVE
+    assert bool(k.match & abi.SigMatch.DPORT) == (sig.dport is not None)
+    assert bool(k.match & abi.SigMatch.SPORT) == (sig.sport is not None)
+    assert bool(k.match & abi.SigMatch.LEN) == (sig.len_min is not None)
+    assert bool(k.match & abi.SigMatch.FLAGS) == (sig.tcp_flags is not None)
     # through the bytes the kernel map holds
-    back = Signature.from_kernel(const.SwSig.from_buffer_copy(bytes(k)))
+    back = sigtable.decode(abi.SwSig.from_buffer_copy(bytes(k)))
     assert back == sig
     assert back.key == sig.key  # `seawall sig del KEY` finds the rule by this text
 
@@ -155,22 +155,22 @@ def test_json_round_trip(sig):
 
 
 def test_kernel_form_fields():
-    k = Signature(6, dport=443, sport=1234, len_min=60, len_max=61, tcp_flags=SYN, rate_pps=500).to_kernel(99)
+    k = sigtable.encode(Signature(6, dport=443, sport=1234, len_min=60, len_max=61, tcp_flags=SYN, rate_pps=500), 99)
     assert (k.proto, k.dport, k.sport, k.len_min, k.len_max, k.tcp_flags, k.rate_pps, k.expires_ns) == \
         (6, 443, 1234, 60, 61, SYN, 500, 99)
-    assert k.match == const.SIG_ACTIVE | const.SIG_DPORT | const.SIG_SPORT | const.SIG_LEN | const.SIG_FLAGS
+    assert k.match == abi.SigMatch.ACTIVE | abi.SigMatch.DPORT | abi.SigMatch.SPORT | abi.SigMatch.LEN | abi.SigMatch.FLAGS
 
 
 def test_kernel_form_leaves_unset_fields_out():
-    k = Signature(17, sport=161).to_kernel(0)
-    assert k.match == const.SIG_ACTIVE | const.SIG_SPORT
+    k = sigtable.encode(Signature(17, sport=161), 0)
+    assert k.match == abi.SigMatch.ACTIVE | abi.SigMatch.SPORT
     assert (k.dport, k.len_min, k.len_max, k.tcp_flags, k.rate_pps) == (0, 0, 0, 0, 0)
 
 
 def test_from_kernel_ignores_fields_without_their_bit():
-    k = const.SwSig(proto=17, match=const.SIG_ACTIVE | const.SIG_SPORT, sport=161, dport=53, len_min=5, len_max=9,
+    k = abi.SwSig(proto=17, match=abi.SigMatch.ACTIVE | abi.SigMatch.SPORT, sport=161, dport=53, len_min=5, len_max=9,
                     tcp_flags=SYN, rate_pps=7)
-    assert Signature.from_kernel(k) == Signature(17, sport=161, rate_pps=7)
+    assert sigtable.decode(k) == Signature(17, sport=161, rate_pps=7)
 
 
 def test_json_accepts_a_missing_rate():
@@ -359,4 +359,4 @@ def test_parse_len_range_is_inclusive(a, b):
     lengths = np.array([lo - 1, lo, hi, hi + 1], np.int64)
     ones = np.full(4, 17, np.int64)
     assert sig.matches(ones, ones, ones, lengths, ones).tolist() == [False, True, True, False]
-    assert Signature.from_kernel(sig.to_kernel(0)) == sig
+    assert sigtable.decode(sigtable.encode(sig, 0)) == sig

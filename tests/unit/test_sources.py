@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from seawall.control.addr import Prefix
-from seawall.control.sources import Sources, delta
+from seawall.control.addr import Sources, delta
 
 U64 = np.uint64
 

@@ -13,9 +13,9 @@ import pytest
 
 from seawall.control.addr import Prefix, PrefixSet
 from seawall.control.config import Config
-from seawall.control.engine import Engine, _group_labels
-from seawall.control.sources import Sources, delta
-from seawall.control.summary import V6_HASH, set_spans, spans
+from seawall.control.detect.engine import Engine, _group_labels
+from seawall.control.addr import Sources, delta
+from seawall.control.datapath.summary import V6_HASH, set_spans, spans
 
 LOG2 = 20
 

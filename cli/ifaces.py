@@ -1,0 +1,142 @@
+"""Interfaces: attach, detach, monitor, status, stats."""
+
+from __future__ import annotations
+
+import click
+
+from seawall.cli.common import emit_json, json_option, pass_app, table
+from seawall.cli.params import IFACE
+from seawall.control.errors import SeawallError
+from seawall.control.lists.store import ListStore
+
+
+@click.command()
+@click.argument("iface", type=IFACE)
+@click.option("--mode", type=click.Choice(["auto", "native", "generic"]), default="auto", show_default=True,
+              help="native (driver) XDP, generic (skb) XDP, or native falling back to generic")
+@click.option("--monitor/--enforce", default=False,
+              help="monitor: count what would be dropped and pass everything [default: enforce]")
+@pass_app
+def attach(app, iface, mode, monitor):
+    """Attach the XDP filter to IFACE (or switch an attached one between
+    monitor and enforce without reloading).
+
+    \b
+    Examples:
+      seawall attach eth0
+      seawall attach eth0 --mode generic --monitor
+    """
+    ifs = app.ifaces()
+    st, action = ifs.attach(iface, mode, monitor)
+    if ifs.restored:
+        click.echo(f"restored {ifs.restored} entries from the journal into fresh maps", err=True)
+    what = "monitor (counts, never drops)" if st.monitor else "enforce"
+    if action == "attached":
+        click.echo(f"attached to {iface} in {st.mode} mode, {what}")
+    else:
+        click.echo(f"already attached to {iface} ({st.mode}); now {what}")
+
+
+@click.command()
+@click.argument("iface", type=IFACE)
+@pass_app
+def detach(app, iface):
+    """Detach the filter from IFACE. The host-wide lists stay.
+
+    \b
+    Example:
+      seawall detach eth0
+    """
+    app.ifaces().detach(iface)
+    click.echo(f"detached from {iface}; allowlist and blocklist kept")
+
+
+@click.command()
+@click.argument("iface", type=IFACE)
+@click.argument("state", type=click.Choice(["on", "off"]))
+@pass_app
+def monitor(app, iface, state):
+    """Turn monitor mode on or off on an attached IFACE, without reloading.
+
+    \b
+    Example:
+      seawall monitor eth0 on
+    """
+    st = app.ifaces().set_monitor(iface, state == "on")
+    click.echo(f"{iface}: monitor {'on: counting, never dropping' if st.monitor else 'off: enforcing'}")
+
+
+@click.command()
+@json_option("print one JSON object")
+@pass_app
+def status(app, as_json):
+    """Show attached interfaces and list sizes.
+
+    \b
+    Example:
+      seawall status --json
+    """
+    ifs = app.ifaces().all()
+    # a read-only command: it neither creates the lists nor compiles anything
+    try:
+        store = ListStore(app.paths, create=False)
+    except SeawallError:
+        store = None
+    blocks = store.block_list() if store else []
+    allows = store.allow_list() if store else []
+    obj = {
+        "bpffs": app.paths.pin_root,
+        "state_dir": app.paths.state_dir,
+        "lists_pinned": store is not None,
+        "interfaces": [s.to_json() for s in ifs],
+        "blocklist": {"entries": len(blocks),
+                      "auto": sum(1 for e in blocks if e.source == "auto"),
+                      "manual": sum(1 for e in blocks if e.source != "auto")},
+        "allowlist": {"entries": len(allows)},
+    }
+    if as_json:
+        emit_json(obj)
+        return
+    if not ifs:
+        click.echo("no interface attached (seawall attach IFACE)")
+    if store is None:
+        click.echo(f"no lists pinned under {app.paths.pin_root} yet: the first attach or list edit creates "
+                   "them (and restores the journal)")
+    table([[s.ifname, s.state, s.mode or "-", "monitor" if s.monitor else "enforce", s.prog_id or "-"]
+           for s in ifs], ["INTERFACE", "STATE", "MODE", "ACTION", "PROG"])
+    click.echo(f"blocklist: {obj['blocklist']['entries']} entries "
+               f"({obj['blocklist']['auto']} auto, {obj['blocklist']['manual']} manual); "
+               f"allowlist: {obj['allowlist']['entries']} entries")
+
+
+@click.command()
+@click.option("--interface", "-i", "only", type=IFACE, multiple=True, help="only this interface (repeatable)")
+@json_option("print one JSON object")
+@pass_app
+def stats(app, only, as_json):
+    """Packets and bytes by verdict and reason, per interface.
+
+    \b
+    Example:
+      seawall stats -i eth0 --json
+    """
+    ifs = app.ifaces()
+    names = list(only) or ifs.names()
+    obj = {"interfaces": {}}
+    for n in names:
+        with ifs.counters(n) as c:
+            obj["interfaces"][n] = c.to_json()
+    if as_json:
+        emit_json(obj)
+        return
+    if not names:
+        click.echo("no interface attached (seawall attach IFACE)")
+    for n, c in obj["interfaces"].items():
+        click.echo(f"{n}:")
+        table([[f"  {r}", v["verdict"], v["packets"], v["bytes"]] for r, v in c["reasons"].items()],
+              ["  REASON", "VERDICT", "PACKETS", "BYTES"])
+        ev = ", ".join(f"{k}={v}" for k, v in c["events"].items() if v)
+        click.echo(f"  events: {ev or 'none'}")
+
+
+COMMANDS = (attach, detach, monitor, status, stats)

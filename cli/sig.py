@@ -1,0 +1,111 @@
+"""Signature rules: add, del, list, flush."""
+
+from __future__ import annotations
+
+import click
+
+from seawall.cli.common import json_option, list_show, pass_app
+from seawall.cli.params import DURATION, REASON
+from seawall.control.duration import format_duration
+from seawall.control.errors import SeawallError, UsageError
+from seawall.control.lists.journal import iso
+from seawall.control.signature import Signature, parse_len_range, parse_proto, parse_tcp_flags
+
+
+@click.group()
+def sig():
+    """Signature rules: drop or rate-limit a flood by its shape when its
+    sources are spoofed (protocol, ports, length, TCP flags).
+
+    \b
+    Examples:
+      seawall sig add --proto udp --sport 161 --ttl 1h --reason "SNMP reflection"
+      seawall sig list
+    """
+
+
+@sig.command("add")
+@click.option("--proto", required=True, metavar="PROTO", help="tcp, udp, icmp, icmpv6 or a number")
+@click.option("--dport", type=click.IntRange(0, 65535), help="destination port (tcp/udp)")
+@click.option("--sport", type=click.IntRange(0, 65535), help="source port (tcp/udp), e.g. 161 for SNMP reflection")
+@click.option("--len", "length", metavar="MIN-MAX", help="frame length range in bytes, inclusive")
+@click.option("--flags", metavar="FLAGS", help="exact TCP flags, e.g. S for SYN-only")
+@click.option("--rate", type=click.IntRange(1, 2**32 - 1), metavar="PPS",
+              help="pass up to PPS matching packets per second [default: drop all]")
+@click.option("--ttl", type=DURATION, metavar="DURATION", help="expire after this long [default: until removed]")
+@click.option("--reason", type=REASON, default="", help="why (shown by sig list)")
+@pass_app
+def sig_add(app, proto, dport, sport, length, flags, rate, ttl, reason):
+    """Add a signature rule (or replace the rule matching the same packets).
+
+    \b
+    Examples:
+      seawall sig add --proto udp --sport 161 --ttl 1h --reason "SNMP reflection"
+      seawall sig add --proto tcp --dport 443 --flags S --rate 2000
+    """
+    lo, hi = parse_len_range(length) if length else (None, None)
+    rule = Signature(parse_proto(proto), dport=dport, sport=sport, len_min=lo, len_max=hi,
+                     tcp_flags=parse_tcp_flags(flags) if flags else None, rate_pps=rate or 0)
+    if rule.dport is None and rule.sport is None and rule.len_min is None and rule.tcp_flags is None:
+        raise UsageError("a rule on a whole protocol would cut everyone off; add a port, length or flags")
+    slot, replaced = app.lists().sig_add(rule, ttl, reason)
+    click.echo(f"{'updated' if replaced else 'added'} rule {slot}: {rule.describe()}"
+               f"{' for ' + format_duration(ttl) if ttl else ''}")
+
+
+@sig.command("list")
+@json_option()
+@pass_app
+def sig_list(app, as_json):
+    """List live signature rules.
+
+    \b
+    Example:
+      seawall sig list --json
+    """
+    list_show(app.lists().sig_list, "the signature table", as_json,
+              ["SLOT", "RULE", "ACTION", "SOURCE", "EXPIRES IN", "REASON"],
+              lambda r, now: [r["slot"], r["rule"], r["action"] + (f" {r['rate_pps']}pps" if r["rate_pps"] else ""),
+                              r["source"], "never" if r["expires_at"] is None else format_duration(r["expires_at"] - now),
+                              r["reason"] or "-"],
+              lambda r, now: {"slot": r["slot"], "rule": r["rule"], "action": r["action"], "rate_pps": r["rate_pps"],
+                              "expires_at": iso(r["expires_at"]), "reason": r["reason"], "source": r["source"],
+                              "match": r["signature"].to_json()})
+
+
+@sig.command("del")
+@click.argument("rule", metavar="RULE")
+@pass_app
+def sig_del(app, rule):
+    """Delete a rule by its text as `sig list` shows it, or by slot number.
+
+    \b
+    Examples:
+      seawall sig del "udp sport 161"
+      seawall sig del 0
+    """
+    store = app.lists()
+    key = rule
+    if rule.isdigit():
+        match = [r for r in store.sig_list() if r["slot"] == int(rule)]
+        if not match:
+            raise SeawallError(f"no live rule in slot {rule}")
+        key = match[0]["rule"]
+    if not store.sig_del(key):
+        raise SeawallError(f"no rule {rule!r} (see `seawall sig list`)")
+    click.echo(f"deleted rule: {key}")
+
+
+@sig.command("flush")
+@pass_app
+def sig_flush(app):
+    """Delete every signature rule.
+
+    \b
+    Example:
+      seawall sig flush
+    """
+    click.echo(f"flushed {app.lists().sig_flush()} signature rules")
+
+
+COMMANDS = (sig,)

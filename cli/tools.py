@@ -1,0 +1,189 @@
+"""The tools around the filter: evaluate, replay, top, bench."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from seawall.cli.common import emit_json, pass_app
+from seawall.control.errors import SeawallError, UsageError
+
+
+@click.command()
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--interval", type=float, default=0.5, show_default=True, help="cycle length, seconds")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(seed, interval, as_json):
+    """Run the evaluation harness: simulated legitimate traffic and attacks
+    through the real scoring engine. No root needed.
+
+    \b
+    Example:
+      seawall evaluate --seed 2
+    """
+    from seawall.control.tools import harness
+
+    results = harness.run_all(seed=seed, dt=interval)
+    if as_json:
+        emit_json([r.to_json() for r in results])
+    else:
+        click.echo(harness.table(results))
+    if not all(r.ok for r in results):
+        raise SeawallError("a scenario missed its bound")
+
+
+@click.command()
+@click.argument("capture", type=click.Path(dir_okay=False))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE", help="TOML config")
+@click.option("--interval", default="100ms", show_default=True, metavar="DURATION",
+              help="cycle length on the capture's clock")
+@click.option("--background", type=click.FloatRange(0, 200000), default=1000.0, show_default=True, metavar="PPS",
+              help="legitimate background mixed in (attack captures carry none)")
+@click.option("--warmup", type=click.FloatRange(0, 600), default=30.0, show_default=True, metavar="SECONDS",
+              help="background alone before the capture, for the baseline")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object, with the per-cycle timeline")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="also draw the timeline as a PNG: packets/s by verdict, entropy, score, decisions")
+@pass_app
+def replay(app, capture, config_path, interval, background, warmup, seed, as_json, plot_path):
+    """Run a pcap/pcapng capture through the real XDP program (BPF_PROG_TEST_RUN)
+    and the real scoring engine, on the capture's own clock, and report what
+    would have been detected and dropped. Uses scratch maps: the host's
+    lists are not touched.
+
+    \b
+    Examples:
+      seawall replay attack.pcap --json
+      seawall replay attack.pcap --plot attack.png
+    """
+    from seawall.control import config as configmod
+    from seawall.control.tools import pcap as pcapmod
+    from seawall.control.tools.replay import replay as run_replay
+
+    if plot_path is not None:  # before the replay, which takes a while
+        folder = os.path.dirname(os.path.abspath(plot_path))
+        if not os.path.isdir(folder):
+            raise UsageError(f"--plot: {plot_path}: no such directory {folder}")
+        if not os.access(folder, os.W_OK):
+            raise UsageError(f"--plot: {plot_path}: directory {folder} is not writable")
+    cfg = configmod.load(config_path)
+    try:
+        dt = configmod.from_dict({"daemon": {"interval": interval}}, "--interval").daemon.interval
+    except configmod.ConfigError as e:
+        raise UsageError(str(e).replace("--interval: [daemon] interval: ", "--interval: ")) from None
+    # validate the whole capture before compiling anything
+    n = sum(1 for _ in pcapmod.read(capture))
+    if n == 0:
+        raise SeawallError(f"{capture}: the capture holds no packets")
+    app.need_root()
+    res = run_replay(capture, cfg, dt, background, warmup, seed, scratch_prefix=app.paths.pin_root)
+    if as_json:
+        emit_json(res.to_json())
+    else:
+        _replay_summary(res)
+    if plot_path is not None:
+        from seawall.control.tools import plot
+
+        plot.write_png(plot_path, plot.render(res, cfg.detection.threshold))
+        click.echo(f"plot: {plot_path}", err=as_json)
+
+
+def _replay_summary(res) -> None:
+    click.echo(f"{res.capture}: {res.packets} packets over {res.span:.2f} s")
+    if res.detected_at is None:
+        click.echo("not detected")
+    else:
+        click.echo(f"alarm at {res.detected_at:.2f} s; first decision at "
+                   f"{'-' if res.first_action_at is None else f'{res.first_action_at:.2f} s'}")
+    click.echo(f"dropped {res.dropped} of {res.packets} capture packets ({res.dropped / res.packets:.1%}); "
+               f"{res.dropped_after_action:.1%} of those after the first decision")
+    click.echo(f"background: {res.background_dropped} of {res.background_packets} legitimate packets dropped")
+    for d in res.decisions:
+        click.echo(f"  {d['t']:8.2f} s  {d['action']:9}  {d['what']}  ({d['reason']})")
+
+
+@click.command()
+@click.option("--interval", type=click.FloatRange(0.2, 10), default=1.0, show_default=True, metavar="SECONDS")
+@click.option("--metrics", "metrics_url", default="http://127.0.0.1:9477/metrics", show_default=True, metavar="URL",
+              help="the daemon's metrics, for its score and alarm")
+@pass_app
+def top(app, interval, metrics_url):
+    """Live view: rates by verdict, entropy per feature, top sources, the
+    daemon's score and recent decisions. q or Ctrl-C quits.
+
+    \b
+    Example:
+      seawall top --interval 0.5
+    """
+    app.need_root()
+    if not sys.stdout.isatty():
+        raise UsageError("seawall top needs a terminal (use `seawall stats --json` in scripts)")
+    from seawall.control.tools.top import run as run_top
+
+    run_top(app.paths, interval, metrics_url)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object (progress goes to stderr)")
+@click.option("--quick", is_flag=True,
+              help="small repeats and tables: a smoke test of the bench itself")
+@click.option("--full", is_flag=True,
+              help="also the scoring cycle over 1M sources (maps of a million entries: not for CI)")
+@click.option("--repeat", type=click.IntRange(1, 2**31), metavar="N",
+              help="BPF_PROG_TEST_RUN repeats per run [default: 1000000; 20000 with --quick]")
+@click.option("--runs", type=click.IntRange(1, 101), metavar="N",
+              help="runs per case, the median is reported [default: 5; 3 with --quick]")
+@click.option("--profile", is_flag=True,
+              help="also time seawall with each part compiled out, to show where the time goes")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="also draw ns per packet by case (floor, xdp-filter, seawall) as a PNG")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="also write the JSON report to FILE")
+@click.option("--seed", type=int, default=1, show_default=True, help="seed of the address lists and traffic")
+def bench(as_json, quick, full, repeat, runs, profile, plot_path, save_path, seed):
+    """Measure seawall side by side with the empty program and xdp-filter:
+    per-packet cost (BPF_PROG_TEST_RUN), the daemon's scoring cycle and
+    bulk list install, and memory. (scripts/bench adds customers served
+    during a real flood on veth.)
+
+    Everything runs in scratch maps; the host's lists are never touched.
+    A missed target is reported, not an error. BENCHMARKS.md explains the
+    method.
+
+    \b
+    Examples:
+      seawall bench
+      seawall bench --profile --plot docs/bench.png
+      seawall bench --quick --json
+    """
+    from seawall.control.tools import bench as benchmod
+
+    if os.geteuid() != 0:
+        raise SeawallError("`seawall bench` needs root (BPF and bpffs); run it with sudo")
+    p = benchmod.Params.make(quick=quick, full=full, repeat=repeat, runs=runs, profile=profile or None, seed=seed)
+    args = sys.argv[sys.argv.index("bench") + 1:] if "bench" in sys.argv else []
+    command = " ".join(["seawall bench", *args])
+
+    def say(msg: str) -> None:
+        click.echo(f"bench: {msg}", err=True)
+
+    report = benchmod.run(p, say, command)
+    if plot_path:
+        benchmod.plot(report, plot_path)
+    if save_path:
+        try:
+            with open(save_path, "w") as f:
+                json.dump(report.to_json(), f, indent=2, sort_keys=True)
+        except OSError as e:
+            raise SeawallError(f"{save_path}: cannot write the report: {e.strerror}") from None
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        click.echo(benchmod.render_text(report))
+
+
+COMMANDS = (evaluate, replay, top, bench)

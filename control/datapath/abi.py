@@ -1,0 +1,284 @@
+"""The kernel/user ABI, the control plane's side: a mirror of xdp/shared.h
+and xdp/tunables.h.
+
+The C headers are the one source. Everything here is checked against the
+BTF of the compiled object by tests/bpf/test_abi.py: every struct's size,
+members and offsets, every enumerator and flag, the tunables, and every
+map's type, key, value and size (as Cilium's alignchecker checks its Go
+structs). An edit on either side that the other does not follow fails that
+test. Nothing here is written twice: numpy dtypes are derived from the
+ctypes structs (`dtype`), and the maps' layouts are declared by their owner
+modules with these types (datapath/counters.py, tries.py, hosts.py,
+summary.py, sigtable.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+
+import numpy as np
+
+
+class XdpAction(enum.IntEnum):
+    """enum xdp_action (include/uapi/linux/bpf.h): what a program returns."""
+
+    ABORTED = 0
+    DROP = 1
+    PASS = 2
+    TX = 3
+    REDIRECT = 4
+
+
+class Reason(enum.IntEnum):
+    """enum sw_reason: why a packet got its verdict."""
+
+    PASS_CLEAN = 0
+    PASS_ALLOW = 1
+    DROP_BLOCK = 2
+    MON_BLOCK = 3
+    PASS_NOT_IP = 4
+    PASS_MALFORMED = 5
+    DROP_SIG = 6
+    MON_SIG = 7
+
+
+#: verdict each reason stands for (monitor-mode would-drops pass)
+REASON_VERDICT = {
+    Reason.PASS_CLEAN: "pass",
+    Reason.PASS_ALLOW: "pass",
+    Reason.DROP_BLOCK: "drop",
+    Reason.MON_BLOCK: "pass",
+    Reason.PASS_NOT_IP: "pass",
+    Reason.PASS_MALFORMED: "pass",
+    Reason.DROP_SIG: "drop",
+    Reason.MON_SIG: "pass",
+}
+
+
+class Event(enum.IntEnum):
+    """enum sw_event: accounting events, not verdicts."""
+
+    SRC_HIT = 0
+    SRC_INSERT = 1
+    SRC_DEFERRED = 2
+    SRC_BUDGET = 3
+    L4_UNPARSED = 4
+    FRAGMENT = 5
+    BLOCK_EXPIRED = 6
+    IP_OPTIONS = 7
+    IPV6_EXT = 8
+    VLAN = 9
+
+
+class Feature(enum.IntEnum):
+    """enum sw_feature: feature histograms, back to back in one array."""
+
+    SRC = 0
+    DPORT = 1
+    SPORT = 2
+    PROTO = 3
+    LEN = 4
+    FLAGS = 5
+
+
+class CfgFlag(enum.IntFlag):
+    """enum sw_cfg_flags: an interface's config (its config map, slot 0)."""
+
+    MONITOR = 1 << 0
+
+
+class BlockFlag(enum.IntFlag):
+    """enum sw_block_flags: struct sw_block.flags."""
+
+    AUTO = 1 << 0
+
+
+class SigMatch(enum.IntFlag):
+    """enum sw_sig_match: which fields of struct sw_sig are compared."""
+
+    ACTIVE = 1 << 0
+    DPORT = 1 << 1
+    SPORT = 1 << 2
+    LEN = 1 << 3
+    FLAGS = 1 << 4
+
+
+class ListsFlag(enum.IntFlag):
+    """enum sw_lists_flags: the host-wide list flags (list_meta, slot 0)."""
+
+    SUMMARISED = 1 << 0
+
+
+#: each enum's C name, the prefix of its enumerators there, and the C
+#: enumerator that counts it (a mirror has no member for that one)
+C_ENUMS = {
+    XdpAction: ("xdp_action", "XDP_", None),
+    Reason: ("sw_reason", "SW_", "SW_REASON_MAX"),
+    Event: ("sw_event", "SW_EV_", "SW_EVENT_MAX"),
+    Feature: ("sw_feature", "SW_FEAT_", "SW_FEATURE_MAX"),
+    CfgFlag: ("sw_cfg_flags", "SW_CFG_", None),
+    BlockFlag: ("sw_block_flags", "SW_BLOCK_", None),
+    SigMatch: ("sw_sig_match", "SW_SIG_", None),
+    ListsFlag: ("sw_lists_flags", "SW_LISTS_", None),
+}
+
+REASON_MAX = len(Reason)
+EVENT_MAX = len(Event)
+
+# --- tunables.h: the defaults the program is compiled with ------------------
+# The control plane passes none of these to the compiler (but SW_NR_CPUS):
+# it reads what it needs of them here, and the maps' own sizes at run time.
+
+VLAN_MAX_DEPTH = 2
+IPV6_EXT_MAX_CHAIN = 8
+MAX_ALLOW_ENTRIES = 16384
+MAX_BLOCK_ENTRIES = 131072
+LIST_SUMMARY_LOG2 = 24  # bits per list summary, as a log
+BLOCK_EXPIRED_HOPS = 4
+MAX_SOURCES_V4 = 65536
+MAX_SOURCES_V6 = 16384
+ADMIT_SLOTS = 65536
+ADMIT_RATE = 4096  # LRU inserts per second per CPU
+ADMIT_BURST = 1024
+MAX_SIGNATURES = 16
+SRC_BUCKETS = 4096
+PORT_BUCKETS = 65536
+PROTO_BUCKETS = 256
+LEN_CLASSES = 16
+FLAG_BUCKETS = 64
+LEN_CLASS_WIDTH = 128  # bytes
+LAST_HIT_GRANULARITY_NS = 1_000_000_000
+
+#: the tunables above, by their C name
+TUNABLES = ("VLAN_MAX_DEPTH", "IPV6_EXT_MAX_CHAIN", "MAX_ALLOW_ENTRIES", "MAX_BLOCK_ENTRIES",
+            "LIST_SUMMARY_LOG2", "BLOCK_EXPIRED_HOPS", "MAX_SOURCES_V4", "MAX_SOURCES_V6", "ADMIT_SLOTS",
+            "ADMIT_RATE", "ADMIT_BURST", "MAX_SIGNATURES", "SRC_BUCKETS", "PORT_BUCKETS", "PROTO_BUCKETS",
+            "LEN_CLASSES", "FLAG_BUCKETS", "LEN_CLASS_WIDTH", "LAST_HIT_GRANULARITY_NS")
+
+#: size of each feature histogram, in enum order (maps.h: FEAT_OFF_*)
+FEATURE_SIZES = {
+    Feature.SRC: SRC_BUCKETS,
+    Feature.DPORT: PORT_BUCKETS,
+    Feature.SPORT: PORT_BUCKETS,
+    Feature.PROTO: PROTO_BUCKETS,
+    Feature.LEN: LEN_CLASSES,
+    Feature.FLAGS: FLAG_BUCKETS,
+}
+FEATURE_SLOTS = sum(FEATURE_SIZES.values())
+
+
+def feature_offsets(sizes: dict = FEATURE_SIZES) -> dict:
+    """Start slot of each feature in the `features` array."""
+    offsets, pos = {}, 0
+    for feat in Feature:
+        offsets[feat] = pos
+        pos += sizes[feat]
+    return offsets
+
+
+def split_features(flat: np.ndarray) -> dict:
+    """The flat features array as {Feature: histogram}."""
+    off = feature_offsets()
+    return {f: flat[off[f]: off[f] + FEATURE_SIZES[f]] for f in Feature}
+
+
+def live(expires_ns, now_ns):
+    """The datapath's expiry rule for blocks and signature rules: 0 never
+    expires, anything else is in force while it is later than now
+    (CLOCK_BOOTTIME ns). Takes ints or numpy arrays."""
+    return (expires_ns == 0) | (expires_ns > now_ns)
+
+
+# --- structs (shared.h), in native byte order as the kernel lays them out ------
+
+class SwCounter(ctypes.Structure):
+    _fields_ = [("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64)]
+
+
+class SwConfig(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+
+
+class SwLpmV4(ctypes.Structure):
+    """An LPM trie key: u32 prefix length, then the address (network order)."""
+
+    _fields_ = [("prefixlen", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 4)]
+
+
+class SwLpmV6(ctypes.Structure):
+    _fields_ = [("prefixlen", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 16)]
+
+
+class SwBlock(ctypes.Structure):
+    _fields_ = [
+        ("expires_ns", ctypes.c_uint64),
+        ("last_hit_ns", ctypes.c_uint64),
+        ("prefixlen", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+    ]
+
+
+class SwAllow(ctypes.Structure):
+    _fields_ = [("prefixlen", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
+
+
+class SwSource(ctypes.Structure):
+    _fields_ = [
+        ("packets", ctypes.c_uint64),
+        ("bytes", ctypes.c_uint64),
+        ("syns", ctypes.c_uint64),
+    ]
+
+
+class SwSig(ctypes.Structure):
+    _fields_ = [
+        ("proto", ctypes.c_uint8),
+        ("match", ctypes.c_uint8),
+        ("tcp_flags", ctypes.c_uint8),
+        ("pad", ctypes.c_uint8),
+        ("dport", ctypes.c_uint16),
+        ("sport", ctypes.c_uint16),
+        ("len_min", ctypes.c_uint16),
+        ("len_max", ctypes.c_uint16),
+        ("rate_pps", ctypes.c_uint32),
+        ("expires_ns", ctypes.c_uint64),
+    ]
+
+
+class SwSigMeta(ctypes.Structure):
+    _fields_ = [("used", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+
+
+class SwListMeta(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+
+
+class SwAdmitBucket(ctypes.Structure):
+    """Kernel-only scratch: a token bucket."""
+
+    _fields_ = [("tokens", ctypes.c_uint64), ("last_ns", ctypes.c_uint64)]
+
+
+class SwStamp(ctypes.Structure):
+    """Kernel-only scratch: a CPU's jiffy and boot-clock reading."""
+
+    _fields_ = [("jiffies", ctypes.c_uint64), ("ns", ctypes.c_uint64)]
+
+
+#: every mirrored struct, by its C name
+STRUCTS = {"sw_counter": SwCounter, "sw_config": SwConfig, "sw_lpm_v4": SwLpmV4, "sw_lpm_v6": SwLpmV6,
+           "sw_block": SwBlock, "sw_allow": SwAllow, "sw_source": SwSource, "sw_sig": SwSig,
+           "sw_sig_meta": SwSigMeta, "sw_list_meta": SwListMeta, "sw_admit_bucket": SwAdmitBucket,
+           "sw_stamp": SwStamp}
+
+# scalar map keys and values, and raw addresses
+U32 = ctypes.c_uint32
+U64 = ctypes.c_uint64
+IN_ADDR = ctypes.c_uint8 * 4  # an IPv4 address as the kernel keys it (__u32, network order)
+IN6_ADDR = ctypes.c_uint8 * 16  # struct in6_addr
+
+
+def dtype(ctype) -> np.dtype:
+    """The numpy dtype of a ctypes struct or scalar: one row per entry."""
+    return np.dtype(ctype)

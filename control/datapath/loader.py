@@ -1,0 +1,317 @@
+"""The one module that touches bcc: compile, load, attach, detach, pin.
+
+Everything after loading goes through pinned objects and raw bpf(2) calls
+(datapath/bpf.py), so the CLI's list and stats commands never compile.
+
+The pin layout: the host-wide maps (lists, their derived maps, the
+signature table) straight under the pin root, shared by every interface;
+each attached interface's program and counters under ifaces/NAME. Which
+maps there are is their owners' (`MAPS`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from importlib import resources
+from typing import Callable, Optional
+
+from seawall.control.datapath import abi, bpf, counters, hosts, sigtable, summary, tries
+from seawall.control.errors import SeawallError
+from seawall.control.state import private_makedirs
+
+PROG_NAME = "xdp_seawall"
+SOURCE = "seawall.c"
+
+# XDP attach flags (include/uapi/linux/if_link.h)
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+MODE_FLAGS = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
+
+BPF_FS_MAGIC = 0xCAFE4A11
+
+#: every map of xdp/maps.h, as its owner declares it
+MAPS = (*tries.SPECS, *hosts.SPECS, *summary.SPECS, *sigtable.SPECS, *counters.SPECS)
+#: the maps pinned under the pin root, shared by every interface
+HOST_MAPS = tuple(s for s in MAPS if s.scope == bpf.HOST)
+#: the pinned program in an interface's folder (its maps are counters.PINNED)
+PROG_PIN = "prog"
+
+
+def xdp_dir() -> str:
+    """Folder of the BPF C sources (installed as package seawall.xdp)."""
+    return str(resources.files("seawall.xdp"))
+
+
+def pin_name(ifname: str) -> str:
+    """bpffs refuses names with a dot (eth0.100): escape '%' and '.'."""
+    return ifname.replace("%", "%25").replace(".", "%2e")
+
+
+def unpin_name(name: str) -> str:
+    return name.replace("%2e", ".").replace("%25", "%")
+
+
+def ifaces_dir(pin_root: str) -> str:
+    return os.path.join(pin_root, "ifaces")
+
+
+def iface_dir(pin_root: str, ifname: str) -> str:
+    """The interface's folder: its pinned program and counters."""
+    return os.path.join(ifaces_dir(pin_root), pin_name(ifname))
+
+
+def host_maps_pinned(pin_root: str) -> bool:
+    return all(s.pinned(pin_root) for s in HOST_MAPS)
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_long * 15)]
+
+
+def _fs_magic(path: str) -> int:
+    libc = ctypes.CDLL(None, use_errno=True)
+    st = _Statfs()
+    if libc.statfs(os.fsencode(path), ctypes.byref(st)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return st.f_type & 0xFFFFFFFF
+
+
+def ensure_bpffs(pin_root: str) -> None:
+    """Make sure pin_root sits on a bpffs, mounting /sys/fs/bpf if needed."""
+    probe = pin_root
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if _fs_magic(probe) != BPF_FS_MAGIC:
+        if not os.path.abspath(pin_root).startswith("/sys/fs/bpf"):
+            raise SeawallError(f"{pin_root} is not on a bpffs mount")
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mount(b"bpf", b"/sys/fs/bpf", b"bpf", 0, None) != 0:
+            err = ctypes.get_errno()
+            raise SeawallError(f"cannot mount bpffs on /sys/fs/bpf: {os.strerror(err)}")
+    private_makedirs(pin_root)
+
+
+def cflags(pin_root: str, iface_dir: str, defines: Optional[dict] = None) -> list:
+    """Compiler flags: include path, pin paths and tunables, one per element."""
+    flags = ["-I", xdp_dir(), f'-DPIN_ROOT="{pin_root}"', f'-DIFACE_PIN_DIR="{iface_dir}"',
+             f"-DSW_NR_CPUS={bpf.possible_cpus()}"]
+    for name, value in sorted((defines or {}).items()):
+        flags.append(f"-D{name}={int(value)}")
+    return flags
+
+
+@dataclass
+class Loaded:
+    """A compiled and loaded program; keep it alive while the fd is used."""
+
+    bpf: object  # bcc.BPF
+    prog_fd: int
+    pin_root: str
+    iface_dir: str
+
+    def close(self) -> None:
+        self.bpf.cleanup()
+
+
+def load(pin_root: str, iface_dir: str, defines: Optional[dict] = None, source: str = SOURCE,
+         func: str = PROG_NAME, include: Optional[str] = None) -> Loaded:
+    """Compile a program of xdp/ (xdp/seawall.c unless told) with bcc and
+    load it. Creates (or opens) the host-wide maps under pin_root and the
+    interface's maps under iface_dir. `defines` override tunables.h;
+    `include` is a header of xdp/ force-included ahead of the source (the
+    bench builds its profile variants so, xdp/bench/profile.h)."""
+    try:
+        from bcc import BPF
+    except ImportError as e:  # pragma: no cover - setup installs it
+        raise SeawallError("bcc is not importable: run scripts/setup (Debian's python3-bpfcc)") from e
+    ensure_bpffs(pin_root)
+    private_makedirs(iface_dir)  # and ifaces/ above it: 0700 whatever the umask
+    retire_stale_summaries(pin_root, int((defines or {}).get("LIST_SUMMARY_LOG2", abi.LIST_SUMMARY_LOG2)))
+    src = os.path.join(xdp_dir(), source)
+    flags = cflags(pin_root, iface_dir, defines)
+    if include is not None:
+        flags += ["-include", os.path.join(xdp_dir(), include)]
+    with _CapturedOutput() as out:
+        try:
+            b = BPF(src_file=src.encode(), cflags=flags)
+            fn = b.load_func(func.encode(), BPF.XDP)
+        except Exception as e:
+            err = e
+        else:
+            err = None
+    if err is not None:
+        hint = _diagnostic(out.text)
+        raise SeawallError(f"cannot compile or load {src}: {err}" + (f" ({hint})" if hint else "")) from err
+    return Loaded(b, fn.fd, pin_root, iface_dir)
+
+
+def retire_stale_summaries(pin_root: str, log2: int) -> bool:
+    """Unpin the maps derived from the tries when the list summaries are
+    sized for another LIST_SUMMARY_LOG2 (made by an older build, or a
+    test's), so that the program about to be compiled creates its own.
+    bcc reuses a pinned map whatever its size, and a program would then
+    read bits laid out for another size: a clear bit in the wrong place
+    lets a listed source skip its list.
+
+    The old summaries' flag is cleared and the old host mirrors emptied
+    first, so a program still attached with them walks its tries from now
+    on (slower, never wrong: nobody keeps the old maps in step any more).
+    The new maps start unflagged and empty until the list store rebuilds
+    them under the lock. Returns whether anything was retired."""
+    pinned = summary.pinned_log2(pin_root)
+    if pinned is None or pinned == log2:
+        return False
+    summary.disable(pin_root)
+    for v in (4, 6):
+        mirror = hosts.HostMirror(pin_root, v)
+        mirror.empty()
+        mirror.close()
+    for spec in (*summary.SPECS, *hosts.SPECS):
+        if spec.pinned(pin_root):
+            os.unlink(spec.path(pin_root))
+    return True
+
+
+class _CapturedOutput:
+    """Send file descriptors 1 and 2 to a temporary file for a while.
+
+    bcc, clang and the verifier print their diagnostics straight to them,
+    many lines at a time, while the CLI promises one line per error (and
+    the daemon's stdout carries its events); load() keeps the telling line.
+    """
+
+    def __enter__(self) -> "_CapturedOutput":
+        import sys
+        import tempfile
+
+        for f in (sys.stdout, sys.stderr):
+            f.flush()
+        self._tmp = tempfile.TemporaryFile()
+        self._saved = [os.dup(1), os.dup(2)]
+        os.dup2(self._tmp.fileno(), 1)
+        os.dup2(self._tmp.fileno(), 2)
+        self.text = ""
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for fd, saved in zip((1, 2), self._saved):
+            os.dup2(saved, fd)
+            os.close(saved)
+        self._tmp.seek(0)
+        self.text = self._tmp.read().decode(errors="replace")
+        self._tmp.close()
+
+
+def _diagnostic(text: str) -> str:
+    """The line of compiler or loader output that says what went wrong."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if "error:" in ln or ln.startswith("Unable to find kernel headers"):
+            return ln[:300]
+    return lines[-1][:300] if lines else ""
+
+
+def ensure_global_maps(pin_root: str) -> None:
+    """Create the host-wide maps if absent, so lists can be edited before
+    any interface is attached. Compiles once; a no-op when they exist."""
+    if host_maps_pinned(pin_root):
+        return
+    scratch = os.path.join(ifaces_dir(pin_root), "scratch-%d" % os.getpid())
+    loaded = load(pin_root, scratch)
+    loaded.close()
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def ifindex(ifname: str) -> int:
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        raise SeawallError(f"no such interface: {ifname}") from None
+
+
+def attach(ifname: str, pin_root: str, mode: str = "auto", config_flags: int = 0,
+           defines: Optional[dict] = None, before_attach: Optional[Callable[[], None]] = None) -> str:
+    """Load a program instance for ifname, pin it and attach it.
+
+    mode: auto (native, falling back to generic), native or generic.
+    before_attach: called once the program and its maps exist, before it
+    sees a packet (to fill maps that loading has just created).
+    Returns the mode actually used. The program stays attached after this
+    process exits (netlink attachment holds it).
+    """
+    ifindex(ifname)
+    folder = iface_dir(pin_root, ifname)
+    # A failed attach leaves nothing behind: a new interface folder would
+    # show as a stale interface in status and break stats.
+    new_dir = not os.path.isdir(folder)
+    try:
+        return _load_and_attach(ifname, pin_root, folder, mode, config_flags, defines, before_attach)
+    except BaseException:
+        if new_dir:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _load_and_attach(ifname, pin_root, folder, mode, config_flags, defines, before_attach) -> str:
+    from bcc import BPF
+
+    loaded = load(pin_root, folder, defines)
+    try:
+        # configure before attaching: a --monitor attach must never drop
+        counters.write_flags(folder, config_flags)
+        if before_attach is not None:
+            before_attach()
+    except BaseException:
+        loaded.close()
+        raise
+    tried = ["native", "generic"] if mode == "auto" else [mode]
+    last_err = None
+    used = None
+    for m in tried:
+        try:
+            BPF.attach_xdp(ifname, loaded.bpf.funcs[PROG_NAME.encode()], MODE_FLAGS[m])
+            used = m
+            break
+        except Exception as e:  # bcc raises plain Exception
+            last_err = e
+    if used is None:
+        loaded.close()
+        raise SeawallError(f"cannot attach XDP to {ifname} in {mode} mode: {last_err}")
+    prog_pin = os.path.join(folder, PROG_PIN)
+    if os.path.exists(prog_pin):
+        os.unlink(prog_pin)
+    bpf.obj_pin(loaded.prog_fd, prog_pin)
+    loaded.close()
+    return used
+
+
+def pinned_prog_id(pin_root: str, ifname: str) -> Optional[int]:
+    """The id of the program pinned for ifname, or None."""
+    path = os.path.join(iface_dir(pin_root, ifname), PROG_PIN)
+    if not os.path.exists(path):
+        return None
+    fd = bpf.obj_get(path)
+    try:
+        return bpf.prog_info(fd).id
+    finally:
+        os.close(fd)
+
+
+def detach(ifname: str, pin_root: str, attached_mode: Optional[str]) -> None:
+    """Remove the XDP program from ifname (if attached_mode is set) and the
+    interface's pins. Host-wide lists stay."""
+    from bcc import BPF
+
+    if attached_mode is not None:
+        flags = MODE_FLAGS.get(attached_mode, 0)
+        try:
+            BPF.remove_xdp(ifname, flags)
+        except Exception as e:
+            raise SeawallError(f"cannot detach XDP from {ifname}: {e}") from e
+    shutil.rmtree(iface_dir(pin_root, ifname), ignore_errors=True)

@@ -1,0 +1,459 @@
+"""`seawall run`: the foreground daemon.
+
+Each cycle: read the kernel's histograms and tracked sources (batch reads
+into numpy), hand the per-cycle deltas to the engine, apply its decisions
+(blocks, signature rules) through the list store, which journals them, and
+log one structured line per decision. SIGTERM stops it and leaves kernel
+filtering in place (unless configured otherwise); SIGHUP reloads the config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Optional
+
+
+from seawall.control import config as configmod
+from seawall.control.addr import Prefix, PrefixSet
+from seawall.control.datapath import loader
+from seawall.control.datapath.counters import IfaceCounters
+from seawall.control.datapath.interfaces import Interfaces
+from seawall.control.detect.engine import BlockAction, CycleReport, Engine, Observation, SignatureAction
+from seawall.control.detect.observe import Snapshot, observe
+from seawall.control.errors import SeawallError, UsageError
+from seawall.control.lists.store import ListStore, NotDurable
+from seawall.control.signature import Signature
+from seawall.control.state import Clock, Paths
+
+log = logging.getLogger("seawall")
+
+#: seconds after which the allowlist is re-read even if the journal did not change
+ALLOW_REFRESH = 60.0
+
+
+def sd_notify(msg: str) -> bool:
+    """systemd's notify protocol, without libsystemd: one datagram."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(addr)
+            s.sendall(msg.encode())
+        return True
+    except OSError:
+        return False
+
+
+def event(kind: str, **fields) -> None:
+    """One structured log line (JSON) per decision or state change."""
+    fields = {"event": kind, **fields}
+    log.info(json.dumps(fields, sort_keys=True, default=str))
+
+
+class Daemon:
+    def __init__(self, cfg: configmod.Config, paths: Paths, interfaces: tuple = (),
+                 config_path: Optional[str] = None, clock: Optional[Clock] = None):
+        self.cfg = cfg
+        self.paths = paths
+        self.config_path = config_path
+        self.interfaces = tuple(interfaces) or cfg.daemon.interfaces
+        self.clock = clock or Clock()
+        self.stop = False
+        self.reload = False
+        self.attached_here: list = []
+        self.counters: dict = {}  # interface -> IfaceCounters
+        self.snapshots: dict = {}  # interface -> Snapshot of the last cycle
+        self.store: Optional[ListStore] = None
+        self.engine: Optional[Engine] = None
+        self.last: Optional[CycleReport] = None
+        self.decisions = 0
+        self.decisions_by = {"block": 0, "signature": 0, "would_block": 0, "would_signature": 0}
+        self.metrics_server = None
+        self.cycle_seconds = 0.0
+        self.state_ok = True
+        self._allow = PrefixSet()
+        self._allow_stamp: Optional[tuple] = None
+        self._allow_read_at = -ALLOW_REFRESH
+        self._housekeeping_stop = threading.Event()
+        self._housekeeper: Optional[threading.Thread] = None
+        self._held_said = False
+
+    # --- set-up ------------------------------------------------------------
+
+    def start(self) -> None:
+        # Attach first: loading the program creates any missing map and
+        # puts the journal back into it (Interfaces.attach), so a start on
+        # an empty bpffs compiles once, not once for the lists and again
+        # for the program.
+        ifs = Interfaces(self.paths)
+        owned = self._read_owned()
+        for name in self.interfaces:
+            st, action = ifs.attach(name, self.cfg.daemon.mode, self.cfg.daemon.monitor)
+            # attached now, or by an earlier run of the daemon that did not
+            # get to detach it (a crash): either way it is ours to detach
+            if action == "attached" or name in owned:
+                self.attached_here.append(name)
+            event("attached" if action == "attached" else "interface", interface=name, mode=st.mode,
+                  monitor=st.monitor)
+        self.store = ListStore(self.paths, self.clock)
+        self._probe_state()
+        self._write_owned(self.attached_here)
+        restored = self.store.restored + ifs.restored
+        if restored:
+            event("restored", entries=restored,
+                  ignored=len(self.store.restore_skipped) + len(ifs.restore_skipped))
+        rep = self.store.journal.read()
+        if rep.skipped:
+            event("journal_skipped", lines=[n for n, _ in rep.skipped][:20], count=len(rep.skipped),
+                  why=rep.skipped[0][1])
+        names = list(self.interfaces) or ifs.names()
+        if not names:
+            raise SeawallError("no interface to watch: give --interface IFACE or attach one first")
+        for name in names:
+            if ifs.status(name).state != "attached":
+                raise SeawallError(f"{name}: seawall is not attached (seawall attach {name})")
+        self.watch({n: IfaceCounters(loader.iface_dir(self.paths.pin_root, n)) for n in names}, self.store, rep)
+
+    def watch(self, counters: dict, store: ListStore, journal=None) -> None:
+        """Watch these interfaces' counters ({name: IfaceCounters}), deciding
+        into this list store: the engine starts, seeded with the journal's
+        automatic decisions in force, and the first snapshot is taken, so
+        that the first cycle's deltas start now. start() calls it for the
+        interfaces it attached; `seawall bench` for its scratch maps."""
+        self.store = store
+        self.counters = dict(counters)
+        self.engine = Engine(self.cfg, self._allowed)
+        self._seed_engine(journal if journal is not None else store.journal.read())
+        self.snapshots = self.snapshot()
+
+    def _read_owned(self) -> list:
+        try:
+            with open(self.paths.owned) as f:
+                names = json.load(f)
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as e:
+            event("state_ignored", file=self.paths.owned, error=str(e))
+            return []
+        return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+    def _write_owned(self, names: list) -> None:
+        """Record (or, with none, forget) the interfaces this daemon attached,
+        atomically; a failure only costs the detach after a crash."""
+        try:
+            if not names:
+                if os.path.exists(self.paths.owned):
+                    os.unlink(self.paths.owned)
+                return
+            tmp = self.paths.owned + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(sorted(names), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.paths.owned)
+        except OSError as e:
+            event("state_write_failed", file=self.paths.owned, error=e.strerror or str(e))
+
+    def _seed_engine(self, rep) -> None:
+        """Automatic decisions still in force are known to the engine, so a
+        restart neither repeats them nor forgets a repeat offender."""
+        now_wall = self.clock.wall()
+        mono = time.monotonic()
+        ignored = []
+        for cidr, d in rep.blocks.items():
+            if d.source == "auto" and (d.expires_at is None or d.expires_at > now_wall):
+                left = float("inf") if d.expires_at is None else d.expires_at - now_wall
+                try:
+                    self.engine.note_block(Prefix.parse(cidr), mono + left, _offence(d), mono)
+                except (UsageError, TypeError, ValueError) as e:  # a damaged record
+                    ignored.append((cidr, str(e)))
+        for key, d in rep.sigs.items():
+            if d.source == "auto" and (d.expires_at is None or d.expires_at > now_wall):
+                left = float("inf") if d.expires_at is None else d.expires_at - now_wall
+                try:
+                    self.engine.note_signature(Signature.from_json(d.extra.get("rule", {})), mono + left,
+                                               _offence(d), mono)
+                except (UsageError, TypeError, ValueError) as e:
+                    ignored.append((key, str(e)))
+        if ignored:
+            event("journal_ignored", entries=[k for k, _ in ignored][:20], count=len(ignored), why=ignored[0][1],
+                  effect="these automatic decisions are not known to the engine")
+
+    def _allowed(self, prefix: Prefix) -> bool:
+        return self._allow.overlaps(prefix)
+
+    def _refresh_allow(self) -> None:
+        """Re-read the allowlist when it may have changed: every change to
+        the lists appends to the journal, so a journal that has not changed
+        (same inode, size and mtime) means the same allowlist. Reading 10k
+        entries and replaying the journal every cycle took most of the
+        cycle (BENCHMARKS.md). A change whose journal append failed is
+        picked up within ALLOW_REFRESH seconds."""
+        try:
+            st = os.stat(self.paths.journal)
+            stamp: Optional[tuple] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = None
+        now = time.monotonic()
+        if stamp is not None and stamp == self._allow_stamp and now - self._allow_read_at < ALLOW_REFRESH:
+            return
+        self._allow = PrefixSet(self.store.allow_prefixes())
+        self._allow_stamp, self._allow_read_at = stamp, now
+
+    # --- the cycle ---------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """{interface: Snapshot} of the counters now."""
+        return {name: Snapshot(c.read_features(), c.read_sources()) for name, c in self.counters.items()}
+
+    def observe(self, dt: float) -> Observation:
+        cur = self.snapshot()
+        obs = observe(time.monotonic(), dt, cur, self.snapshots)
+        self.snapshots = cur
+        return obs
+
+    def cycle(self, dt: float) -> CycleReport:
+        t0 = time.perf_counter()
+        self._refresh_allow()
+        rep = self.engine.step(self.observe(dt))
+        if rep.raised:
+            event("alarm", score=round(rep.score, 2), pps=round(rep.pps), z={k: round(v, 2) for k, v in rep.z.items()})
+        if rep.cleared:
+            event("alarm_cleared", score=round(rep.score, 2), pps=round(rep.pps))
+        if rep.note:
+            event("note", text=rep.note)
+        try:
+            with self.store.journal.batched():  # one fsync for the cycle's decisions
+                for act in rep.actions:
+                    self.apply(act)
+        except OSError as e:
+            self._state_failed(e)
+        self.last = rep
+        self.cycle_seconds = time.perf_counter() - t0
+        return rep
+
+    def _housekeep_loop(self) -> None:
+        """Every [daemon] housekeeping seconds, in its own thread with its own list
+        store (maps and fds are not shared with the cycle's; the state lock
+        serialises the writes), so that walking a 100k-entry blocklist
+        (about a second here) never delays a cycle."""
+        try:
+            store = ListStore(self.paths, self.clock)
+        except (OSError, SeawallError) as e:
+            event("housekeeping_failed", error=getattr(e, "strerror", None) or str(e))
+            return
+        try:
+            while not self._housekeeping_stop.wait(self.cfg.daemon.housekeeping):
+                self.housekeeping(store)
+        finally:
+            store.close()
+
+    def housekeeping(self, store: Optional[ListStore] = None) -> dict:
+        """Expired blocks stop dropping in the kernel by themselves, but
+        they keep their trie slots (131,072 of them) and summary bits, and
+        the journal keeps every decision ever made: over weeks of attacks
+        the blocklist would fill with history and new blocks fail, and a
+        restart would replay it all. Prune the kernel, and compact the
+        journal when history is most of it. Failures are reported and the
+        filter goes on."""
+        store = store or self.store
+        t = time.perf_counter()
+        done = {}
+        try:
+            done["pruned"] = store.prune_expired()
+            compacted = store.compact_journal()
+            if compacted:
+                done["journal_records"], done["journal_kept"] = compacted
+            elif store.compaction_held and not self._held_said:
+                self._held_said = True  # once a run: it stays so until someone looks
+                event("journal_not_compacted", file=self.paths.journal, unreadable_lines=store.compaction_held,
+                      why="the journal has lines it cannot read; compaction would drop them")
+        except (OSError, SeawallError) as e:
+            event("housekeeping_failed", error=getattr(e, "strerror", None) or str(e))
+            return done
+        done["seconds"] = round(time.perf_counter() - t, 3)
+        if done.get("pruned") or compacted:
+            event("housekeeping", **done)
+        return done
+
+    def apply(self, act) -> None:
+        monitor = self.cfg.daemon.monitor
+        self.decisions += 1
+        kind = ("would_" if monitor else "") + ("block" if isinstance(act, BlockAction) else "signature")
+        self.decisions_by[kind] += 1
+        if isinstance(act, BlockAction):
+            fields = dict(cidr=str(act.prefix), ttl=round(act.ttl), reason=act.reason, **act.evidence)
+            if monitor:
+                event("would_block", **fields)
+                return
+            try:
+                self.store.block_add([act.prefix], int(act.ttl), act.reason, source="auto", durable=False,
+                                     extra={"score": act.evidence.get("score"), "moved": act.evidence.get("moved"),
+                                            "offence": self.engine.offences.get(str(act.prefix), (1, 0))[0]})
+                self._state_ok()
+            except NotDurable as e:  # journal unwritable: the kernel entry stands
+                self._state_failed(e.error)
+            except SeawallError as e:  # refused, no state directory, or held locked: nothing was changed
+                event("block_failed", cidr=str(act.prefix), error=str(e))
+                return
+            event("block", **fields)
+        elif isinstance(act, SignatureAction):
+            fields = dict(rule=act.signature.describe(), ttl=round(act.ttl), reason=act.reason, **act.evidence)
+            if monitor:
+                event("would_signature", **fields)
+                return
+            try:
+                self.store.sig_add(act.signature, act.ttl, act.reason, source="auto", durable=False,
+                                   extra={"score": act.evidence.get("score"), "moved": act.evidence.get("moved"),
+                                          "offence": self.engine.offences.get("sig:" + act.signature.key, (1, 0))[0]})
+                self._state_ok()
+            except NotDurable as e:
+                self._state_failed(e.error)
+            except SeawallError as e:
+                event("signature_failed", rule=act.signature.describe(), error=str(e))
+                return
+            event("signature", **fields)
+
+    def _probe_state(self) -> None:
+        """Say at start, rather than at the first decision, that the
+        journal cannot be written (a full disk only shows at a write)."""
+        try:
+            self.paths.ensure_state_dir()
+            os.close(os.open(self.paths.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except (OSError, SeawallError) as e:
+            self._state_failed(e)
+
+    def _state_failed(self, e: Exception) -> None:
+        if self.state_ok:
+            event("state_unwritable", state_dir=self.paths.state_dir, error=str(e),
+                  effect="filtering continues; decisions will not survive a reboot")
+        self.state_ok = False
+
+    def _state_ok(self) -> None:
+        if not self.state_ok:
+            event("state_writable", state_dir=self.paths.state_dir)
+        self.state_ok = True
+
+    # --- loop ----------------------------------------------------------------
+
+    def _signals(self) -> None:
+        def term(signum, frame):
+            self.stop = True
+
+        def hup(signum, frame):
+            self.reload = True
+
+        signal.signal(signal.SIGTERM, term)
+        signal.signal(signal.SIGINT, term)
+        signal.signal(signal.SIGHUP, hup)
+
+    def do_reload(self) -> None:
+        self.reload = False
+        if not self.config_path:
+            event("reload", result="no config file: nothing to reload")
+            return
+        try:
+            cfg = configmod.load(self.config_path)
+        except configmod.ConfigError as e:
+            event("reload", result="rejected, keeping the running config", error=str(e))
+            return
+        self.cfg = cfg
+        self.engine.cfg = cfg
+        event("reload", result="applied", config=self.config_path)
+        sd_notify("READY=1")
+
+    def run(self, max_cycles: Optional[int] = None) -> None:
+        self._signals()
+        self.start()
+        interval = self.cfg.daemon.interval
+        if self.cfg.metrics.enabled:
+            from seawall.control.service.metrics import serve
+
+            try:
+                self.metrics_server = serve(self.paths, self, self.cfg.metrics.listen, self.cfg.metrics.port)
+            except OSError as e:
+                raise SeawallError(f"metrics: cannot listen on {self.cfg.metrics.listen}:{self.cfg.metrics.port}: "
+                                   f"{e.strerror}") from None
+        event("started", interfaces=list(self.counters), interval=interval, monitor=self.cfg.daemon.monitor,
+              bpffs=self.paths.pin_root, state_dir=self.paths.state_dir,
+              metrics=f"http://{self.cfg.metrics.listen}:{self.cfg.metrics.port}/metrics"
+              if self.cfg.metrics.enabled else None)
+        sd_notify("READY=1\nSTATUS=watching " + ", ".join(self.counters))
+        self._housekeeper = threading.Thread(target=self._housekeep_loop, name="housekeeping", daemon=True)
+        self._housekeeper.start()
+        last = time.monotonic()
+        next_t = last + interval
+        n = 0
+        try:
+            while not self.stop:
+                pause = next_t - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                if self.stop:
+                    break
+                if self.reload:
+                    self.do_reload()
+                    interval = self.cfg.daemon.interval
+                now = time.monotonic()
+                self.cycle(now - last)
+                last = now
+                next_t = max(next_t + interval, now + interval / 10)
+                sd_notify("WATCHDOG=1")
+                n += 1
+                if max_cycles is not None and n >= max_cycles:
+                    break
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        sd_notify("STOPPING=1")
+        self._housekeeping_stop.set()
+        if self._housekeeper is not None:
+            self._housekeeper.join(10)
+        if not self.cfg.daemon.keep_filter_on_exit and self.attached_here:
+            ifs = Interfaces(self.paths)
+            left = []
+            for name in self.attached_here:
+                try:
+                    ifs.detach(name)
+                    event("detached", interface=name)
+                except SeawallError as e:
+                    left.append(name)
+                    event("detach_failed", interface=name, error=str(e))
+            self._write_owned(left)
+        elif self.attached_here:
+            self._write_owned([])  # left attached on purpose: the operator's now
+        if self.metrics_server is not None:
+            self.metrics_server[0].shutdown()
+        for c in self.counters.values():
+            c.close()
+        if self.store is not None:
+            self.store.close()
+        event("stopped", kept_filter=self.cfg.daemon.keep_filter_on_exit or not self.attached_here,
+              decisions=self.decisions)
+
+
+def _offence(d) -> int:
+    """How many times a journalled automatic decision had been made."""
+    n = d.extra.get("offence", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"offence count {n!r} is not a positive integer")
+    return n
+
+
+def setup_logging(level: str = "info") -> None:
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [h]
+    log.setLevel(level.upper())
+    log.propagate = False

@@ -1,0 +1,111 @@
+"""Prometheus metrics. Map-backed values are read from the kernel at scrape
+time by a custom collector; the engine's view (entropy, score, alarm) comes
+from the daemon's last cycle. Served on 127.0.0.1 unless configured."""
+
+from __future__ import annotations
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from seawall.control.datapath import sigtable, tries
+from seawall.control.errors import SeawallError
+from seawall.control.datapath.interfaces import Interfaces
+from seawall.control.lists.store import lists_pinned
+from seawall.control.state import Clock, Paths
+
+
+class SeawallCollector(Collector):
+    def __init__(self, paths: Paths, daemon=None):
+        self.paths = paths
+        self.daemon = daemon
+
+    def _lists(self):
+        """(auto blocks, manual blocks, allow entries, live signature rules)."""
+        if not lists_pinned(self.paths.pin_root):
+            return 0, 0, 0, 0
+        boot = Clock().boot_ns()
+        maps, sigs = tries.ListMaps(self.paths.pin_root), sigtable.SigTable(self.paths.pin_root)
+        try:
+            blocks = maps.count("block", boot)
+            return blocks["auto"], blocks["manual"], maps.count("allow")["entries"], sigs.count(boot)
+        finally:
+            maps.close()
+            sigs.close()
+
+    def collect(self):
+        ifs = Interfaces(self.paths)
+        pk = CounterMetricFamily("seawall_packets", "Packets seen by the XDP program, by verdict and reason",
+                                 labels=["interface", "verdict", "reason"])
+        by = CounterMetricFamily("seawall_bytes", "Frame bytes seen by the XDP program, by verdict and reason",
+                                 labels=["interface", "verdict", "reason"])
+        ev = CounterMetricFamily("seawall_events", "Accounting events of the XDP program",
+                                 labels=["interface", "event"])
+        up = GaugeMetricFamily("seawall_interface_attached", "1 when the filter is attached to the interface",
+                               labels=["interface", "mode", "monitor"])
+        for name in ifs.names():
+            st = ifs.status(name)
+            up.add_metric([name, st.mode or "none", "true" if st.monitor else "false"],
+                          1.0 if st.state == "attached" else 0.0)
+            try:
+                with ifs.counters(name) as counters:
+                    c = counters.to_json()
+            except (OSError, SeawallError):  # detached between listing and reading
+                continue
+            for reason, v in c["reasons"].items():
+                pk.add_metric([name, v["verdict"], reason], v["packets"])
+                by.add_metric([name, v["verdict"], reason], v["bytes"])
+            for e, n in c["events"].items():
+                ev.add_metric([name, e], n)
+        yield pk
+        yield by
+        yield ev
+        yield up
+
+        auto, manual, allows, sigs = self._lists()
+        bl = GaugeMetricFamily("seawall_blocklist_entries", "Live blocklist entries", labels=["source"])
+        bl.add_metric(["auto"], auto)
+        bl.add_metric(["manual"], manual)
+        yield bl
+        yield GaugeMetricFamily("seawall_allowlist_entries", "Allowlist entries", value=allows)
+        yield GaugeMetricFamily("seawall_signature_rules", "Live signature rules", value=sigs)
+
+        d = self.daemon
+        if d is None:
+            return
+        dec = CounterMetricFamily("seawall_decisions", "Automatic decisions made by the daemon, by kind",
+                                  labels=["kind"])
+        for kind, n in sorted(d.decisions_by.items()):
+            dec.add_metric([kind], n)
+        yield dec
+        yield GaugeMetricFamily("seawall_cycle_duration_seconds", "Duration of the last scoring cycle",
+                                value=d.cycle_seconds)
+        rep = d.last
+        if rep is None:
+            return
+        ent = GaugeMetricFamily("seawall_entropy", "Normalised Shannon entropy per feature, last cycle",
+                                labels=["feature"])
+        for f, v in rep.entropy.items():
+            ent.add_metric([f], v)
+        yield ent
+        z = GaugeMetricFamily("seawall_deviation", "Deviation from the baseline (z) per feature, last cycle",
+                              labels=["feature"])
+        for f, v in rep.z.items():
+            z.add_metric([f], v)
+        yield z
+        yield GaugeMetricFamily("seawall_anomaly_score", "Anomaly score of the last cycle", value=rep.score)
+        yield GaugeMetricFamily("seawall_alarm", "1 while an alarm is raised", value=1.0 if rep.alarm else 0.0)
+        yield GaugeMetricFamily("seawall_observed_packets_per_second",
+                                "Accounted packets per second in the last cycle", value=rep.pps)
+
+
+def registry(paths: Paths, daemon=None) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(SeawallCollector(paths, daemon))
+    return reg
+
+
+def serve(paths: Paths, daemon, listen: str, port: int):
+    """Start the exposition server in a thread; returns (server, thread)."""
+    from prometheus_client import start_http_server
+
+    return start_http_server(port, addr=listen, registry=registry(paths, daemon))
