@@ -10,26 +10,18 @@ from seawall.control.duration import parse_duration
 from seawall.control.errors import UsageError
 
 
-class CidrType(click.ParamType):
-    name = "CIDR"
+class ParsedType(click.ParamType):
+    """A value parsed by one of the control plane's parsers, whose
+    UsageError becomes click's usage error."""
+
+    def __init__(self, name: str, parse, kind: type):
+        self.name, self.parse, self.kind = name, parse, kind
 
     def convert(self, value, param, ctx):
-        if isinstance(value, Prefix):
+        if isinstance(value, self.kind):  # a default, or a value converted already
             return value
         try:
-            return Prefix.parse(value)
-        except UsageError as e:
-            self.fail(str(e), param, ctx)
-
-
-class DurationType(click.ParamType):
-    name = "DURATION"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_duration(value)
+            return self.parse(value)
         except UsageError as e:
             self.fail(str(e), param, ctx)
 
@@ -57,7 +49,7 @@ class ReasonType(click.ParamType):
         return value
 
 
-CIDR = CidrType()
-DURATION = DurationType()
+CIDR = ParsedType("CIDR", Prefix.parse, Prefix)
+DURATION = ParsedType("DURATION", parse_duration, int)
 IFACE = IfaceType()
 REASON = ReasonType()

@@ -197,16 +197,23 @@ class Sources:
         return Sources(self.ver[idx], self.hi[idx], self.lo[idx], self.packets[idx], self.bytes[idx], self.syns[idx])
 
     def prefix(self, i: int, plen: int | None = None) -> Prefix:
+        """Source i as a Prefix of length plen (the host itself when None)."""
         v = int(self.ver[i])
-        if v == 4:
-            n = int(self.lo[i])
-            plen = 32 if plen is None else plen
-            net = ipaddress.IPv4Network((n, 32)).supernet(new_prefix=plen)
-        else:
-            n = (int(self.hi[i]) << 64) | int(self.lo[i])
-            plen = 128 if plen is None else plen
-            net = ipaddress.IPv6Network((n, 128)).supernet(new_prefix=plen)
-        return Prefix.from_network(net)
+        bits = 32 if v == 4 else 128
+        n = int(self.lo[i]) if v == 4 else (int(self.hi[i]) << 64) | int(self.lo[i])
+        plen = bits if plen is None else plen
+        n &= ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
+        return Prefix(v, n.to_bytes(bits // 8, "big"), plen)
+
+    def find(self, table: "Sources") -> np.ndarray:
+        """For each source here, its row in table, or -1: an exact match on
+        (ver, hi, lo), found through key64 (the rare IPv6 key64 collision
+        counts as absent)."""
+        if not len(self) or not len(table):
+            return np.full(len(self), -1, np.intp)
+        found, idx = _join(self.key64(), table.key64())
+        found &= (table.ver[idx] == self.ver) & (table.hi[idx] == self.hi) & (table.lo[idx] == self.lo)
+        return np.where(found, idx, -1)
 
     def masked(self, plen4: int, plen6: int):
         """(hi, lo) with host bits cleared to /plen4 (v4) or /plen6 (v6)."""

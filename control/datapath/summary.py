@@ -118,6 +118,10 @@ class Summaries:
         """Bits per summary, as a log (LIST_SUMMARY_LOG2 of the build that made it)."""
         return int(m.max_entries * 64).bit_length() - 1
 
+    def size_log2(self, lst: str, version: int) -> Optional[int]:
+        """log2() of one list's summary, None when there is none."""
+        return self.log2(self._maps[SUMMARIES[(lst, version)]]) if self._open() else None
+
     def summarised(self) -> bool:
         if not self._open():
             return False
@@ -165,7 +169,9 @@ class Summaries:
         self.set_flags(abi.ListsFlag.SUMMARISED)
 
     def set_flags(self, flags: int) -> None:
-        self._maps[META].update(_SLOT0, bytes(abi.SwListMeta(flags=int(flags))))
+        """abi.ListsFlag: SUMMARISED lets the datapath trust the summaries."""
+        if self._open():
+            self._maps[META].update(_SLOT0, bytes(abi.SwListMeta(flags=int(flags))))
 
     @staticmethod
     def _read(m: bpf.Map) -> np.ndarray:

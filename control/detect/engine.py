@@ -35,11 +35,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from seawall.control.addr import Prefix
+from seawall.control.addr import Prefix, Sources
 from seawall.control.config import Config
 from seawall.control.datapath.abi import Feature, LEN_CLASS_WIDTH
 from seawall.control.signature import Signature
-from seawall.control.addr import Sources
 
 FEATURE_NAMES = {f: f.name.lower() for f in Feature}
 Z_CLIP = 10.0
@@ -154,6 +153,44 @@ class Ewma:
         return math.sqrt(max(self.var, 0.0))
 
 
+class Regulars:
+    """The sources that were busy while calm, with their usual rate (EWMA
+    packets/s): rows in first-seen order, the sources in their one form
+    (addr.Sources), looked up vectorised."""
+
+    CAP, KEEP = 20000, 10000  # past CAP rows, keep the KEEP busiest
+
+    def __init__(self):
+        self.sources = Sources.empty()
+        self.rate = np.zeros(0)
+
+    def __len__(self) -> int:
+        return len(self.rate)
+
+    def usual(self, src: Sources) -> np.ndarray:
+        """Each source's usual rate, NaN for one the baseline never saw busy."""
+        idx = src.find(self.sources)
+        return np.where(idx >= 0, self.rate[np.maximum(idx, 0)] if len(self.rate) else np.nan, np.nan)
+
+    def learn(self, src: Sources, rate: np.ndarray, alpha: float) -> None:
+        """Move each source's usual rate towards this cycle's; a new one
+        starts at it."""
+        idx = src.find(self.sources)
+        known = idx >= 0
+        old = self.rate[idx[known]]
+        self.rate[idx[known]] = old + alpha * (rate[known] - old)
+        new = np.flatnonzero(~known)
+        if len(new):
+            # a source met twice in one cycle (on two interfaces): its first row
+            _, first = np.unique(src.take(new).key64(), return_index=True)
+            new = new[np.sort(first)]
+            self.sources = Sources.concat([self.sources, src.take(new)])
+            self.rate = np.concatenate([self.rate, rate[new]])
+        if len(self) > self.CAP:  # keep the busiest (ties in first-seen order)
+            keep = np.argsort(-self.rate, kind="stable")[:self.KEEP]
+            self.sources, self.rate = self.sources.take(keep), self.rate[keep]
+
+
 class Engine:
     def __init__(self, cfg: Config, allowed: Optional[Callable[[Prefix], bool]] = None):
         self.cfg = cfg
@@ -164,14 +201,13 @@ class Engine:
         # baseline share of each bucket, per feature (for signatures)
         self.share: dict = {}
         self.top_rate = Ewma()  # p99 per-source packets/s while calm
-        self.regulars: dict = {}  # (ver, hi, lo) -> EWMA packets/s of busy calm sources
-        self.suspects: dict = {}  # sources over their limit in the previous cycle
+        self.regulars = Regulars()  # busy calm sources and their usual rate
+        self.suspects = Sources.empty()  # sources over their limit in the previous cycle
         self.alarm = False
         self.calm_since: Optional[float] = None
-        self.active: dict = {}  # str(prefix) -> expiry t (automatic blocks in force)
-        self.sigs: dict = {}  # Signature (rate-less key) -> expiry t
-        self.offences: dict = {}  # str(prefix or signature) -> (count, last t)
-        self._parsed: dict = {}  # str(prefix) -> Prefix, for the keys of active
+        self.active: dict = {}  # Prefix -> expiry t (automatic blocks in force)
+        self.sigs: dict = {}  # Signature (rate-less: its matcher) -> expiry t
+        self.offences: dict = {}  # Prefix or Signature matcher -> (count, last t)
 
     # --- baseline ----------------------------------------------------------
 
@@ -195,14 +231,7 @@ class Engine:
             self.top_rate.update(float(np.percentile(rate, 99)), a)
             k = min(len(rate), 2000)
             top = np.argpartition(rate, -k)[-k:]
-            for i in top:
-                key = (int(src.ver[i]), int(src.hi[i]), int(src.lo[i]))
-                r = float(rate[i])
-                old = self.regulars.get(key)
-                self.regulars[key] = r if old is None else old + a * (r - old)
-            if len(self.regulars) > 20000:  # keep the busiest
-                items = sorted(self.regulars.items(), key=lambda kv: kv[1], reverse=True)[:10000]
-                self.regulars = dict(items)
+            self.regulars.learn(src.take(top), rate[top], a)
 
     # --- scoring -----------------------------------------------------------
 
@@ -253,7 +282,7 @@ class Engine:
             if not rep.actions and raised:
                 rep.note = "alarm without an attributable attacker (flash crowd?): no action"
         else:
-            self.suspects = {}  # "the previous cycle" means the previous cycle
+            self.suspects = Sources.empty()  # "the previous cycle" means the previous cycle
         return rep
 
     # --- attribution -------------------------------------------------------
@@ -269,7 +298,7 @@ class Engine:
             memory = self.cfg.ttl.memory
             self.offences = {k: v for k, v in self.offences.items() if t - v[1] <= memory}
 
-    def _ttl(self, key: str, t: float) -> float:
+    def _ttl(self, key, t: float) -> float:
         tc = self.cfg.ttl
         count, last = self.offences.get(key, (0, -math.inf))
         if t - last > tc.memory:
@@ -297,23 +326,18 @@ class Engine:
             # not (a regular tripling in a flash crowd has Poisson spikes);
             # it must be over in two consecutive cycles, or twice over now.
             cand = np.nonzero(rate >= floor)[0]
-            heavy = []
-            suspects = {}
-            for i in cand:
-                key = (int(src.ver[i]), int(src.hi[i]), int(src.lo[i]))
-                usual = self.regulars.get(key)
-                limit = floor if usual is None else max(floor, a.heavy_factor * usual)
-                if rate[i] >= limit:
-                    suspects[key] = True
-                    if rate[i] >= 2 * limit or key in self.suspects:
-                        heavy.append(i)
-            self.suspects = suspects
-            heavy = np.asarray(heavy, dtype=np.int64)
+            cs = src.take(cand)
+            usual = self.regulars.usual(cs)
+            limit = np.where(np.isnan(usual), floor, np.maximum(floor, a.heavy_factor * np.nan_to_num(usual)))
+            over = rate[cand] >= limit
+            again = cs.find(self.suspects) >= 0
+            heavy = cand[over & ((rate[cand] >= 2 * limit) | again)].astype(np.int64)
+            self.suspects = cs.take(over)
             heavy_pps = float(rate[heavy].sum()) if len(heavy) else 0.0
             if len(heavy):
                 actions += self._block_heavy(obs, src, rate, heavy, z, score)
         else:
-            self.suspects = {}
+            self.suspects = Sources.empty()
         # spoofed or reflected: the heavy sources do not explain the excess
         # unexplained excess of at least half the baseline rate
         if a.signatures and excess >= 0.5 * 10 ** self.vol.mean and heavy_pps < 0.5 * excess:
@@ -353,14 +377,12 @@ class Engine:
         for prefix, r, members in chosen():
             if len(out) >= a.max_new_blocks or len(self.active) >= a.max_auto_blocks:
                 break
-            key = str(prefix)
-            if key in self.active or _covered(in_force, prefix):
+            if prefix in self.active or _covered(in_force, prefix):
                 continue
             if self.allowed(prefix):
                 continue  # never block an allowlisted address
-            ttl = self._ttl(key, obs.t)
-            self.active[key] = obs.t + ttl
-            self._parsed[key] = prefix
+            ttl = self._ttl(prefix, obs.t)
+            self.active[prefix] = obs.t + ttl
             in_force.setdefault((prefix.version, prefix.prefixlen), set()).add(int.from_bytes(prefix.packed, "big"))
             what = f"{members} heavy sources" if members > 1 else "heavy source"
             out.append(BlockAction(prefix, ttl, f"{what}: {r:.0f} pps, score {score:.1f}",
@@ -378,13 +400,8 @@ class Engine:
         use, not a parse and a comparison per block (50,000 of them at
         most, for each of up to 256 candidates a cycle)."""
         idx: dict = {}
-        for k in self.active:
-            p = self._parsed.get(k)
-            if p is None:
-                p = self._parsed[k] = Prefix.parse(k)
+        for p in self.active:
             idx.setdefault((p.version, p.prefixlen), set()).add(int.from_bytes(p.packed, "big"))
-        if len(self._parsed) > 2 * len(self.active) + 1024:  # forget expired blocks' parses
-            self._parsed = {k: self._parsed[k] for k in self.active if k in self._parsed}
         return idx
 
     def _signature(self, obs, z, score, pps, excess) -> list:
@@ -440,7 +457,7 @@ class Engine:
         key = sig.matcher()
         if key in self.sigs:
             return []
-        ttl = self._ttl("sig:" + sig.key, obs.t)
+        ttl = self._ttl(key, obs.t)
         self.sigs[key] = obs.t + ttl
         return [SignatureAction(sig, ttl, f"spoofed/reflected flood: {sig.describe()}, score {score:.1f}",
                                 {"score": round(score, 2), "excess_pps": round(excess),
@@ -451,9 +468,9 @@ class Engine:
     def note_block(self, prefix: Prefix, expires_t: float, offences: int = 1, t: float = 0.0) -> None:
         """Tell the engine about an automatic block in force (restored from
         the journal at start), so it is neither repeated nor forgotten."""
-        self.active[str(prefix)] = expires_t
-        self.offences[str(prefix)] = (offences, t)
+        self.active[prefix] = expires_t
+        self.offences[prefix] = (offences, t)
 
     def note_signature(self, sig: Signature, expires_t: float, offences: int = 1, t: float = 0.0) -> None:
         self.sigs[sig.matcher()] = expires_t
-        self.offences["sig:" + sig.key] = (offences, t)
+        self.offences[sig.matcher()] = (offences, t)

@@ -84,28 +84,24 @@ class _Undo:
         return old is not None
 
     def put_many(self, m: bpf.Map, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Write rows, new ones in batches (one syscall for a whole bulk
-        block); returns which replaced an entry."""
+        """Write rows in one batch (a whole bulk block is one syscall, after
+        a lookup of each row for its old value); returns which replaced an
+        entry."""
         self.map = m
-        n = len(keys)
-        replaced = np.zeros(n, bool)
-        i = 0
-        while i < n:
-            try:
-                done = m.update_many(keys[i:], values[i:], bpf.BPF_NOEXIST)
-            except bpf.BpfError as e:
-                done = getattr(e, "written", 0)
-                if done:
-                    self.log.append((m, keys[i:i + done], None))
-                if e.errno != errno.EEXIST:
-                    raise
-                # row i + done is there already: replace it, keeping its old value
-                replaced[i + done] = self.put(m, keys[i + done].tobytes(), values[i + done].tobytes())
-                i += done + 1
-                continue
-            self.log.append((m, keys[i:i + done], None))
-            i += done
-        return replaced
+        olds = [m.lookup(k.tobytes()) for k in keys]
+        try:
+            m.update_many(keys, values)
+        except bpf.BpfError as e:
+            self._rows(m, keys, olds, getattr(e, "written", 0))  # the rows before the refused one went in
+            raise
+        self._rows(m, keys, olds, len(keys))
+        return np.array([o is not None for o in olds], bool)
+
+    def _rows(self, m: bpf.Map, keys: np.ndarray, olds: list, written: int) -> None:
+        new = [i for i in range(written) if olds[i] is None]
+        if new:
+            self.log.append((m, keys[new], None))
+        self.log.extend((m, keys[i].tobytes(), olds[i]) for i in range(written) if olds[i] is not None)
 
     def delete(self, m: bpf.Map, key: bytes) -> bool:
         """Delete one entry; False when it was not there."""

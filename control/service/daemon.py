@@ -299,7 +299,7 @@ class Daemon:
             try:
                 self.store.block_add([act.prefix], int(act.ttl), act.reason, source="auto", durable=False,
                                      extra={"score": act.evidence.get("score"), "moved": act.evidence.get("moved"),
-                                            "offence": self.engine.offences.get(str(act.prefix), (1, 0))[0]})
+                                            "offence": self.engine.offences.get(act.prefix, (1, 0))[0]})
                 self._state_ok()
             except NotDurable as e:  # journal unwritable: the kernel entry stands
                 self._state_failed(e.error)
@@ -315,7 +315,7 @@ class Daemon:
             try:
                 self.store.sig_add(act.signature, act.ttl, act.reason, source="auto", durable=False,
                                    extra={"score": act.evidence.get("score"), "moved": act.evidence.get("moved"),
-                                          "offence": self.engine.offences.get("sig:" + act.signature.key, (1, 0))[0]})
+                                          "offence": self.engine.offences.get(act.signature.matcher(), (1, 0))[0]})
                 self._state_ok()
             except NotDurable as e:
                 self._state_failed(e.error)

@@ -23,9 +23,9 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from seawall.control.datapath import abi, bpf, loader
 from seawall.control.addr import Prefix
-from seawall.control.lists import ListStore
+from seawall.control.datapath import abi, bpf, counters, loader, tries
+from seawall.control.lists.store import ListStore
 from seawall.control.state import Clock, Paths
 
 
@@ -59,17 +59,17 @@ class Datapath:
         self.prog_fd = loaded.prog_fd
         self.lists = ListStore(paths, create=False)
         self.clock = Clock()
-        self._maps = {name: bpf.Map.open_pinned(os.path.join(iface_dir, name))
-                      for name in ("stats", "events", "features", "src_v4", "src_v6")}
+        self.counters = counters.IfaceCounters(iface_dir)
         # Scratch maps are not pinned: borrow bcc's fds (dup'd, since Map
         # closes its fd) so tests can zero the doorkeeper and the budget.
-        self._scratch = {name: bpf.Map(os.dup(loaded.bpf[name.encode()].map_fd), name)
-                         for name in ("admit_tags", "admit_budget")}
+        self._scratch = {spec.name: bpf.Map(os.dup(loaded.bpf[spec.name.encode()].map_fd), spec.name)
+                         for spec in (counters.ADMIT_TAGS, counters.ADMIT_BUDGET)}
         self.offsets = abi.feature_offsets()
 
     def close(self) -> None:
         self.lists.close()
-        for m in list(self._maps.values()) + list(self._scratch.values()):
+        self.counters.close()
+        for m in self._scratch.values():
             m.close()
         self.loaded.close()
 
@@ -87,25 +87,25 @@ class Datapath:
 
     # --- counters ----------------------------------------------------------
 
-    def _percpu_u64(self, name: str, key: int, field: int = 0) -> int:
-        m = self._maps[name]
+    @staticmethod
+    def _percpu_u64(m: bpf.Map, key: int, field: int = 0) -> int:
         raw = m.lookup(key.to_bytes(4, "little"))
-        assert raw is not None, f"{name}[{key}] missing (array index out of range?)"
-        return int(m.percpu_sum_u64(raw)[field])
+        assert raw is not None, f"{m.name}[{key}] missing (array index out of range?)"
+        return int(m.cpu_sum(raw)[field])
 
     def reasons(self) -> np.ndarray:
         """Packets per reason, summed over CPUs (signed, for deltas)."""
-        return np.array([self._percpu_u64("stats", r) for r in range(abi.REASON_MAX)], np.int64)
+        return self.counters.read_stats()[:, 0].astype(np.int64)
 
     def reason_bytes(self) -> np.ndarray:
-        return np.array([self._percpu_u64("stats", r, 1) for r in range(abi.REASON_MAX)], np.int64)
+        return self.counters.read_stats()[:, 1].astype(np.int64)
 
     def events(self) -> np.ndarray:
-        return np.array([self._percpu_u64("events", e) for e in range(abi.EVENT_MAX)], np.int64)
+        return self.counters.read_events().astype(np.int64)
 
     def feature(self, feat: abi.Feature, bucket: int) -> int:
         assert 0 <= bucket < abi.FEATURE_SIZES[feat]
-        return self._percpu_u64("features", self.offsets[feat] + bucket)
+        return self._percpu_u64(self.counters.features, self.offsets[feat] + bucket)
 
     def features(self, wanted: dict) -> dict:
         """{(feature, bucket): count} for the (feature, bucket) pairs given."""
@@ -114,37 +114,41 @@ class Datapath:
     def source(self, addr: str) -> Optional[abi.SwSource]:
         """Tracked-source counters for one address, summed over CPUs."""
         p = Prefix.parse(addr)
-        m = self._maps["src_v4" if p.version == 4 else "src_v6"]
+        m = self.counters.sources[p.version]
         raw = m.lookup(p.packed)
         if raw is None:
             return None
-        s = m.percpu_sum_u64(raw)
+        s = m.cpu_sum(raw, 3)
         return abi.SwSource(packets=int(s[0]), bytes=int(s[1]), syns=int(s[2]))
 
     def tracked(self, version: int) -> int:
-        """Number of sources in src_v4 / src_v6."""
-        return sum(1 for _ in self._maps[f"src_v{version}"].keys())
+        """Number of tracked sources of one family."""
+        return sum(1 for _ in self.counters.sources[version].keys())
 
     # --- lists and config ----------------------------------------------------
 
     def block(self, cidr: str, ttl: Optional[int] = None) -> None:
-        self.lists.block_add(Prefix.parse(cidr), ttl=ttl, reason="test")
+        self.lists.block_add([Prefix.parse(cidr)], ttl=ttl, reason="test")
 
     def allow(self, cidr: str) -> None:
-        self.lists.allow_add(Prefix.parse(cidr), reason="test")
+        self.lists.allow_add([Prefix.parse(cidr)], reason="test")
+
+    def trie(self, lst: str, version: int) -> tries.Trie:
+        return self.lists.maps.trie(lst, version)
 
     def block_raw(self, cidr: str, expires_ns: int) -> None:
-        """Write a blocklist entry straight into the pinned trie, with any
-        expiry stamp (CLOCK_BOOTTIME ns), bypassing ListStore."""
+        """Write a blocklist entry straight into the pinned trie (and its
+        derived maps), with any expiry stamp (CLOCK_BOOTTIME ns), bypassing
+        ListStore and its journal."""
         p = Prefix.parse(cidr)
         v = abi.SwBlock(expires_ns=expires_ns, last_hit_ns=0, prefixlen=p.prefixlen, flags=0)
-        self.lists.map("block", p.version).update(p.lpm_key(), bytes(v))
+        self.trie("block", p.version).update(tries.key(p), bytes(v))
 
     def block_entry(self, cidr: str) -> Optional[abi.SwBlock]:
         """The trie's entry, with the last-hit stamp the datapath left on
         its host mirror (a /32 or /128 is hit there), as `block list` shows."""
         p = Prefix.parse(cidr)
-        raw = self.lists.map("block", p.version).lookup(p.lpm_key())
+        raw = self.trie("block", p.version).lookup(tries.key(p))
         if raw is None:
             return None
         b = abi.SwBlock.from_buffer_copy(raw)
@@ -156,12 +160,12 @@ class Datapath:
     def host_entry(self, cidr: str) -> Optional[abi.SwBlock]:
         """The blocklist's host mirror entry for a /32 or /128, if any."""
         p = Prefix.parse(cidr)
-        m = self.lists.hosts[p.version].map()
-        raw = None if m is None or p.prefixlen != len(p.packed) * 8 else m.lookup(p.packed)
+        m = self.lists.maps.mirrors[p.version].map()
+        raw = None if m is None or not p.is_host else m.lookup(p.packed)
         return None if raw is None else abi.SwBlock.from_buffer_copy(raw)
 
     def set_config(self, flags: int) -> None:
-        loader.write_config(self.iface_dir, flags)
+        counters.write_flags(self.iface_dir, flags)
 
     # --- isolation -----------------------------------------------------------
 
@@ -179,9 +183,9 @@ class Datapath:
         insert budget as after load (a zeroed bucket refills to full)."""
         for lst in ("block", "allow"):
             for v in (4, 6):
-                self._empty(self.lists.map(lst, v))
-        self._empty(self._maps["src_v4"])
-        self._empty(self._maps["src_v6"])
+                self._empty(self.trie(lst, v))
+        for m in self.counters.sources.values():
+            self._empty(m)
         self.set_config(0)
         for m in self._scratch.values():
             self._zero_array(m)
@@ -201,7 +205,7 @@ def _datapath(bpf_paths):
     cpu = min(os.sched_getaffinity(0))
     old_affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
-    iface_dir = os.path.join(bpf_paths.pin_root, "ifaces", "test")
+    iface_dir = loader.iface_dir(bpf_paths.pin_root, "test")
     loaded = loader.load(bpf_paths.pin_root, iface_dir)
     dp = Datapath(bpf_paths, iface_dir, loaded)
     try:

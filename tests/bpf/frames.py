@@ -19,8 +19,9 @@ from scapy.layers.ipsec import AH
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 
-XDP_DROP = 1
-XDP_PASS = 2
+from seawall.control.datapath.abi import XdpAction  # noqa: E402
+
+XDP_DROP, XDP_PASS = XdpAction.DROP, XdpAction.PASS  # abi.py's, the one definition
 #: the kernel refuses XDP test runs on less than an Ethernet header
 #: (net/bpf/test_run.c: data_size_in < ETH_HLEN -> EINVAL)
 ETH_HLEN = 14

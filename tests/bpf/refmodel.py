@@ -21,15 +21,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from seawall.control.datapath import abi
-from seawall.control.datapath.abi import Event, Reason
+from seawall.control.datapath.abi import BLOCK_EXPIRED_HOPS, IPV6_EXT_MAX_CHAIN, VLAN_MAX_DEPTH, Event, Reason
 
-XDP_DROP = 1
-XDP_PASS = 2
-
-# tunables.h defaults the program is compiled with
-VLAN_MAX_DEPTH = 2
-IPV6_EXT_MAX_CHAIN = 8
-BLOCK_EXPIRED_HOPS = 4
+# the verdicts and the tunables.h defaults the program is compiled with are abi.py's
+XDP_DROP, XDP_PASS = abi.XdpAction.DROP, abi.XdpAction.PASS
 
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
@@ -54,7 +49,7 @@ class Rule:
     """A signature slot: struct sw_sig."""
 
     proto: int = 0
-    match: int = 0  # abi.SIG_*
+    match: int = 0  # abi.SigMatch
     tcp_flags: int = 0
     dport: int = 0
     sport: int = 0
@@ -272,17 +267,17 @@ def _signature(t: Tables, proto: int, sport: int, dport: int, length: int, flags
     matching Rule's slot, or None."""
     for slot in range(min(t.sig_used, abi.MAX_SIGNATURES, len(t.sigs))):
         r = t.sigs[slot]
-        if not r.match & abi.SIG_ACTIVE or r.proto != proto:
+        if not r.match & abi.SigMatch.ACTIVE or r.proto != proto:
             continue
         if r.expires_ns and r.expires_ns <= now:
             continue
-        if r.match & abi.SIG_DPORT and r.dport != dport:
+        if r.match & abi.SigMatch.DPORT and r.dport != dport:
             continue
-        if r.match & abi.SIG_SPORT and r.sport != sport:
+        if r.match & abi.SigMatch.SPORT and r.sport != sport:
             continue
-        if r.match & abi.SIG_LEN and (length < r.len_min or length >= r.len_max):
+        if r.match & abi.SigMatch.LEN and (length < r.len_min or length >= r.len_max):
             continue
-        if r.match & abi.SIG_FLAGS and r.tcp_flags != flags:
+        if r.match & abi.SigMatch.FLAGS and r.tcp_flags != flags:
             continue
         return slot
     return None

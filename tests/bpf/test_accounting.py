@@ -156,7 +156,7 @@ def test_dropped_and_allowed_sources_are_not_tracked(datapath):
 
 def test_monitor_mode_still_tracks_would_be_dropped_source(datapath):
     datapath.block("198.18.10.1/32")
-    datapath.set_config(abi.CFG_MONITOR)
+    datapath.set_config(abi.CfgFlag.MONITOR)
     f = bytes(eth() / ip4("198.18.10.1") / tcp())
     for _ in range(3):
         assert datapath.run(f) == XDP_PASS

@@ -20,9 +20,9 @@ import sys
 
 import pytest
 
-from seawall.control.datapath import loader
 from seawall.control.addr import Prefix
-from seawall.control.lists import ListStore
+from seawall.control.datapath import loader, tries
+from seawall.control.lists.store import ListStore
 
 SEAWALL = os.path.join(os.path.dirname(sys.executable), "seawall")
 GOOD, GOOD2, GOOD6 = "198.18.0.66", "198.18.5.0/24", "2001:2::66"
@@ -42,9 +42,9 @@ def one_line_error(p, status: int, *words):
 def kernel_state(paths) -> dict:
     st = ListStore(paths, create=False)
     try:
-        out = {name: sorted(st.map(name).items()) for name in ("block_v4", "block_v6", "allow_v4", "allow_v6")}
-        out["sigs"] = [st.map("sigs").lookup(i.to_bytes(4, "little")) for i in range(st.map("sigs").max_entries)]
-        out["sig_meta"] = st.map("sig_meta").lookup(b"\0" * 4)
+        out = {spec.name: sorted(st.maps.trie(lst, v).items()) for (lst, v), spec in tries.TRIES.items()}
+        out["sigs"] = [st.sigs.sigs.lookup(i.to_bytes(4, "little")) for i in range(st.sigs.sigs.max_entries)]
+        out["sig_meta"] = st.sigs.meta.lookup(b"\0" * 4)
         return out
     finally:
         st.close()
@@ -115,10 +115,10 @@ def test_bad_options_add_nothing(seawall_env):
 def small_trie(seawall_env):
     """The host-wide maps created by a program compiled with a blocklist
     of 4 entries per family, so that `block add` can fill it."""
-    loaded = loader.load(seawall_env.pin_root, loader.iface_pin_dir(seawall_env.pin_root, "small"),
+    loaded = loader.load(seawall_env.pin_root, loader.iface_dir(seawall_env.pin_root, "small"),
                          {"MAX_BLOCK_ENTRIES": 4})
     loaded.close()
-    shutil.rmtree(loader.iface_pin_dir(seawall_env.pin_root, "small"))
+    shutil.rmtree(loader.iface_dir(seawall_env.pin_root, "small"))
     return seawall_env
 
 
@@ -191,7 +191,7 @@ WEIRD_SIG_RECORDS = [
 
 def test_restore_skips_damaged_signature_records(paths):
     st = ListStore(paths)
-    st.block_add(Prefix.parse(GOOD), None, "keep")
+    st.block_add([Prefix.parse(GOOD)], None, "keep")
     st.close()
     with open(paths.journal, "a") as f:
         for i, extra in enumerate(WEIRD_SIG_RECORDS):

@@ -4,7 +4,8 @@ It checks the report's shape, that every figure is positive and every
 ratio computed from the figures it names, and that nothing is left behind.
 It asserts no performance target: this machine is shared and noisy, and
 BENCHMARKS.md is where the figures are judged. It fails when the bench
-breaks. About 15 s (the quick mode: small repeats and tables, no veth)."""
+breaks. About 40 s (the quick mode: small repeats and tables; the profile's
+nine builds are most of it)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import sys
 
 import pytest
 
-from seawall.control.tools.bench import SPOOFED_RUNS_FACTOR, XdpFilter
+from seawall.control.tools.bench.datapath import SPOOFED_RUNS_FACTOR
+from seawall.control.tools.bench.peers import XdpFilter
 
 SEAWALL = os.path.join(os.path.dirname(sys.executable), "seawall")
 
@@ -30,8 +32,8 @@ TARGETED = ("pass", "pass_listed_24", "drop_block", "drop_block_permanent", "ipv
 def report(tmp_path_factory):
     png = tmp_path_factory.mktemp("bench") / "bench.png"
     before = set(glob.glob("/sys/fs/bpf/seawall-bench-*"))
-    p = subprocess.run([SEAWALL, "bench", "--quick", "--json", "--plot", str(png)],
-                       capture_output=True, text=True, timeout=240)
+    p = subprocess.run([SEAWALL, "bench", "--quick", "--profile", "--json", "--plot", str(png)],
+                       capture_output=True, text=True, timeout=420)
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads(p.stdout)
     r["_png"] = png
@@ -45,9 +47,9 @@ def by_name(r: dict) -> dict:
 
 
 def test_the_report_is_one_object_with_every_part(report):
-    for key in ("command", "params", "machine", "cases", "profile", "control_stages", "memory", "e2e", "notes"):
+    for key in ("command", "params", "machine", "cases", "profile", "control_stages", "memory", "notes"):
         assert key in report, key
-    assert report["params"]["quick"] is True and report["e2e"] is None
+    assert report["params"]["quick"] is True
     assert report["machine"]["cpus"] >= 1 and report["machine"]["kernel"]
 
 
@@ -110,9 +112,25 @@ def test_the_control_plane_cases_and_stages(report):
     assert cases[f"scoring cycle, {label} sources"]["sources"] == n
     attack = cases[f"scoring cycle under attack, {label} sources"]
     assert attack["alarm"] is True and attack["blocks"] > 0
-    stages = report["control_stages"][label]["calm"]
-    assert set(stages) >= {"allowlist", "read_features", "read_sources", "delta", "engine", "apply"}
+    stages = report["control_stages"][label]
+    assert set(stages) == {"read_features", "read_sources", "deltas_and_engine"}
+    assert all(v > 0 for v in stages.values()), stages
+    assert cases[f"scoring cycle, {label} sources, pure part"]["seconds"] == stages["deltas_and_engine"]
     assert report["memory"]["cycle_process"]["rss_mib"] > 0
+
+
+def test_the_profile_builds_every_variant_of_the_unmodified_program(report):
+    """xdp/bench/profile.h replaces one part's helper at a time; every
+    variant compiles, loads and passes the verifier, and the program
+    without anything but parsing costs less than the whole one."""
+    rows = {r["build"]: r for r in report["profile"]}
+    assert "full program" in rows and rows["full program"]["skip_mask"] == 0
+    variants = [r for r in report["profile"] if r["skip_mask"]]
+    assert len(variants) == 8, [r["build"] for r in variants]
+    for r in variants:
+        assert "error" not in r, r
+        assert set(r["cost_ns"]) == {"pass", "drop_block", "spoofed_mix"}
+    assert rows["without everything but parsing"]["pass"] < rows["full program"]["pass"]
 
 
 def test_the_plot_is_a_png(report):

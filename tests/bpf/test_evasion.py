@@ -161,7 +161,7 @@ def test_neighbour_in_the_same_disguises_passes(datapath, sid, src, blocked):
 
 def test_monitor_mode_counts_every_disguise_as_would_drop(datapath):
     datapath.block("198.18.4.0/24")
-    datapath.set_config(abi.CFG_MONITOR)
+    datapath.set_config(abi.CfgFlag.MONITOR)
     for v in variants("198.18.4.77"):
         out = datapath.run_counted(v.frame)
         assert (out.retval, out.reason) == (XDP_PASS, Reason.MON_BLOCK), v.what

@@ -31,11 +31,11 @@ import uuid
 import numpy as np
 import pytest
 
-from seawall.control.datapath import abi, bpf, loader
+from seawall.control.datapath import abi, bpf, counters, loader, tries
 from seawall.control.addr import Prefix
 from seawall.control.config import Config
 from seawall.control.datapath.abi import Event, Reason
-from seawall.control.lists import ListStore
+from seawall.control.lists.store import ListStore
 from seawall.control.tools.replay import replay
 from seawall.control.state import Paths
 
@@ -83,39 +83,35 @@ class Lab:
     def __init__(self, paths: Paths, loaded):
         self.paths = paths
         self.loaded = loaded
-        d = loader.iface_pin_dir(paths.pin_root, "flood")
-        self.maps = {n: bpf.Map.open_pinned(os.path.join(d, n)) for n in ("stats", "events", "src_v4", "src_v6")}
+        self.counts = counters.IfaceCounters(loader.iface_dir(paths.pin_root, "flood"))
         self.lists = ListStore(paths, create=False)
 
     def run(self, frame: bytes) -> int:
         return bpf.prog_test_run(self.loaded.prog_fd, frame).retval
 
     def counters(self, name: str) -> np.ndarray:
-        m = self.maps[name]
-        keys, vals = m.lookup_batch()
-        out = np.zeros(m.max_entries, np.int64)
-        out[keys.view(np.uint32).reshape(-1)] = vals.view(np.uint64).reshape(len(vals), m.ncpu, -1)[:, :, 0].sum(1)
-        return out
+        """Packets per reason ("stats") or count per event ("events")."""
+        rows = self.counts.read_stats()[:, 0] if name == "stats" else self.counts.read_events()
+        return rows.astype(np.int64)
 
     def tracked(self, version: int) -> int:
-        keys, _ = self.maps[f"src_v{version}"].lookup_batch()
+        keys, _ = self.counts.sources[version].lookup_batch()
         return len(keys)
 
     def list_state(self) -> dict:
         """Every list entry, raw key -> raw value minus the last-hit stamp
         (the one field the datapath writes)."""
         out = {}
-        for name in ("block_v4", "block_v6", "allow_v4", "allow_v6"):
-            for k, v in self.lists.map(name).items():
-                if name.startswith("block"):
+        for (lst, version), spec in tries.TRIES.items():
+            for k, v in self.lists.maps.trie(lst, version).items():
+                if lst == "block":
                     b = abi.SwBlock.from_buffer_copy(v)
                     v = (b.expires_ns, b.prefixlen, b.flags)
-                out[(name, k)] = v
+                out[(spec.name, k)] = v
         return out
 
     def close(self):
-        for m in self.maps.values():
-            m.close()
+        self.counts.close()
         self.lists.close()
         self.loaded.close()
 
@@ -127,7 +123,7 @@ def lab(tmp_path_factory):
     os.sched_setaffinity(0, {cpu})  # one flow, one CPU: the doorkeeper and budget are per-CPU
     pin_root = f"/sys/fs/bpf/seawall-test-{uuid.uuid4().hex[:10]}"
     paths = Paths(pin_root, str(tmp_path_factory.mktemp("state")))
-    loaded = loader.load(pin_root, loader.iface_pin_dir(pin_root, "flood"),
+    loaded = loader.load(pin_root, loader.iface_dir(pin_root, "flood"),
                          {"MAX_SOURCES_V4": MAX_SOURCES_V4, "MAX_SOURCES_V6": MAX_SOURCES_V6})
     lab = Lab(paths, loaded)
     try:
@@ -163,9 +159,9 @@ def probe(lab: Lab) -> list:
 def test_spoofed_flood_leaves_lists_alone_and_tables_bounded(lab):
     rng = np.random.default_rng(20261123)
     for cidr in BLOCKED:
-        lab.lists.block_add(Prefix.parse(cidr), 3600 if "/32" in cidr else None, "before the flood")
+        lab.lists.block_add([Prefix.parse(cidr)], 3600 if "/32" in cidr else None, "before the flood")
     for cidr in ALLOWED:
-        lab.lists.allow_add(Prefix.parse(cidr), "before the flood")
+        lab.lists.allow_add([Prefix.parse(cidr)], "before the flood")
     before = lab.list_state()
     assert len(before) == len(BLOCKED) + len(ALLOWED)
     assert probe(lab) == [(v, r) for _, v, r in PROBES]
@@ -174,7 +170,7 @@ def test_spoofed_flood_leaves_lists_alone_and_tables_bounded(lab):
     steady = udp4(bytes([198, 18, 200, 1]), dport=443)
     for _ in range(3):
         lab.run(steady)
-    assert lab.maps["src_v4"].lookup(bytes([198, 18, 200, 1])) is not None
+    assert lab.counts.sources[4].lookup(bytes([198, 18, 200, 1])) is not None
 
     # 1. every frame from a new source
     srcs4, srcs6 = v4_sources(rng, V4_FLOOD), v6_sources(rng, V6_FLOOD)
@@ -223,7 +219,7 @@ def test_spoofed_flood_leaves_lists_alone_and_tables_bounded(lab):
     # the lists are as they were, and still enforced
     assert lab.list_state() == before
     assert probe(lab) == [(v, r) for _, v, r in PROBES]
-    s = lab.maps["src_v4"].lookup(bytes([198, 18, 200, 1]))
+    s = lab.counts.sources[4].lookup(bytes([198, 18, 200, 1]))
     assert s is not None, "the steady real source was evicted by the spoofed flood"
 
 
@@ -234,10 +230,10 @@ EXTRA_BLOCK, EXTRA_ALLOW = "198.18.0.0/15", "198.19.128.0/17"  # so that some of
 
 
 def lcg_sources(x0: int, n: int) -> np.ndarray:
-    """The n sources xdp/bench_rotate.c writes after x0 (host order): the
+    """The n sources xdp/bench/rotate.c writes after x0 (host order): the
     wrapper steps the address before each tail call. Built by doubling:
     the next block is the previous one pushed through f^len."""
-    from seawall.control.tools.bench import LCG_A, LCG_C
+    from seawall.control.tools.bench.datapath import LCG_A, LCG_C
 
     mask = np.uint64(0xFFFFFFFF)
     out = np.empty(n, np.uint64)
@@ -258,7 +254,7 @@ def inside(srcs: np.ndarray, cidr: str) -> np.ndarray:
 
 
 def test_four_million_spoofed_sources_are_judged_one_by_one_and_leave_the_lists_alone(lab):
-    """The bench's wrapper (xdp/bench_rotate.c) gives every repeat of a test
+    """The bench's wrapper (xdp/bench/rotate.c) gives every repeat of a test
     run a source never seen before, so millions of distinct sources cost
     seconds. Every one is judged against the lists exactly (the drops and
     allows counted equal what the same sequence, computed here, says),
@@ -266,16 +262,16 @@ def test_four_million_spoofed_sources_are_judged_one_by_one_and_leave_the_lists_
     before."""
     rng = np.random.default_rng(4_000_000)
     for cidr in BLOCKED:
-        lab.lists.block_add(Prefix.parse(cidr), None, "before the flood")
+        lab.lists.block_add([Prefix.parse(cidr)], None, "before the flood")
     for cidr in ALLOWED:
-        lab.lists.allow_add(Prefix.parse(cidr), "before the flood")
+        lab.lists.allow_add([Prefix.parse(cidr)], "before the flood")
     before = lab.list_state()
-    lab.lists.block_add(Prefix.parse(EXTRA_BLOCK), None, "millions")
-    lab.lists.allow_add(Prefix.parse(EXTRA_ALLOW), "millions")
+    lab.lists.block_add([Prefix.parse(EXTRA_BLOCK)], None, "millions")
+    lab.lists.allow_add([Prefix.parse(EXTRA_ALLOW)], "millions")
     steady = udp4(bytes([198, 18, 200, 1]), dport=443)  # inside EXTRA_BLOCK: allow it
-    lab.lists.allow_add(Prefix.parse("198.18.200.1/32"), "the steady source")
-    rotate = loader.load(lab.paths.pin_root, loader.iface_pin_dir(lab.paths.pin_root, "rotate"),
-                         source="bench_rotate.c", func="xdp_rotate")
+    lab.lists.allow_add([Prefix.parse("198.18.200.1/32")], "the steady source")
+    rotate = loader.load(lab.paths.pin_root, loader.iface_dir(lab.paths.pin_root, "rotate"),
+                         source="bench/rotate.c", func="xdp_rotate")
     try:
         import ctypes
 
@@ -315,9 +311,9 @@ def test_four_million_spoofed_sources_are_judged_one_by_one_and_leave_the_lists_
     finally:
         rotate.close()
     for cidr in (EXTRA_BLOCK,):
-        lab.lists.block_del(Prefix.parse(cidr))
+        lab.lists.block_del([Prefix.parse(cidr)])
     for cidr in (EXTRA_ALLOW, "198.18.200.1/32"):
-        lab.lists.allow_del(Prefix.parse(cidr))
+        lab.lists.allow_del([Prefix.parse(cidr)])
     assert lab.list_state() == before
     assert probe(lab) == [(v, r) for _, v, r in PROBES]
 

@@ -10,7 +10,7 @@ and a batch of frames from those sources: valid stacks with random fields,
 IPv6 chains of 0-10 extension headers with random lengths, L4 headers cut
 short, whole frames truncated at random points, and random garbage. Each
 frame runs through the real program (BPF_PROG_TEST_RUN) and through
-control/refmodel.py, and the two must agree on the verdict, the reason
+tests/bpf/refmodel.py, and the two must agree on the verdict, the reason
 counted, every parsing and list event counted, whether the packet was
 accounted (one admission event), and the protocol, ports, TCP flags and
 length class it was accounted under (read back from the histograms).
@@ -43,7 +43,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import refmodel
-from seawall.control.datapath import abi, bpf, loader
+from seawall.control.datapath import abi, bpf, counters, loader, summary, tries
 from seawall.control.datapath.abi import Event, Feature, Reason
 from refmodel import Block, Rule, Tables
 
@@ -173,8 +173,8 @@ class TableSpec:
 def rule(draw, frames: list) -> Rule:
     """A signature rule; most are cut from one of the example's frames (as
     the engine cuts them from a flood), with some fields changed."""
-    match = 0 if one_in(draw, 10) else abi.SIG_ACTIVE
-    for bit in (abi.SIG_DPORT, abi.SIG_SPORT, abi.SIG_LEN, abi.SIG_FLAGS):
+    match = 0 if one_in(draw, 10) else abi.SigMatch.ACTIVE
+    for bit in (abi.SigMatch.DPORT, abi.SigMatch.SPORT, abi.SigMatch.LEN, abi.SigMatch.FLAGS):
         if one_in(draw, 2):
             match |= bit
     r = dict(proto=mixed(draw, *PROTOS), tcp_flags=mixed(draw, [2, 0x12, 0x10, 0], TO[63]),
@@ -361,20 +361,14 @@ class Fuzz:
 
     def __init__(self, dp):
         self.dp = dp
-        self.maps = {n: dp.lists.map(n) for n in
-                     ("allow_v4", "allow_v6", "block_v4", "block_v6", "sigs", "sig_meta")}
-        self.stats, self.events_map, self.features = (dp._maps[n] for n in ("stats", "events", "features"))
+        self.maps = {f"{lst}_v{v}": dp.lists.maps.trie(lst, v) for lst, v in tries.TRIES}
+        self.maps["sigs"], self.maps["sig_meta"] = dp.lists.sigs.sigs, dp.lists.sigs.meta
+        self.features = dp.counters.features
         self.offsets = abi.feature_offsets()
 
-    def _sum(self, m: bpf.Map, fields: int) -> np.ndarray:
-        keys, vals = m.lookup_batch()
-        per = vals.view(np.uint64).reshape(len(vals), m.ncpu, m.stride // 8)[:, :, 0]
-        out = np.zeros(m.max_entries, np.int64)
-        out[keys.view(np.uint32).reshape(-1)] = per.sum(axis=1).astype(np.int64)
-        return out
-
     def counters(self):
-        return self._sum(self.stats, 2), self._sum(self.events_map, 1)
+        c = self.dp.counters
+        return c.read_stats()[:, 0].astype(np.int64), c.read_events().astype(np.int64)
 
     def feature_slots(self, d: refmodel.Decision, length: int) -> list:
         o = self.offsets
@@ -386,25 +380,23 @@ class Fuzz:
         c = Counter()
         for s in set(slots):
             raw = self.features.lookup(s.to_bytes(4, "little"))
-            c[s] = int(self.features.percpu_sum_u64(raw)[0])
+            c[s] = int(self.features.cpu_sum(raw)[0])
         return c
 
     def summaries(self, how: str) -> None:
-        """Where the program has list summaries (control/summary.py):
+        """Where the program has list summaries (datapath/summary.py):
         "fresh", rebuilt from the (empty) tries, so that the bits set are
         exactly those the list store marks as it writes this example's
         entries, and a source outside them skips the trie walk; "stale",
         in use with the bits earlier examples left set (a rebuild costs
         15 ms); "off", every check walks its trie. The model knows nothing
         of them: they must never change a verdict."""
-        meta = os.path.join(self.dp.paths.pin_root, "list_meta")
-        if not os.path.exists(meta):
+        if not summary.pinned(self.dp.paths.pin_root):
             return
-        if how == "fresh" or (how == "stale" and not self.dp.lists.summaries.summarised()):
-            self.dp.lists.rebuild_summaries()
+        if how == "fresh" or (how == "stale" and not self.dp.lists.maps.summaries.summarised()):
+            self.dp.lists.rebuild_derived()
         elif how == "off":
-            with bpf.Map.open_pinned(meta) as m:
-                m.update(b"\0" * 4, bytes(m.value_size))
+            self.dp.lists.maps.summaries.set_flags(0)
 
     def install(self, spec: TableSpec, now: int) -> list:
         self.summaries(spec.summaries)
@@ -419,19 +411,19 @@ class Fuzz:
                                                                      prefixlen=plen)))
             written.append((f"block_v{v}", key))
             if spec.hosts == "behind" and plen == (32 if v == 4 else 128):
-                self.dp.lists.hosts[v].map().delete(refmodel.mask(addr, plen))  # a trie walk instead
+                self.dp.lists.maps.mirrors[v].map().delete(refmodel.mask(addr, plen))  # a trie walk instead
         t = spec.at(now)
         for slot, r in enumerate(t.sigs):
             self.maps["sigs"].update(slot.to_bytes(4, "little"), bytes(r.to_kernel()))
         self.maps["sig_meta"].update(b"\0" * 4, bytes(abi.SwSigMeta(used=spec.sig_used)))
-        loader.write_config(self.dp.iface_dir, abi.CFG_MONITOR if spec.monitor else 0)
+        counters.write_flags(self.dp.iface_dir, abi.CfgFlag.MONITOR if spec.monitor else 0)
         return written
 
     def remove(self, written: list) -> None:
         for name, key in written:
             self.maps[name].delete(key)
         self.maps["sig_meta"].update(b"\0" * 4, bytes(abi.SwSigMeta(used=0)))
-        loader.write_config(self.dp.iface_dir, 0)
+        counters.write_flags(self.dp.iface_dir, 0)
 
     def check(self, frame: bytes, tables: Tables, now: int):
         """Run one frame through both; returns (disagreement text or None,
@@ -487,7 +479,7 @@ def fuzz(bpf_paths):
     cpu = min(os.sched_getaffinity(0))
     old_affinity = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})  # per-CPU state: one CPU, as one flow has
-    iface_dir = os.path.join(bpf_paths.pin_root, "ifaces", "fuzz")
+    iface_dir = loader.iface_dir(bpf_paths.pin_root, "fuzz")
     loaded = loader.load(bpf_paths.pin_root, iface_dir, {"LIST_SUMMARY_LOG2": SUMMARY_LOG2})
     dp = Datapath(bpf_paths, iface_dir, loaded)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from seawall.control.datapath import summary, tries
 from seawall.control.addr import Prefix
 from seawall.control.config import Config
 from seawall.control.service.daemon import Daemon
@@ -17,7 +18,7 @@ SEC = 1_000_000_000
 
 
 def blocked(datapath) -> set:
-    return {str(Prefix.from_lpm_key(k)) for v in (4, 6) for k in datapath.lists.map("block", v).keys()}
+    return {str(tries.prefix(k)) for v in (4, 6) for k in datapath.lists.maps.trie("block", v).keys()}
 
 
 def test_prune_removes_expired_blocks_and_their_mirror_and_summary_bits(datapath):
@@ -30,10 +31,9 @@ def test_prune_removes_expired_blocks_and_their_mirror_and_summary_bits(datapath
     assert blocked(datapath) == {"198.18.61.1/32", "198.18.62.0/24"}
     assert datapath.host_entry("198.18.60.1/32") is None and datapath.host_entry("2001:2:0:60::1/128") is None
     assert datapath.host_entry("198.18.61.1/32") is not None
-    s = datapath.lists.summaries
-    assert s._open()
-    idx = int.from_bytes(Prefix.parse("198.18.60.1").packed, "big") >> (32 - s.log2("block_sum_v4"))
-    word = int.from_bytes(s._maps["block_sum_v4"].lookup((idx >> 6).to_bytes(4, "little")), "little")
+    idx = int.from_bytes(Prefix.parse("198.18.60.1").packed, "big") >> (32 - datapath.lists.maps.summaries.size_log2("block", 4))
+    with summary.SUMMARIES[("block", 4)].open(datapath.paths.pin_root) as m:
+        word = int.from_bytes(m.lookup((idx >> 6).to_bytes(4, "little")), "little")
     assert not word >> (idx & 63) & 1, "the pruned entry's summary bit is cleared"
     assert datapath.lists.prune_expired() == 0
 
@@ -47,8 +47,8 @@ def _history(store, n: int) -> None:
 def test_a_journal_that_is_mostly_history_is_compacted_to_what_is_in_force(datapath):
     store = datapath.lists
     open(store.journal.path, "w").close()
-    store.block_add(Prefix.parse("198.18.63.1/32"), ttl=600, reason="live")
-    store.allow_add(Prefix.parse("198.18.64.0/24"), reason="customer")
+    store.block_add([Prefix.parse("198.18.63.1/32")], ttl=600, reason="live")
+    store.allow_add([Prefix.parse("198.18.64.0/24")], reason="customer")
     _history(store, 12000)
     assert store.compact_journal(min_records=100000) is None, "below the threshold: left alone"
     assert store.compact_journal() == (12002, 2)

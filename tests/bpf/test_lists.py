@@ -171,7 +171,7 @@ def test_block_then_unblock(datapath, src, cidr):
     assert verdict(datapath.run_counted(frame(src))) == (XDP_PASS, Reason.PASS_CLEAN)
     datapath.block(cidr)
     assert verdict(datapath.run_counted(frame(src))) == (XDP_DROP, Reason.DROP_BLOCK)
-    assert datapath.lists.block_del(Prefix.parse(cidr))
+    assert datapath.lists.block_del([Prefix.parse(cidr)]) == [True]
     assert verdict(datapath.run_counted(frame(src))) == (XDP_PASS, Reason.PASS_CLEAN)
 
 
@@ -179,7 +179,7 @@ def test_allow_then_unallow(datapath):
     datapath.block(f"{V4}/32")
     datapath.allow("198.18.20.0/24")
     assert verdict(datapath.run_counted(frame(V4))) == (XDP_PASS, Reason.PASS_ALLOW)
-    assert datapath.lists.allow_del(Prefix.parse("198.18.20.0/24"))
+    assert datapath.lists.allow_del([Prefix.parse("198.18.20.0/24")]) == [True]
     assert verdict(datapath.run_counted(frame(V4))) == (XDP_DROP, Reason.DROP_BLOCK)
 
 
@@ -191,7 +191,7 @@ def test_monitor_mode_flips_without_reload(datapath, src, cidr):
     datapath.block(cidr)
     fd = datapath.prog_fd
     assert verdict(datapath.run_counted(frame(src))) == (XDP_DROP, Reason.DROP_BLOCK)
-    datapath.set_config(abi.CFG_MONITOR)
+    datapath.set_config(abi.CfgFlag.MONITOR)
     assert verdict(datapath.run_counted(frame(src))) == (XDP_PASS, Reason.MON_BLOCK)
     datapath.set_config(0)
     assert verdict(datapath.run_counted(frame(src))) == (XDP_DROP, Reason.DROP_BLOCK)
@@ -202,7 +202,7 @@ def test_monitor_mode_leaves_other_verdicts_alone(datapath):
     datapath.block(f"{V4}/32")
     datapath.block("198.18.21.1/32")
     datapath.allow("198.18.21.1/32")
-    datapath.set_config(abi.CFG_MONITOR)
+    datapath.set_config(abi.CfgFlag.MONITOR)
     assert verdict(datapath.run_counted(frame("198.18.21.2"))) == (XDP_PASS, Reason.PASS_CLEAN)
     assert verdict(datapath.run_counted(frame("198.18.21.1"))) == (XDP_PASS, Reason.PASS_ALLOW)
     out = datapath.run_counted(bytes(eth(("q", 3)) / ip4(V4) / udp()))

@@ -6,19 +6,19 @@ from __future__ import annotations
 import shutil
 import time
 
-from seawall.control.datapath import loader
+from seawall.control.datapath import loader, tries
 from seawall.control.addr import Prefix
-from seawall.control.lists import ListStore
+from seawall.control.lists.store import ListStore
 from seawall.control.signature import Signature
 
 
 def test_reboot_restores_unexpired_decisions(paths):
     st = ListStore(paths)
-    st.allow_add(Prefix.parse("198.18.9.0/24"), reason="monitoring")
-    st.block_add(Prefix.parse("198.18.0.66"), None, "manual forever")
-    st.block_add(Prefix.parse("198.18.0.67"), 600, "manual 10m")
-    st.block_add(Prefix.parse("2001:2::66"), 600, "auto v6", source="auto", extra={"score": 9.1})
-    st.block_add(Prefix.parse("198.18.0.68"), 1, "expires at once")
+    st.allow_add([Prefix.parse("198.18.9.0/24")], reason="monitoring")
+    st.block_add([Prefix.parse("198.18.0.66")], None, "manual forever")
+    st.block_add([Prefix.parse("198.18.0.67")], 600, "manual 10m")
+    st.block_add([Prefix.parse("2001:2::66")], 600, "auto v6", source="auto", extra={"score": 9.1})
+    st.block_add([Prefix.parse("198.18.0.68")], 1, "expires at once")
     st.sig_add(Signature(17, sport=161), 600, "reflection", source="auto")
     before = {e.prefix: e for e in st.block_list()}
     st.close()
@@ -48,12 +48,12 @@ def test_restored_entries_are_enforced_by_the_kernel(paths):
     from seawall.control.datapath import bpf
 
     st = ListStore(paths)
-    st.block_add(Prefix.parse("198.18.0.66"), 600, "x")
+    st.block_add([Prefix.parse("198.18.0.66")], 600, "x")
     st.sig_add(Signature(17, sport=161), 600, "y")
     st.close()
     shutil.rmtree(paths.pin_root)
     ListStore(paths).close()  # restores into fresh maps
-    loaded = loader.load(paths.pin_root, loader.iface_pin_dir(paths.pin_root, "t"))
+    loaded = loader.load(paths.pin_root, loader.iface_dir(paths.pin_root, "t"))
     try:
         def run(src, sport):
             pkt = bytes(Ether() / IP(src=src, dst="198.18.0.1") / UDP(sport=sport, dport=5000) / (b"x" * 20))
@@ -68,7 +68,7 @@ def test_restored_entries_are_enforced_by_the_kernel(paths):
 
 def test_corrupt_journal_lines_are_skipped_and_the_rest_restored(paths):
     st = ListStore(paths)
-    st.block_add(Prefix.parse("198.18.0.66"), None, "keep me")
+    st.block_add([Prefix.parse("198.18.0.66")], None, "keep me")
     st.close()
     with open(paths.journal, "a") as f:
         f.write('{"v":1,"ts":"2026-01-01T00:00:00Z","op":"block","cidr":"not-an-address"}\n')

@@ -1,6 +1,7 @@
 """A state directory that cannot be written (immutable, read-only, full):
-list changes still reach the kernel, the journal write fails with the
-error, and writers still exclude each other. The daemon's side (it logs
+a non-durable change (the daemon's) still reaches the kernel and reports
+the journal's error, a durable one (the command line's) changes nothing,
+and writers still exclude each other. The daemon's side (it logs
 state_unwritable and keeps filtering under a real flood) is
 tests/netns/test_faults.py."""
 
@@ -13,9 +14,10 @@ from contextlib import contextmanager, nullcontext
 
 import pytest
 
+from seawall.control.datapath import tries
 from seawall.control.addr import Prefix
 from seawall.control.errors import SeawallError
-from seawall.control.lists import ListStore
+from seawall.control.lists.store import ListStore, NotDurable
 from seawall.control.state import locked
 
 
@@ -37,10 +39,13 @@ def test_unwritable_state_dir_still_changes_the_kernel(paths, with_lock_file):
     p = Prefix.parse("198.18.5.0/24")
     try:
         with immutable(paths.state_dir), immutable(paths.lock) if with_lock_file else nullcontext():
-            with pytest.raises(OSError) as ei:
-                store.block_add(p, 600, "while the disk is read-only")
-            assert ei.value.errno == errno.EPERM
-            assert store.map("block", 4).lookup(p.lpm_key()) is not None, "the kernel entry was not written"
+            with pytest.raises(SeawallError, match="nothing was changed"):
+                store.block_add([p], 600, "while the disk is read-only")
+            assert store.maps.trie("block", 4).lookup(tries.key(p)) is None, "a durable write left its entry"
+            with pytest.raises(NotDurable) as ei:
+                store.block_add([p], 600, "while the disk is read-only", durable=False)
+            assert ei.value.error.errno == errno.EPERM
+            assert store.maps.trie("block", 4).lookup(tries.key(p)) is not None, "the kernel entry was not written"
             assert [e.prefix for e in store.block_list()] == [p]
             assert not os.path.exists(paths.journal)
     finally:

@@ -11,9 +11,9 @@ import uuid
 import numpy as np
 import pytest
 
-from seawall.control.datapath import abi, bpf, loader
+from seawall.control.datapath import abi, bpf, loader, summary, tries
 from seawall.control.addr import Prefix
-from seawall.control.lists import ListStore
+from seawall.control.lists.store import ListStore
 from seawall.control.state import Paths
 from seawall.control.datapath.abi import Reason
 
@@ -34,27 +34,25 @@ def verdict(datapath, src: str) -> tuple:
 def bit_set(datapath, lst: str, addr: str) -> bool:
     """The v4 summary bit of addr in list lst, read from the pinned map."""
     idx = int.from_bytes(Prefix.parse(addr).packed, "big") >> (32 - LOG2)
-    s = datapath.lists.summaries
-    assert s._open()
-    raw = s._maps[f"{lst}_sum_v4"].lookup((idx >> 6).to_bytes(4, "little"))
+    with summary.SUMMARIES[(lst, 4)].open(datapath.paths.pin_root) as m:
+        raw = m.lookup((idx >> 6).to_bytes(4, "little"))
     return bool(int.from_bytes(raw, "little") >> (idx & 63) & 1)
 
 
 def set_summarised(datapath, on: bool) -> None:
-    datapath.lists.summaries._maps["list_meta"].update(
-        b"\0" * 4, bytes(abi.SwListMeta(flags=abi.LISTS_SUMMARISED if on else 0)))
+    datapath.lists.maps.summaries.set_flags(abi.ListsFlag.SUMMARISED if on else 0)
 
 
 @pytest.fixture
 def dp(datapath):
     """The datapath with its lists empty and the summaries rebuilt, so no
     bit is left over from an earlier test's entries."""
-    datapath.lists.rebuild_summaries()
+    datapath.lists.rebuild_derived()
     return datapath
 
 
 def test_summaries_are_built_when_the_list_store_opens(datapath):
-    assert datapath.lists.summaries.summarised()
+    assert datapath.lists.maps.summaries.summarised()
 
 
 @pytest.mark.parametrize("cidr,inside,outside", [
@@ -90,9 +88,9 @@ def test_the_allowlist_still_wins_through_its_summary(datapath):
 
 def test_bulk_writes_mark_the_summaries(datapath):
     many = [Prefix(4, (0xC6124000 + 16 * i).to_bytes(4, "big"), 32) for i in range(300)]  # 198.18.64.0 ...
-    assert datapath.lists.block_add_many(many, ttl=60) == 300
+    assert len(datapath.lists.block_add(many, ttl=60)) == 300
     assert all(verdict(datapath, str(p).split("/")[0])[0] == XDP_DROP for p in many[::37])
-    datapath.lists.allow_add_many([Prefix.parse("198.18.64.0/28")])
+    datapath.lists.allow_add([Prefix.parse("198.18.64.0/28")])
     assert verdict(datapath, "198.18.64.0") == (XDP_PASS, Reason.PASS_ALLOW)
 
 
@@ -105,26 +103,26 @@ def test_a_clear_bit_skips_the_trie_until_the_summaries_are_rebuilt(dp):
     p = Prefix.parse(f"{src}/32")
     raw = bpf.Map.open_pinned(os.path.join(datapath.paths.pin_root, "block_v4"))
     try:
-        raw.update(p.lpm_key(), bytes(abi.SwBlock(prefixlen=32)))
+        raw.update(tries.key(p), bytes(abi.SwBlock(prefixlen=32)))
         assert not bit_set(datapath, "block", src)
         assert verdict(datapath, src) == (XDP_PASS, Reason.PASS_CLEAN), "the clear bit skipped the trie"
         set_summarised(datapath, False)
         assert verdict(datapath, src) == (XDP_DROP, Reason.DROP_BLOCK), "not summarised: the trie is walked"
-        datapath.lists.rebuild_summaries()
-        assert bit_set(datapath, "block", src) and datapath.lists.summaries.summarised()
+        datapath.lists.rebuild_derived()
+        assert bit_set(datapath, "block", src) and datapath.lists.maps.summaries.summarised()
         assert verdict(datapath, src) == (XDP_DROP, Reason.DROP_BLOCK)
     finally:
         raw.close()
-        datapath.lists.rebuild_summaries()
+        datapath.lists.rebuild_derived()
 
 
 def test_a_rebuild_clears_the_bits_of_removed_entries(dp):
     datapath = dp
     datapath.block("198.18.40.1/32")
     assert bit_set(datapath, "block", "198.18.40.1")
-    datapath.lists.block_del(Prefix.parse("198.18.40.1/32"))
+    datapath.lists.block_del([Prefix.parse("198.18.40.1/32")])
     assert bit_set(datapath, "block", "198.18.40.1"), "a delete leaves the bit: only a trie walk wasted"
-    datapath.lists.rebuild_summaries()
+    datapath.lists.rebuild_derived()
     assert not bit_set(datapath, "block", "198.18.40.1")
 
 
@@ -134,7 +132,7 @@ def test_index_math_matches_the_program_for_ipv6(datapath):
     from seawall.control.datapath.summary import spans
 
     datapath.block("2001:2:0:30::/64")
-    key = np.frombuffer(Prefix.parse("2001:2:0:30::/64").lpm_key(), np.uint8).reshape(1, -1)
+    key = np.frombuffer(tries.key(Prefix.parse("2001:2:0:30::/64")), np.uint8).reshape(1, -1)
     (start,), (end,) = spans(6, key, LOG2)
     assert end - start == 1
     assert verdict(datapath, "2001:2:0:30::1") == (XDP_DROP, Reason.DROP_BLOCK)
@@ -152,9 +150,9 @@ def test_a_build_with_another_summary_size_retires_the_old_summaries(tmp_path):
         old = loader.load(pin_root, os.path.join(pin_root, "ifaces", "old"), {"LIST_SUMMARY_LOG2": 16})
         loaded.append(old)
         daemon_store = ListStore(paths)  # as a running daemon holds it
-        assert daemon_store.summaries.summarised()
-        assert daemon_store.summaries.log2("block_sum_v4") == 16
-        daemon_store.block_add(Prefix.parse("198.18.20.20/32"), reason="before")
+        assert daemon_store.maps.summaries.summarised()
+        assert daemon_store.maps.summaries.size_log2("block", 4) == 16
+        daemon_store.block_add([Prefix.parse("198.18.20.20/32")], reason="before")
 
         def verdict_of(prog, src):
             return bpf.prog_test_run(prog.prog_fd, frame(src)).retval
@@ -175,12 +173,12 @@ def test_a_build_with_another_summary_size_retires_the_old_summaries(tmp_path):
         assert verdict_of(new, "198.18.20.20") == XDP_DROP, "unflagged new summaries are not trusted"
 
         store = ListStore(paths)  # what attach does before the new program sees a packet
-        assert store.summaries.summarised() and store.summaries.log2("block_sum_v4") == LOG2
-        assert store.hosts[4].map().lookup(Prefix.parse("198.18.20.20").packed) is not None, \
+        assert store.maps.summaries.summarised() and store.maps.summaries.size_log2("block", 4) == LOG2
+        assert store.maps.mirrors[4].map().lookup(Prefix.parse("198.18.20.20").packed) is not None, \
             "the new mirror is filled from the trie"
         store.close()
-        daemon_store.block_add(Prefix.parse("198.18.40.40/32"), reason="after")
-        assert daemon_store.hosts[4].map().lookup(Prefix.parse("198.18.40.40").packed) is not None, \
+        daemon_store.block_add([Prefix.parse("198.18.40.40/32")], reason="after")
+        assert daemon_store.maps.mirrors[4].map().lookup(Prefix.parse("198.18.40.40").packed) is not None, \
             "the daemon's store writes the new mirror"
         for prog in (old, new):
             assert verdict_of(prog, "198.18.20.20") == XDP_DROP

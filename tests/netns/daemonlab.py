@@ -3,10 +3,11 @@
     clients ns  swc0 198.18.0.10-59/24  <-veth->  sws0 198.18.0.1/24   server ns
     attacker ns swa1 198.18.1.66/24     <-veth->  swa0 198.18.1.1/24   (seawall on both)
 
-The topology and the customers' load are seawall.control.vethlab's, shared
-with `seawall bench`. Everything lives in namespaces created here and
-removed on exit; traffic uses only 198.18.0.0/15. The attacker's flood is
-trafgen with a packet count and a time limit, so it ends by itself.
+The topology and the customers' load are vethlab.py's, and the
+end-to-end bench (bench_e2e.py) runs in this lab too. Everything lives in
+namespaces created here and removed on exit; traffic uses only
+198.18.0.0/15. The attacker's flood is trafgen with a packet count and a
+time limit, so it ends by itself.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import vethlab
 from vethlab import ATTACKER, ATTACKER_MAC, CLIENTS, HTTP_PORT, SERVER, SERVER_MAC_A
 
 SEAWALL = os.path.join(os.path.dirname(sys.executable), "seawall")
+#: the customers' client, run as its own process in the clients' namespace
+VETHLAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vethlab.py")
 
 # The daemon's config in these labs: short cycles and a short warm-up, a
 # rate floor that the lab's few hundred customer packets/s clear.
@@ -78,12 +81,48 @@ class DaemonLab:
             raise AssertionError(f"seawall {' '.join(args)}: exit {p.returncode}: {p.stderr.strip()}")
         return p
 
-    def start(self, ns, *cmd, quiet=False, **kw) -> subprocess.Popen:
-        """quiet: discard the output (a pipe nobody reads fills up and blocks the process)."""
+    def start(self, ns, *cmd, quiet=False, group=False, **kw) -> subprocess.Popen:
+        """Start cmd in namespace ns. quiet: discard the output (a pipe
+        nobody reads fills up and blocks the process, http.server's after
+        some 900 requests). group: its own process group, signalled whole
+        by stop() (trafgen forks a sender per CPU)."""
         out = subprocess.DEVNULL if quiet else subprocess.PIPE
-        p = subprocess.Popen([*self.nsenter(ns), *cmd], stdout=out, stderr=out, text=True, **kw)
+        p = subprocess.Popen([*self.nsenter(ns), *cmd], stdout=out, stderr=out, text=True,
+                             start_new_session=group, **kw)
+        p.group = group
         self.procs.append(p)
         return p
+
+    def stop(self, p: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+        def send(s: int) -> None:
+            try:
+                if getattr(p, "group", False):
+                    os.killpg(p.pid, s)
+                else:
+                    p.send_signal(s)
+            except ProcessLookupError:
+                pass
+
+        if p.poll() is None or getattr(p, "group", False):
+            send(sig)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                send(signal.SIGKILL)
+                p.wait(5)
+            if getattr(p, "group", False):
+                send(signal.SIGKILL)  # a sender the signal left behind
+
+    def arrived(self) -> int:
+        """Frames that reached the server's flooded interface, whoever then
+        dropped them: seawall's own counters while it is attached (the
+        frames its XDP drops never reach the interface's rx counter), the
+        rx counter otherwise (nftables' ingress hook runs after it)."""
+        st = self.seawall("stats", "-i", "swa0", "--json", check=False)
+        if st.returncode == 0:
+            return sum(r["packets"] for r in json.loads(st.stdout)["interfaces"]["swa0"]["reasons"].values())
+        out = sh(*self.nsenter(self.s), "ip", "-s", "-j", "link", "show", "swa0").stdout
+        return int(json.loads(out)[0]["stats64"]["rx"]["packets"])
 
     def http_server(self):
         return self.start(self.s, sys.executable, "-m", "http.server", str(HTTP_PORT), "--bind", SERVER,
@@ -93,7 +132,7 @@ class DaemonLab:
         """Legitimate customers (vethlab.py): HTTP requests from rotating
         source addresses at a steady rate for `duration` seconds; prints one
         JSON summary (ok, fail, failures, p50_ms, p99_ms)."""
-        return self.start(self.c, sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "vethlab.py"), ",".join(CLIENTS), SERVER,
+        return self.start(self.c, sys.executable, VETHLAB, ",".join(CLIENTS), SERVER,
                           str(HTTP_PORT), str(duration), str(rate))
 
     def flood(self, conf: str, pps: int, seconds: float):
@@ -109,13 +148,7 @@ class DaemonLab:
 
     def teardown(self):
         for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+            self.stop(p)
         for ns in (self.c, self.a, self.s):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from seawall.control.datapath import abi, bpf, loader
+from seawall.control.datapath import abi, counters, loader
 
 from daemonlab import ATTACKER_MAC, CLIENTS, LAB_CONFIG, SERVER_MAC_A, daemon_lab, events
 
@@ -51,7 +51,7 @@ def dlab(seawall_env):
 
 
 def tracked(pin_root: str, iface: str) -> int:
-    with bpf.Map.open_pinned(os.path.join(loader.iface_pin_dir(pin_root, iface), "src_v4")) as m:
+    with counters.SOURCES[4].open(loader.iface_dir(pin_root, iface)) as m:
         keys, _ = m.lookup_batch()
         return len(keys)
 

@@ -1,6 +1,6 @@
-"""The three-namespace veth lab of `seawall bench` (its end-to-end part)
-and of the namespace tests (tests/netns/daemonlab.py): the topology, and
-the legitimate customers that load it.
+"""The three-namespace veth lab of the namespace tests (daemonlab.py) and
+the end-to-end bench (bench_e2e.py): the topology, and the legitimate
+customers that load it.
 
     clients  swc0 198.18.0.10-59/24  <-veth->  sws0 198.18.0.1/24  server
     attacker swa1 198.18.1.66/24     <-veth->  swa0 198.18.1.1/24  server
@@ -8,7 +8,7 @@ the legitimate customers that load it.
 Traffic uses only benchmarking addresses (198.18.0.0/15, RFC 2544). The
 customers run as their own process in the clients' namespace:
 
-    python -m seawall.control.vethlab SRCS DST PORT DURATION RATE [--latencies]
+    python tests/netns/vethlab.py SRCS DST PORT DURATION RATE [--latencies]
 
 HTTP requests to DST:PORT from the comma-separated SRCS in turn, RATE a
 second for DURATION seconds; one JSON line on stdout: ok, fail, p50_ms,
@@ -24,7 +24,6 @@ import subprocess
 import sys
 import time
 
-from seawall.control.errors import SeawallError
 
 SERVER = "198.18.0.1"  # the server's address on the customers' side
 SERVER_MAC_A = "02:53:57:00:01:01"  # swa0, the server's side facing the attacker
@@ -37,7 +36,7 @@ HTTP_PORT = 8080
 def _sh(*cmd) -> None:
     p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=60)
     if p.returncode:
-        raise SeawallError(f"{' '.join(cmd)}: exit {p.returncode}: {p.stderr.strip()[-300:]}")
+        raise RuntimeError(f"{' '.join(cmd)}: exit {p.returncode}: {p.stderr.strip()[-300:]}")
 
 
 def build(c: str, a: str, s: str) -> None:
@@ -100,7 +99,7 @@ def main(argv: list) -> int:
     latencies = "--latencies" in argv
     args = [a for a in argv if a != "--latencies"]
     if len(args) != 5:
-        print("usage: python -m seawall.control.vethlab SRCS DST PORT DURATION RATE [--latencies]",
+        print("usage: python vethlab.py SRCS DST PORT DURATION RATE [--latencies]",
               file=sys.stderr)
         return 2
     srcs, dst, port, duration, rate = args

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seawall.control.datapath import abi
+from seawall.control.datapath import abi, tries
 from seawall.control.addr import Prefix
 from seawall.control.errors import UsageError
 
@@ -80,7 +80,7 @@ def test_usage_error_is_not_a_value_error():
 # --- LPM keys -----------------------------------------------------------------
 
 def test_lpm_key_layout_v4():
-    key = Prefix.parse("198.18.7.0/24").lpm_key()
+    key = tries.key(Prefix.parse("198.18.7.0/24"))
     assert key == (24).to_bytes(4, sys.byteorder) + bytes([198, 18, 7, 0])
     assert len(key) == ctypes.sizeof(abi.SwLpmV4)
     s = abi.SwLpmV4.from_buffer_copy(key)
@@ -89,7 +89,7 @@ def test_lpm_key_layout_v4():
 
 
 def test_lpm_key_layout_v6():
-    key = Prefix.parse("2001:db8:1::/48").lpm_key()
+    key = tries.key(Prefix.parse("2001:db8:1::/48"))
     assert key == (48).to_bytes(4, sys.byteorder) + bytes.fromhex("20010db80001") + bytes(10)
     assert len(key) == ctypes.sizeof(abi.SwLpmV6)
     s = abi.SwLpmV6.from_buffer_copy(key)
@@ -100,7 +100,7 @@ def test_lpm_key_layout_v6():
 @pytest.mark.parametrize("text", ["198.18.7.0/24", "198.18.0.5", "0.0.0.0/0", "2001:2::/48", "::1", "::/0"])
 def test_lpm_key_round_trip(text):
     p = Prefix.parse(text)
-    back = Prefix.from_lpm_key(p.lpm_key())
+    back = tries.prefix(tries.key(p))
     assert back == p
     assert str(back) == str(p)
 
@@ -108,7 +108,7 @@ def test_lpm_key_round_trip(text):
 def test_from_lpm_key_accepts_a_ctypes_struct():
     s = abi.SwLpmV6(prefixlen=64)
     s.addr[:] = list(bytes.fromhex("20010db8000000070000000000000000"))
-    assert Prefix.from_lpm_key(bytes(s)) == Prefix.parse("2001:db8:0:7::/64")
+    assert tries.prefix(bytes(s)) == Prefix.parse("2001:db8:0:7::/64")
 
 
 networks = st.one_of(
@@ -121,10 +121,10 @@ networks = st.one_of(
 def test_any_network_round_trips(net):
     p = Prefix.from_network(net)
     assert p.network == net
-    assert Prefix.from_lpm_key(p.lpm_key()) == p
+    assert tries.prefix(tries.key(p)) == p
     assert Prefix.parse(str(net)) == p
     assert Prefix.parse(str(p)) == p
-    assert len(p.lpm_key()) == 4 + (4 if net.version == 4 else 16)
+    assert len(tries.key(p)) == 4 + (4 if net.version == 4 else 16)
 
 
 # --- contains / overlaps ------------------------------------------------------

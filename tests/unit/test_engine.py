@@ -191,7 +191,13 @@ class Run:
     def means(self) -> tuple:
         e = self.eng
         return (tuple(e.h[f].mean for f in Feature), tuple(e.h[f].var for f in Feature), e.vol.mean, e.vol.var,
-                e.top_rate.mean, dict(e.regulars), {f: s.copy() for f, s in e.share.items()})
+                e.top_rate.mean, regulars(e), {f: s.copy() for f, s in e.share.items()})
+
+
+def regulars(e) -> dict:
+    """The engine's regulars as {(ver, hi, lo): usual rate}."""
+    s = e.regulars.sources
+    return {(int(v), int(h), int(lo)): float(r) for v, h, lo, r in zip(s.ver, s.hi, s.lo, e.regulars.rate)}
 
 
 def same_means(a: tuple, b: tuple) -> bool:
@@ -255,7 +261,7 @@ def test_baseline_frozen_during_alarm():
         assert r.t < 30, "the alarm never cleared"
     assert r.t == 19  # calm since t=16; clear_after (3 s) later
     assert r.eng.vol.n == n_before
-    assert ip_int(ATTACKER) not in {lo for _, _, lo in r.eng.regulars}  # never learnt as a regular
+    assert ip_int(ATTACKER) not in {lo for _, _, lo in regulars(r.eng)}  # never learnt as a regular
     # cleared: learning resumes with the next cycle
     r.calm(1, scale=1.2)
     after = r.means()
@@ -551,11 +557,11 @@ def test_offences_past_memory_are_forgotten_so_the_table_stays_bounded():
     r = Run(cfg(ttl={"base": 10, "escalation": 2, "max": 1000, "memory": 100}))
     for i in range(5000):  # old offences, as from note_block at start
         r.eng.note_block(Prefix.parse(f"10.{i // 250}.{i % 250}.1/32"), expires_t=5.0, offences=1, t=0.0)
-    r.eng.offences[f"{ATTACKER}/32"] = (1, 150.0)  # a recent one
+    r.eng.offences[Prefix.parse(f"{ATTACKER}/32")] = (1, 150.0)  # a recent one
     r.t = 199
     r.calm(2)  # t = 200, 201: the old blocks expired, the old offences are 200 s old
-    assert len(r.eng.offences) == 1 and f"{ATTACKER}/32" in r.eng.offences
-    assert r.eng._ttl(f"{ATTACKER}/32", 202.0) == 20.0, "the recent offence still escalates"
+    assert len(r.eng.offences) == 1 and Prefix.parse(f"{ATTACKER}/32") in r.eng.offences
+    assert r.eng._ttl(Prefix.parse(f"{ATTACKER}/32"), 202.0) == 20.0, "the recent offence still escalates"
 
 
 # --- spoofed floods: signatures ------------------------------------------------------------

@@ -120,7 +120,8 @@ def test_damaged_automatic_records_do_not_stop_the_daemon(caplog):
     d = _daemon()
     with caplog.at_level(logging.INFO, logger="seawall"):
         d._seed_engine(replay(lines))
-    assert set(d.engine.active) == {"198.18.0.3/32"} and d.engine.offences["198.18.0.3/32"][0] == 2
+    host = Prefix.parse("198.18.0.3/32")
+    assert set(d.engine.active) == {host} and d.engine.offences[host][0] == 2
     assert len(d.engine.sigs) == 1
     ev = [json.loads(r.getMessage()) for r in caplog.records]
     assert [e["event"] for e in ev] == ["journal_ignored"]

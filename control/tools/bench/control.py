@@ -200,7 +200,8 @@ def _memory(p: Params, pin_root: str, state_dir: str, report: Report, say: Calla
         "sources": n, "rss_mib": round(r["rss_kib"] / 1024, 1), "peak_rss_mib": round(r["hwm_kib"] / 1024, 1)}
 
 
-def _proc_kib(pid: int, key: str) -> int:
+def proc_kib(pid: int, key: str) -> int:
+    """A process's memory figure from /proc/PID/status (VmRSS, VmHWM), KiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(key + ":"):
@@ -214,8 +215,8 @@ def _rss_child(arg: str) -> None:
     cycles = 5
     for _ in range(cycles):
         sim.cycle()
-    print(json.dumps({"cycles": cycles, "rss_kib": _proc_kib(os.getpid(), "VmRSS"),
-                      "hwm_kib": _proc_kib(os.getpid(), "VmHWM")}))
+    print(json.dumps({"cycles": cycles, "rss_kib": proc_kib(os.getpid(), "VmRSS"),
+                      "hwm_kib": proc_kib(os.getpid(), "VmHWM")}))
 
 
 def main(argv: list) -> int:
