@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
-import struct
 from dataclasses import dataclass
 from typing import Union
 
@@ -69,17 +68,6 @@ class Prefix:
 
     def __str__(self) -> str:
         return str(self.network)
-
-    def lpm_key(self) -> bytes:
-        """struct sw_lpm_v4 / sw_lpm_v6: u32 prefixlen (host order), address."""
-        return struct.pack("=I", self.prefixlen) + self.packed
-
-    @classmethod
-    def from_lpm_key(cls, key: bytes) -> "Prefix":
-        (plen,) = struct.unpack_from("=I", key)
-        addr = bytes(key[4:])
-        version = 4 if len(addr) == 4 else 6
-        return cls(version, addr, plen)
 
     def overlaps(self, other: "Prefix") -> bool:
         return self.version == other.version and self.network.overlaps(other.network)

@@ -396,6 +396,15 @@ class Map:
             cur = nxt.raw
             yield cur
 
+    def key_rows(self) -> np.ndarray:
+        """Every key as (n, key_size) uint8 rows, walked with
+        BPF_MAP_GET_NEXT_KEY (one syscall per key: LPM tries have no batch
+        reads)."""
+        ks = list(self.keys())
+        if not ks:
+            return np.zeros((0, self.key_size), np.uint8)
+        return np.frombuffer(b"".join(ks), np.uint8).reshape(-1, self.key_size)
+
     def items(self) -> Iterator[tuple]:
         for k in list(self.keys()):
             v = self.lookup(k)

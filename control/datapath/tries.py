@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Iterable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -144,11 +144,6 @@ class Trie(bpf.Map):
         v = np.frombuffer(b"".join(v for _, v in items), np.uint8).reshape(-1, self.value_size)
         return k, v
 
-    def key_rows(self) -> np.ndarray:
-        ks = list(self.keys())
-        if not ks:
-            return np.zeros((0, self.key_size), np.uint8)
-        return np.frombuffer(b"".join(ks), np.uint8).reshape(-1, self.key_size)
 
 
 def pinned(pin_root: str) -> bool:
@@ -232,6 +227,3 @@ class ListMaps:
         """The summaries alone (after deletes: their mirror entries went with them)."""
         self.summaries.rebuild({(lst, v): self.trie(lst, v).key_rows() for lst in LISTS for v in (4, 6)})
 
-
-def all_keys(maps: ListMaps, versions: Iterable[int] = (4, 6)) -> dict:
-    return {(lst, v): maps.trie(lst, v).key_rows() for lst in LISTS for v in versions}

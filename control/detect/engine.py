@@ -408,7 +408,6 @@ class Engine:
         a = self.cfg.attribution
         if len(self.sigs) >= a.max_signatures:
             return []
-        n = obs.packets
         base_pps = 10 ** self.vol.mean
         # Per feature: the bucket that took most of the excess packets
         # ("cover") and how concentrated that is compared with the bucket's

@@ -47,6 +47,10 @@ class Decision:
     source: str = "manual"  # manual | auto
     extra: dict = field(default_factory=dict)  # score, features, ttl, ... (auto)
 
+    def live(self, now: float) -> bool:
+        """In force at now (wall clock): no expiry, or a later one."""
+        return self.expires_at is None or self.expires_at > now
+
 
 @dataclass
 class Replay:
@@ -135,11 +139,8 @@ def replay(lines: Iterable[str], now: Optional[float] = None) -> Replay:
 
 def live_at(rep: Replay, now: float) -> Replay:
     """rep without the blocks and rules expired at now (as replay(f, now))."""
-    def live(d) -> bool:
-        return d.expires_at is None or d.expires_at > now
-
-    return Replay({c: d for c, d in rep.blocks.items() if live(d)}, rep.allows, rep.skipped, rep.records,
-                  {c: d for c, d in rep.sigs.items() if live(d)})
+    return Replay({c: d for c, d in rep.blocks.items() if d.live(now)}, rep.allows, rep.skipped, rep.records,
+                  {c: d for c, d in rep.sigs.items() if d.live(now)})
 
 
 def snapshot(rep: Replay, now: float) -> list:

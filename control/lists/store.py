@@ -85,10 +85,9 @@ class _Undo:
 
     def put_many(self, m: bpf.Map, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Write rows in one batch (a whole bulk block is one syscall, after
-        a lookup of each row for its old value); returns which replaced an
-        entry."""
+        finding each row's old value); returns which replaced an entry."""
         self.map = m
-        olds = [m.lookup(k.tobytes()) for k in keys]
+        olds = [m.lookup(k.tobytes()) if there else None for k, there in zip(keys, _present(m, keys))]
         try:
             m.update_many(keys, values)
         except bpf.BpfError as e:
@@ -125,6 +124,24 @@ class _Undo:
             except OSError:
                 pass
         self.log.clear()
+
+
+#: rows written at once past which their old values are found by walking the
+#: map's keys (one syscall per entry it holds) rather than looking each row up
+WALK_FROM = 256
+
+
+def _present(m: bpf.Map, keys: np.ndarray) -> np.ndarray:
+    """Which rows may be in the map already (True: look the row up). A few
+    rows: all. Many: those among the map's keys, so that a bulk block into
+    a list holding few entries costs no lookup per row."""
+    if len(keys) <= WALK_FROM:
+        return np.ones(len(keys), bool)
+    have = m.key_rows()
+    if not len(have):
+        return np.zeros(len(keys), bool)
+    row = np.dtype((np.void, keys.shape[1]))
+    return np.isin(np.ascontiguousarray(keys).view(row).ravel(), np.ascontiguousarray(have).view(row).ravel())
 
 
 def _why(e: Exception, m: Optional[bpf.Map]) -> str:

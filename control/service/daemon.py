@@ -171,14 +171,14 @@ class Daemon:
         mono = time.monotonic()
         ignored = []
         for cidr, d in rep.blocks.items():
-            if d.source == "auto" and (d.expires_at is None or d.expires_at > now_wall):
+            if d.source == "auto" and d.live(now_wall):
                 left = float("inf") if d.expires_at is None else d.expires_at - now_wall
                 try:
                     self.engine.note_block(Prefix.parse(cidr), mono + left, _offence(d), mono)
                 except (UsageError, TypeError, ValueError) as e:  # a damaged record
                     ignored.append((cidr, str(e)))
         for key, d in rep.sigs.items():
-            if d.source == "auto" and (d.expires_at is None or d.expires_at > now_wall):
+            if d.source == "auto" and d.live(now_wall):
                 left = float("inf") if d.expires_at is None else d.expires_at - now_wall
                 try:
                     self.engine.note_signature(Signature.from_json(d.extra.get("rule", {})), mono + left,

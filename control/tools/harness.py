@@ -18,15 +18,14 @@ Model, kept deliberately plain:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
 
-from seawall.control.addr import Prefix
 from seawall.control.config import Config
 from seawall.control.datapath.abi import Feature, FEATURE_SIZES, LEN_CLASS_WIDTH, LEN_CLASSES, SRC_BUCKETS
-from seawall.control.detect.engine import BlockAction, Engine, Observation, Signature, SignatureAction
+from seawall.control.detect.engine import BlockAction, Engine, Observation, SignatureAction
 from seawall.control.addr import Sources
 
 V4_LEGIT = 0xC6120000  # 198.18.0.0/16

@@ -22,6 +22,7 @@ import pytest
 
 from seawall.control.addr import Prefix
 from seawall.control.datapath import loader, tries
+from seawall.control.errors import SeawallError
 from seawall.control.lists.store import ListStore
 
 SEAWALL = os.path.join(os.path.dirname(sys.executable), "seawall")
@@ -136,6 +137,40 @@ def test_full_blocklist_refuses_the_whole_command(small_trie):
     # and what fits still goes in
     assert cli("block", "add", "198.18.0.4").returncode == 0
     assert len(kernel_state(paths)["block_v4"]) == 4
+
+
+@pytest.fixture
+def trie_of_512(seawall_env):
+    loaded = loader.load(seawall_env.pin_root, loader.iface_dir(seawall_env.pin_root, "small"),
+                         {"MAX_BLOCK_ENTRIES": 512})
+    loaded.close()
+    shutil.rmtree(loader.iface_dir(seawall_env.pin_root, "small"))
+    return seawall_env
+
+
+def test_a_bulk_write_refused_part_way_changes_nothing(trie_of_512):
+    """The batched path (more rows than WALK_FROM): 300 entries in, then
+    100 of them renewed and 250 new ones, which cannot all fit: the 100
+    keep their old values, none of the new ones stays, the journal is as
+    it was; the same write that fits goes in whole."""
+    paths = trie_of_512
+    st = ListStore(paths, create=False)
+    try:
+        hosts = [Prefix(4, bytes([198, 18, 100 + i // 250, i % 250 + 1]), 32) for i in range(550)]
+        st.block_add(hosts[:300], ttl=600, reason="first")
+        before, jbefore = kernel_state(paths), journal_bytes(paths)
+        with pytest.raises(SeawallError, match=r"block_v4 is full \(512 entries\); nothing was changed"):
+            st.block_add(hosts[200:], ttl=3600, reason="second")
+        assert kernel_state(paths) == before
+        assert journal_bytes(paths) == jbefore
+        # the blocked-host mirror is the trie's hosts again, value for value
+        mirror = dict(st.maps.mirrors[4].map().items())
+        assert mirror == {k[4:]: v for k, v in st.maps.trie("block", 4).items()}
+        done = st.block_add(hosts[200:400], ttl=3600, reason="second")
+        assert [r for _, r in done] == [True] * 100 + [False] * 100
+        assert len(kernel_state(paths)["block_v4"]) == 400
+    finally:
+        st.close()
 
 
 @pytest.fixture

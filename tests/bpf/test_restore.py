@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import time
 
-from seawall.control.datapath import loader, tries
+from seawall.control.datapath import loader
 from seawall.control.addr import Prefix
 from seawall.control.lists.store import ListStore
 from seawall.control.signature import Signature

@@ -254,7 +254,6 @@ class Datapath:
     # -- cases ----------------------------------------------------------------------
 
     def run(self, report: Report) -> None:
-        p = self.p
         cpu = min(os.sched_getaffinity(0))
         old = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {cpu})  # a test run runs on the calling CPU; per-CPU state stays put
