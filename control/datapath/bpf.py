@@ -33,9 +33,7 @@ BPF_OBJ_PIN = 6
 BPF_OBJ_GET = 7
 BPF_PROG_TEST_RUN = 10
 BPF_PROG_GET_FD_BY_ID = 13
-BPF_MAP_GET_FD_BY_ID = 14
 BPF_OBJ_GET_INFO_BY_FD = 15
-BPF_BTF_GET_FD_BY_ID = 19
 BPF_MAP_LOOKUP_BATCH = 24
 BPF_MAP_UPDATE_BATCH = 26
 BPF_MAP_DELETE_BATCH = 27
@@ -72,7 +70,8 @@ def _ptr(buf) -> int:
     return ctypes.addressof(buf)
 
 
-def _bpf(cmd: int, attr: ctypes.Structure, what: str) -> int:
+def call(cmd: int, attr: ctypes.Structure, what: str) -> int:
+    """bpf(cmd, attr): the return value, or BpfError naming `what`."""
     nr = _SYS_BPF.get(platform.machine())
     if nr is None:
         raise BpfError(errno.ENOSYS, f"bpf(2): unsupported architecture {platform.machine()}")
@@ -118,7 +117,7 @@ class _InfoAttr(ctypes.Structure):
     _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32), ("info", ctypes.c_uint64)]
 
 
-class _IdAttr(ctypes.Structure):
+class IdAttr(ctypes.Structure):
     _fields_ = [("id", ctypes.c_uint32), ("next_id", ctypes.c_uint32), ("open_flags", ctypes.c_uint32)]
 
 
@@ -196,13 +195,13 @@ def obj_get(path: str) -> int:
     """Open a pinned object; returns a new fd (caller closes)."""
     p = ctypes.create_string_buffer(os.fsencode(path))
     attr = _ObjAttr(pathname=ctypes.addressof(p))
-    return _bpf(BPF_OBJ_GET, attr, f"open pinned {path}")
+    return call(BPF_OBJ_GET, attr, f"open pinned {path}")
 
 
 def obj_pin(fd: int, path: str) -> None:
     p = ctypes.create_string_buffer(os.fsencode(path))
     attr = _ObjAttr(pathname=ctypes.addressof(p), bpf_fd=fd)
-    _bpf(BPF_OBJ_PIN, attr, f"pin {path}")
+    call(BPF_OBJ_PIN, attr, f"pin {path}")
 
 
 def pinned_map_id(path: str) -> Optional[int]:
@@ -219,52 +218,22 @@ def pinned_map_id(path: str) -> Optional[int]:
 
 
 def prog_fd_by_id(prog_id: int) -> int:
-    return _bpf(BPF_PROG_GET_FD_BY_ID, _IdAttr(id=prog_id), f"open program id {prog_id}")
+    return call(BPF_PROG_GET_FD_BY_ID, IdAttr(id=prog_id), f"open program id {prog_id}")
 
 
-def map_fd_by_id(map_id: int) -> int:
-    return _bpf(BPF_MAP_GET_FD_BY_ID, _IdAttr(id=map_id), f"open map id {map_id}")
-
-
-def prog_map_ids(prog_fd: int) -> list:
-    """The ids of every map a loaded program uses."""
-    n = prog_info(prog_fd).nr_map_ids
-    ids = (ctypes.c_uint32 * max(1, n))()
-    info = ProgInfo(nr_map_ids=n, map_ids=ctypes.addressof(ids))
-    _info(prog_fd, info, "program info")
-    return list(ids[:min(n, info.nr_map_ids)])
-
-
-class _BtfInfo(ctypes.Structure):
-    _fields_ = [("btf", ctypes.c_uint64), ("btf_size", ctypes.c_uint32), ("id", ctypes.c_uint32),
-                ("name", ctypes.c_uint64), ("name_len", ctypes.c_uint32), ("kernel_btf", ctypes.c_uint32)]
-
-
-def btf_blob(btf_id: int) -> bytes:
-    """The raw BTF the kernel keeps for a loaded object (its programs' and
-    maps' info give the id): the types the compiler made of its source."""
-    fd = _bpf(BPF_BTF_GET_FD_BY_ID, _IdAttr(id=btf_id), f"open BTF id {btf_id}")
-    try:
-        size = _info(fd, _BtfInfo(), "BTF info").btf_size
-        buf = ctypes.create_string_buffer(size)
-        _info(fd, _BtfInfo(btf=ctypes.addressof(buf), btf_size=size), "BTF info")
-        return buf.raw
-    finally:
-        os.close(fd)
-
-
-def _info(fd: int, info: ctypes.Structure, what: str):
+def obj_info(fd: int, info: ctypes.Structure, what: str):
+    """BPF_OBJ_GET_INFO_BY_FD into info (a map's, a program's, BTF's)."""
     attr = _InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
-    _bpf(BPF_OBJ_GET_INFO_BY_FD, attr, what)
+    call(BPF_OBJ_GET_INFO_BY_FD, attr, what)
     return info
 
 
 def map_info(fd: int) -> MapInfo:
-    return _info(fd, MapInfo(), "map info")
+    return obj_info(fd, MapInfo(), "map info")
 
 
 def prog_info(fd: int) -> ProgInfo:
-    return _info(fd, ProgInfo(), "program info")
+    return obj_info(fd, ProgInfo(), "program info")
 
 
 class TestRunResult:
@@ -294,7 +263,7 @@ def prog_test_run(prog_fd: int, packet: bytes, repeat: int = 1) -> TestRunResult
         data_out=ctypes.addressof(data_out),
         repeat=repeat,
     )
-    _bpf(BPF_PROG_TEST_RUN, attr, "BPF_PROG_TEST_RUN")
+    call(BPF_PROG_TEST_RUN, attr, "BPF_PROG_TEST_RUN")
     return TestRunResult(attr.retval, attr.duration, data_out.raw[: attr.data_size_out])
 
 
@@ -348,7 +317,7 @@ class Map:
         v = ctypes.create_string_buffer(self.buf_size)
         attr = _ElemAttr(map_fd=self.fd, key=ctypes.addressof(k), value=ctypes.addressof(v))
         try:
-            _bpf(BPF_MAP_LOOKUP_ELEM, attr, f"{self.name}: lookup")
+            call(BPF_MAP_LOOKUP_ELEM, attr, f"{self.name}: lookup")
         except BpfError as e:
             if e.errno == errno.ENOENT:
                 return None
@@ -361,14 +330,14 @@ class Map:
         k = self._key(key)
         v = ctypes.create_string_buffer(bytes(value), self.buf_size)
         attr = _ElemAttr(map_fd=self.fd, key=ctypes.addressof(k), value=ctypes.addressof(v), flags=flags)
-        _bpf(BPF_MAP_UPDATE_ELEM, attr, f"{self.name}: update")
+        call(BPF_MAP_UPDATE_ELEM, attr, f"{self.name}: update")
 
     def delete(self, key: bytes) -> bool:
         """Delete one key; False when it was not there."""
         k = self._key(key)
         attr = _ElemAttr(map_fd=self.fd, key=ctypes.addressof(k))
         try:
-            _bpf(BPF_MAP_DELETE_ELEM, attr, f"{self.name}: delete")
+            call(BPF_MAP_DELETE_ELEM, attr, f"{self.name}: delete")
         except BpfError as e:
             if e.errno == errno.ENOENT:
                 return False
@@ -388,7 +357,7 @@ class Map:
                 value=ctypes.addressof(nxt),
             )
             try:
-                _bpf(BPF_MAP_GET_NEXT_KEY, attr, f"{self.name}: next key")
+                call(BPF_MAP_GET_NEXT_KEY, attr, f"{self.name}: next key")
             except BpfError as e:
                 if e.errno == errno.ENOENT:
                     return
@@ -438,7 +407,7 @@ class Map:
             )
             done = False
             try:
-                _bpf(BPF_MAP_LOOKUP_BATCH, attr, f"{self.name}: batch lookup")
+                call(BPF_MAP_LOOKUP_BATCH, attr, f"{self.name}: batch lookup")
             except BpfError as e:
                 if e.errno != errno.ENOENT:
                     raise
@@ -459,7 +428,7 @@ class Map:
         attr = _BatchAttr(keys=keys.ctypes.data, values=values.ctypes.data,
                           count=len(keys), map_fd=self.fd, elem_flags=flags)
         try:
-            _bpf(BPF_MAP_UPDATE_BATCH, attr, f"{self.name}: batch update")
+            call(BPF_MAP_UPDATE_BATCH, attr, f"{self.name}: batch update")
         except BpfError as e:
             e.written = attr.count
             raise
@@ -468,7 +437,7 @@ class Map:
     def delete_batch(self, keys: np.ndarray) -> int:
         keys = np.ascontiguousarray(keys, dtype=np.uint8)
         attr = _BatchAttr(keys=keys.ctypes.data, count=len(keys), map_fd=self.fd)
-        _bpf(BPF_MAP_DELETE_BATCH, attr, f"{self.name}: batch delete")
+        call(BPF_MAP_DELETE_BATCH, attr, f"{self.name}: batch delete")
         return attr.count
 
     def update_many(self, keys: np.ndarray, values: np.ndarray, flags: int = BPF_ANY) -> int:

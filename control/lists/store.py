@@ -202,7 +202,7 @@ class ListStore:
         return result
 
     def _expires(self, ttl: Optional[float]) -> tuple:
-        """(wall-clock expiry or None, CLOCK_BOOTTIME expiry, 0 for never)."""
+        """(wall-clock expiry or None, the CLOCK_BOOTTIME expiry the kernel checks: 0 for never)."""
         now = self.clock.wall()
         if ttl is None:
             return None, 0

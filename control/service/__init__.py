@@ -1,0 +1,1 @@
+"""`seawall run`: the daemon (read, observe, score, apply) and its metrics."""

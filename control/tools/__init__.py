@@ -1,0 +1,1 @@
+"""The commands around the loop: replay, evaluate (harness.py), top, bench."""

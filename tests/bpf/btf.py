@@ -2,14 +2,52 @@
 to check the control plane's mirror of the ABI against what the compiler
 made of xdp/shared.h (as Cilium's alignchecker checks its Go structs).
 
-The kernel keeps every loaded program's and map's BTF; `bpf.btf_blob(id)`
-fetches it by the id in their info. Format: include/uapi/linux/btf.h.
+The kernel keeps every loaded program's and map's BTF; `blob(id)` fetches
+it by the id in their info, through the product's bpf(2) wrapper (which
+has no use for it otherwise). Format: include/uapi/linux/btf.h.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import struct
 from dataclasses import dataclass, field
+
+from seawall.control.datapath import bpf
+
+BPF_MAP_GET_FD_BY_ID = 14
+BPF_BTF_GET_FD_BY_ID = 19
+
+
+class _BtfInfo(ctypes.Structure):
+    _fields_ = [("btf", ctypes.c_uint64), ("btf_size", ctypes.c_uint32), ("id", ctypes.c_uint32),
+                ("name", ctypes.c_uint64), ("name_len", ctypes.c_uint32), ("kernel_btf", ctypes.c_uint32)]
+
+
+def blob(btf_id: int) -> bytes:
+    """The raw BTF of a loaded object (its maps' info give the id)."""
+    fd = bpf.call(BPF_BTF_GET_FD_BY_ID, bpf.IdAttr(id=btf_id), f"open BTF id {btf_id}")
+    try:
+        size = bpf.obj_info(fd, _BtfInfo(), "BTF info").btf_size
+        buf = ctypes.create_string_buffer(size)
+        bpf.obj_info(fd, _BtfInfo(btf=ctypes.addressof(buf), btf_size=size), "BTF info")
+        return buf.raw
+    finally:
+        os.close(fd)
+
+
+def map_fd_by_id(map_id: int) -> int:
+    return bpf.call(BPF_MAP_GET_FD_BY_ID, bpf.IdAttr(id=map_id), f"open map id {map_id}")
+
+
+def prog_map_ids(prog_fd: int) -> list:
+    """The ids of every map a loaded program uses."""
+    n = bpf.prog_info(prog_fd).nr_map_ids
+    ids = (ctypes.c_uint32 * max(1, n))()
+    info = bpf.ProgInfo(nr_map_ids=n, map_ids=ctypes.addressof(ids))
+    bpf.obj_info(prog_fd, info, "program info")
+    return list(ids[:min(n, info.nr_map_ids)])
 
 MAGIC = 0xEB9F
 

@@ -39,15 +39,15 @@ PROBE = os.path.join(HERE, "abi_probe.c")
 def map_table(prog_fd: int) -> tuple:
     """({name: (map_info, map id)}, Btf) of every map a loaded program uses."""
     out, blob_id = {}, None
-    for map_id in bpf.prog_map_ids(prog_fd):
-        fd = bpf.map_fd_by_id(map_id)
+    for map_id in btfmod.prog_map_ids(prog_fd):
+        fd = btfmod.map_fd_by_id(map_id)
         try:
             info = bpf.map_info(fd)
         finally:
             os.close(fd)
         out[info.name.decode()] = info
         blob_id = blob_id or info.btf_id
-    return out, btfmod.Btf(bpf.btf_blob(blob_id))
+    return out, btfmod.Btf(btfmod.blob(blob_id))
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def compile_probe(pin_root: str, defines=None, include=None) -> btfmod.Btf:
     loaded = loader.load(pin_root, loader.iface_dir(pin_root, "probe"), defines, source=PROBE,
                          func="sw_abi_probe", include=include)
     try:  # the probe's program uses no map: its one map's info has the object's BTF
-        return btfmod.Btf(bpf.btf_blob(bpf.map_info(loaded.bpf[b"sw_abi"].map_fd).btf_id))
+        return btfmod.Btf(btfmod.blob(bpf.map_info(loaded.bpf[b"sw_abi"].map_fd).btf_id))
     finally:
         loaded.close()
 
