@@ -112,15 +112,18 @@ def test_bad_options_add_nothing(seawall_env):
     assert json.loads(cli("sig", "list", "--json").stdout) == []
 
 
+def blocklist_of(paths, entries: int):
+    """The host-wide maps created by a program compiled with a blocklist
+    of `entries` per family, so that a test can fill it."""
+    loaded = loader.load(paths.pin_root, loader.iface_dir(paths.pin_root, "small"), {"MAX_BLOCK_ENTRIES": entries})
+    loaded.close()
+    shutil.rmtree(loader.iface_dir(paths.pin_root, "small"))
+    return paths
+
+
 @pytest.fixture
 def small_trie(seawall_env):
-    """The host-wide maps created by a program compiled with a blocklist
-    of 4 entries per family, so that `block add` can fill it."""
-    loaded = loader.load(seawall_env.pin_root, loader.iface_dir(seawall_env.pin_root, "small"),
-                         {"MAX_BLOCK_ENTRIES": 4})
-    loaded.close()
-    shutil.rmtree(loader.iface_dir(seawall_env.pin_root, "small"))
-    return seawall_env
+    return blocklist_of(seawall_env, 4)
 
 
 def test_full_blocklist_refuses_the_whole_command(small_trie):
@@ -141,11 +144,7 @@ def test_full_blocklist_refuses_the_whole_command(small_trie):
 
 @pytest.fixture
 def trie_of_512(seawall_env):
-    loaded = loader.load(seawall_env.pin_root, loader.iface_dir(seawall_env.pin_root, "small"),
-                         {"MAX_BLOCK_ENTRIES": 512})
-    loaded.close()
-    shutil.rmtree(loader.iface_dir(seawall_env.pin_root, "small"))
-    return seawall_env
+    return blocklist_of(seawall_env, 512)
 
 
 def test_a_bulk_write_refused_part_way_changes_nothing(trie_of_512):
