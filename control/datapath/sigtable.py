@@ -112,9 +112,17 @@ class SigTable:
         """The slots of active rules matching what `key` matches."""
         return [i for i, r in self.slots() if active(r) and decode(r).key == key]
 
-    def free(self, now_ns: int) -> list:
-        """Slots not in use, or holding an expired rule."""
-        return [i for i, r in self.slots() if not active(r) or not abi.live(r.expires_ns, now_ns)]
+    def place(self, key: str, now_ns: int) -> tuple:
+        """(slot, replaced) for a rule matching what `key` matches, from one
+        read of the table: the slot of the active rule it replaces, else
+        the first one free or holding an expired rule; (None, False) when
+        the table is full."""
+        slots = self.slots()
+        same = [i for i, r in slots if active(r) and decode(r).key == key]
+        if same:
+            return same[0], True
+        free = [i for i, r in slots if not active(r) or not abi.live(r.expires_ns, now_ns)]
+        return (free[0] if free else None), False
 
     def used(self, now_ns: int) -> bytes:
         """struct sw_sig_meta for the slots as they are now."""

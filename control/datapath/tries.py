@@ -63,8 +63,9 @@ def prefix_lengths(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows[:, :4]).view("=u4").reshape(-1)
 
 
-def block_values(plens: np.ndarray, expires_ns: int, flags: int) -> np.ndarray:
-    """struct sw_block rows for keys of these prefix lengths."""
+def block_values(plens: np.ndarray, expires_ns, flags) -> np.ndarray:
+    """struct sw_block rows for keys of these prefix lengths; expires_ns and
+    flags are one value for all, or one per row."""
     v = np.zeros(len(plens), BLOCK)
     v["expires_ns"] = expires_ns
     v["prefixlen"] = plens

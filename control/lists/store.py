@@ -219,16 +219,17 @@ class ListStore:
             out[p.version].append(i)
         return out
 
-    def _put(self, lst: str, prefixes: list, values: Callable[[np.ndarray], np.ndarray]) -> Callable:
-        """A change writing prefixes into a list's tries, values(prefix lengths)
-        giving the rows; its result is which of them replaced an entry."""
+    def _put(self, lst: str, prefixes: list, values: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable:
+        """A change writing prefixes into a list's tries, values(indices into
+        prefixes, their prefix lengths) giving the rows; its result is which
+        of them replaced an entry."""
         def change(undo: _Undo) -> list:
             replaced = [False] * len(prefixes)
             for v, idx in self._by_version(prefixes).items():
                 if not idx:
                     continue
                 rows = tries.keys([prefixes[i] for i in idx], v)
-                done = undo.put_many(self.maps.trie(lst, v), rows, values(tries.prefix_lengths(rows)))
+                done = undo.put_many(self.maps.trie(lst, v), rows, values(np.asarray(idx), tries.prefix_lengths(rows)))
                 for i, r in zip(idx, done.tolist()):
                     replaced[i] = r
             return replaced
@@ -250,7 +251,7 @@ class ListStore:
         flags = abi.BlockFlag.AUTO if source == "auto" else 0
         fields = dict(expires_at=expires_at, reason=reason, source=source, **(extra or {}))
         replaced = self._commit(
-            self._put("block", prefixes, lambda plens: tries.block_values(plens, expires_ns, flags)),
+            self._put("block", prefixes, lambda _, plens: tries.block_values(plens, expires_ns, flags)),
             lambda _: encode_many("block", now, [tries.cidr(p) for p in prefixes], **fields), durable)
         return [(Entry(p, "block", expires_at, reason, source, now), r) for p, r in zip(prefixes, replaced)]
 
@@ -331,7 +332,7 @@ class ListStore:
         prefixes = list(prefixes)
         now = self.clock.wall()
         replaced = self._commit(
-            self._put("allow", prefixes, tries.allow_values),
+            self._put("allow", prefixes, lambda _, plens: tries.allow_values(plens)),
             lambda _: encode_many("allow", now, [tries.cidr(p) for p in prefixes], reason=reason, source="manual"))
         return [(Entry(p, "allow", None, reason, "manual", now), r) for p, r in zip(prefixes, replaced)]
 
@@ -372,14 +373,12 @@ class ListStore:
         expires_at, expires_ns = self._expires(ttl)
 
         def change(undo: _Undo) -> tuple:
-            same = self.sigs.find(sig.key)
-            free = self.sigs.free(self.clock.boot_ns())
-            slot = same[0] if same else (free[0] if free else None)
+            slot, replaced = self.sigs.place(sig.key, self.clock.boot_ns())
             if slot is None:
                 raise SeawallError(f"the signature table is full ({self.sigs.size} rules); delete one first")
             undo.put(self.sigs.sigs, sigtable.slot_key(slot), bytes(sigtable.encode(sig, expires_ns)))
             self._sig_meta(undo)
-            return slot, bool(same)
+            return slot, replaced
 
         return self._commit(change, lambda _: encode(record(
             "sig", now, sig.key, expires_at=expires_at, reason=reason, source=source, rule=sig.to_json(),
@@ -453,15 +452,16 @@ class ListStore:
                 continue
             rules.append((sig, 0 if d.expires_at is None else self._boot_ns(d.expires_at)))
 
+        blocks = [d for _, d in wanted["block"]]
+        expires = np.array([0 if d.expires_at is None else self._boot_ns(d.expires_at) for d in blocks], np.uint64)
+        flags = np.array([abi.BlockFlag.AUTO if d.source == "auto" else 0 for d in blocks], np.uint32)
+        put_allows = self._put("allow", [p for p, _ in wanted["allow"]], lambda _, plens: tries.allow_values(plens))
+        put_blocks = self._put("block", [p for p, _ in wanted["block"]],
+                               lambda idx, plens: tries.block_values(plens, expires[idx], flags[idx]))
+
         def change(undo: _Undo) -> int:
-            for prefix, _d in wanted["allow"]:
-                undo.put(self.maps.trie("allow", prefix.version), tries.key(prefix),
-                         bytes(abi.SwAllow(prefixlen=prefix.prefixlen)))
-            for prefix, d in wanted["block"]:
-                b = abi.SwBlock(expires_ns=0 if d.expires_at is None else self._boot_ns(d.expires_at),
-                                prefixlen=prefix.prefixlen,
-                                flags=abi.BlockFlag.AUTO if d.source == "auto" else 0)
-                undo.put(self.maps.trie("block", prefix.version), tries.key(prefix), bytes(b))
+            put_allows(undo)
+            put_blocks(undo)
             for slot, (sig, expires_ns) in enumerate(rules):
                 undo.put(self.sigs.sigs, sigtable.slot_key(slot), bytes(sigtable.encode(sig, expires_ns)))
             self._sig_meta(undo)

@@ -19,7 +19,6 @@ import threading
 import time
 from typing import Optional
 
-
 from seawall.control import config as configmod
 from seawall.control.addr import Prefix, PrefixSet
 from seawall.control.datapath import loader
