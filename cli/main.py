@@ -18,7 +18,7 @@ from typing import Optional
 
 import click
 
-from seawall.cli import ifaces, lists, service, sig, tools
+from seawall.cli import ifaces, lists, serving, service, sig, tools
 from seawall.cli.common import PROG, App
 from seawall.control.errors import SeawallError, UsageError
 from seawall.control.state import Paths
@@ -44,7 +44,7 @@ def cli(ctx, pin_root, state_dir):
     ctx.obj = App(Paths.from_env(pin_root, state_dir))
 
 
-for module in (ifaces, lists, sig, service, tools):
+for module in (ifaces, lists, sig, service, tools, serving):
     for command in module.COMMANDS:
         cli.add_command(command)
 
