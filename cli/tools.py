@@ -16,14 +16,40 @@ from seawall.control.errors import SeawallError, UsageError
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--interval", type=float, default=0.5, show_default=True, help="cycle length, seconds")
 @click.option("--json", "as_json", is_flag=True)
-def evaluate(seed, interval, as_json):
+@click.option("--wire", is_flag=True,
+              help="on the wire instead: the real daemon in veth namespaces, real customers and floods (root)")
+@click.option("--scenario", "scenarios", multiple=True, metavar="NAME",
+              help="--wire: run only this scenario (repeatable) [default: the whole matrix]")
+@click.option("--runs", type=click.IntRange(1, 100), metavar="N",
+              help="--wire: runs per scenario [default: 5; 1 with --quick]")
+@click.option("--quick", is_flag=True, help="--wire: the short subset for CI (about 2 minutes)")
+@click.option("--pps", type=click.IntRange(1000, 200000), default=40000, show_default=True,
+              help="--wire: the floods' rate, packets/s")
+@click.option("--captures", "capture_dir", default="/work/shared/captures", show_default=True, metavar="DIR",
+              help="--wire: the folder of the two real captures")
+@click.option("--seawall", "seawall_exe", metavar="PATH", type=click.Path(dir_okay=False),
+              help="--wire: the seawall to evaluate [default: the one beside this Python]")
+@click.option("--keep", is_flag=True, help="--wire: keep the samples and logs (their folder is printed)")
+def evaluate(seed, interval, as_json, wire, scenarios, runs, quick, pps, capture_dir, seawall_exe, keep):
     """Run the evaluation harness: simulated legitimate traffic and attacks
     through the real scoring engine. No root needed.
 
+    With --wire: the real daemon (`seawall run`, default settings) in veth
+    namespaces against real traffic, judged by counters that are not
+    seawall's (the protected namespace's taps and /proc/net/snmp, the
+    sender's counters, the customers' own results). Needs root.
+
     \b
-    Example:
+    Examples:
       seawall evaluate --seed 2
+      sudo seawall evaluate --wire --quick
+      sudo seawall evaluate --wire --scenario botnet --scenario syn --runs 3 --json
     """
+    if wire:
+        _evaluate_wire(scenarios, runs, quick, pps, capture_dir, seawall_exe, keep, as_json)
+        return
+    if scenarios or runs or quick or seawall_exe or keep:
+        raise UsageError("--scenario, --runs, --quick, --seawall and --keep go with --wire")
     from seawall.control.tools import harness
 
     results = harness.run_all(seed=seed, dt=interval)
@@ -33,6 +59,43 @@ def evaluate(seed, interval, as_json):
         click.echo(harness.table(results))
     if not all(r.ok for r in results):
         raise SeawallError("a scenario missed its bound")
+
+
+def _evaluate_wire(names, runs, quick, pps, capture_dir, seawall_exe, keep, as_json) -> None:
+    import shutil
+    import time
+
+    from seawall.control.tools.wire import report, runner, scenarios
+
+    try:
+        scs = scenarios.select(tuple(names), quick, pps)
+    except ValueError as e:
+        raise UsageError(f"--scenario: {e}") from None
+    exe = seawall_exe or runner.default_seawall()
+    try:
+        runner.check_tools(scs, capture_dir, exe)
+    except RuntimeError as e:
+        raise SeawallError(str(e)) from None
+    n = runs or (1 if quick else 5)
+    opts = runner.Options(seawall=exe, workdir=runner.workdir(), capture_dir=capture_dir,
+                          say=lambda m: click.echo(f"wire: {m}", err=True))
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    t = time.monotonic()
+    try:
+        results = runner.run_matrix(scs, n, opts)
+    finally:
+        if keep:
+            click.echo(f"wire: samples and logs kept in {opts.workdir}", err=True)
+        else:
+            shutil.rmtree(opts.workdir, ignore_errors=True)
+    command = " ".join(["seawall evaluate", *sys.argv[sys.argv.index("evaluate") + 1:]]) \
+        if "evaluate" in sys.argv else "seawall evaluate --wire"
+    doc = report.document(results, command, exe, started, time.monotonic() - t)
+    if as_json:
+        emit_json(doc)
+    else:
+        click.echo(report.table(results))
+        click.echo(f"\n{len(results)} runs in {doc['seconds']:.0f} s")
 
 
 @click.command()

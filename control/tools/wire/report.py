@@ -1,0 +1,104 @@
+"""The report of `seawall evaluate --wire`: one markdown row per scenario
+(median and worst over its runs), and the JSON document with every run.
+
+In: the run dicts of runner.run_matrix. Out: text. Pure.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+NEVER = float("inf")
+
+
+def _cuts(rs: list) -> list[float]:
+    return [NEVER if r.get("cut") is None else r["cut"] for r in rs]
+
+
+def _fmt_s(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return "never" if x == NEVER else f"{x:.2f}"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _median(xs: list):
+    xs = [x for x in xs if x is not None]
+    return statistics.median_low(sorted(xs)) if xs else None
+
+
+def summarise(runs: list) -> list[dict]:
+    """One dict per scenario, in the order met."""
+    order: list = []
+    by: dict = {}
+    for r in runs:
+        if r["scenario"] not in by:
+            order.append(r["scenario"])
+            by[r["scenario"]] = []
+        by[r["scenario"]].append(r)
+    out = []
+    for name in order:
+        rs = by[name]
+        ok = [r for r in rs if "error" not in r]
+        flood = [r for r in ok if r.get("segments")]
+        cuts = _cuts(flood)
+        after = [r["passed_after_cut"] for r in flood]
+        total = [r["passed_total"] for r in flood]
+        cust = [r["customers"] for r in ok]
+        out.append({
+            "scenario": name,
+            "runs": len(rs), "errors": len(rs) - len(ok),
+            "flood": bool(flood),
+            "cut_runs": sum(c != NEVER for c in cuts),
+            "cut_median": _median(cuts), "cut_worst": max(cuts) if cuts else None,
+            "passed_after_cut_median": _median(after),
+            "passed_after_cut_worst": max((a for a in after if a is not None), default=None),
+            "passed_total_median": _median(total), "passed_total_worst": max(total) if total else None,
+            "later_pulses_passed_worst": max((r["later_segments_passed_worst"] for r in flood
+                                              if r.get("later_segments_passed_worst") is not None), default=None),
+            "legit_blocked_worst": max((r["legit_blocked"] for r in ok), default=None),
+            "success_worst": min((c["success_attack"] for c in cust if c["success_attack"] is not None),
+                                 default=None),
+            "p99_calm_ms": _median([c["p99_calm_ms"] for c in cust]),
+            "p99_attack_ms": _median([c["p99_attack_ms"] for c in cust]),
+            "alarm_runs": sum(bool(r.get("alarm_raised")) for r in ok),
+            "seconds_per_run": _median([r["duration_s"] for r in rs]),
+            "xdp_modes": sorted({r.get("xdp_mode") or "none" for r in ok}),
+        })
+    return out
+
+
+def table(runs: list) -> str:
+    head = ("| scenario | runs | cut in | cut median / worst (s) | passed after cut median / worst | "
+            "passed in total median / worst | legit sources blocked (worst) | customers' success (worst) | "
+            "p99 calm → attack (ms) | alarm raised | s/run |")
+    lines = [head, "|" + "---|" * 11]
+    for s in summarise(runs):
+        if s["flood"]:
+            cut_in = f"{s['cut_runs']}/{s['runs'] - s['errors']}"
+            cut = f"{_fmt_s(s['cut_median'])} / {_fmt_s(s['cut_worst'])}"
+            after = f"{_pct(s['passed_after_cut_median'])} / {_pct(s['passed_after_cut_worst'])}"
+            total = f"{_pct(s['passed_total_median'])} / {_pct(s['passed_total_worst'])}"
+            if s["later_pulses_passed_worst"] is not None:
+                total += f" (later pulses ≤ {_pct(s['later_pulses_passed_worst'])})"
+        else:
+            cut_in, cut, after, total = "no flood", "–", "–", "–"
+        p99 = f"{_fmt_ms(s['p99_calm_ms'])} → {_fmt_ms(s['p99_attack_ms'])}"
+        err = f" ({s['errors']} failed)" if s["errors"] else ""
+        lines.append(f"| {s['scenario']} | {s['runs']}{err} | {cut_in} | {cut} | {after} | {total} | "
+                     f"{'–' if s['legit_blocked_worst'] is None else s['legit_blocked_worst']} | "
+                     f"{_pct(s['success_worst'])} | {p99} | {s['alarm_runs']}/{s['runs'] - s['errors']} | "
+                     f"{_fmt_ms(s['seconds_per_run'])} |")
+    return "\n".join(lines)
+
+
+def _fmt_ms(x) -> str:
+    return "–" if x is None else f"{x:.0f}" if x >= 10 else f"{x:.1f}"
+
+
+def document(runs: list, command: str, seawall: str, started: str, seconds: float) -> dict:
+    return {"command": command, "seawall": seawall, "started": started, "seconds": round(seconds, 1),
+            "summary": summarise(runs), "runs": runs}
