@@ -64,35 +64,58 @@ def _request(family: int, proto: int, states: int, seq: int) -> bytes:
 
 
 def _dump(sock: socket.socket, family: int, proto: int, states: int, seq: int) -> tuple:
-    """Run one dump; returns (the answers as one buffer, the offsets of
-    the inet_diag_msg bodies in it)."""
+    """Run one dump; returns (the answers, in one buffer, and the offsets
+    of the inet_diag_msg bodies in it)."""
     sock.send(_request(family, proto, states, seq))
-    chunks, offsets, base = [], [], 0
-    unpack = struct.Struct("=IHHI").unpack_from
+    buf = bytearray(4 * _RECV)
+    used, found = 0, []
     while True:
-        data = sock.recv(_RECV)
-        if not data:
+        if len(buf) - used < _RECV:
+            buf.extend(bytes(len(buf)))  # doubles: no copy of what was read per datagram
+        n = sock.recv_into(memoryview(buf)[used:], _RECV)
+        if not n:
             raise SeawallError("sock_diag: the kernel closed the dump")
-        off, n = 0, len(data)
-        while off + _NLMSG_HDR <= n:
-            length, kind, _flags, mseq = unpack(data, off)
-            if length < _NLMSG_HDR or off + length > n:
-                raise SeawallError(f"sock_diag: a malformed answer ({length} bytes at {off} of {n})")
-            if mseq != seq:  # a stale answer to an earlier request of this socket
-                off += (length + 3) & ~3
-                continue
+        offs, finished = _walk(buf, used, used + n, seq, family, proto)
+        found.append(offs)
+        used += n
+        if finished:
+            return buf, np.concatenate(found)
+
+
+_HEADER = struct.Struct("=IHHI")  # nlmsghdr: length, type, flags, sequence (the port id unread)
+
+
+def _walk(buf: bytearray, start: int, end: int, seq: int, family: int, proto: int) -> tuple:
+    """The messages of one datagram buf[start:end]: (the offsets of its
+    inet_diag_msg bodies, whether the dump ended). A dump's datagrams are
+    runs of messages of one length (a TCP socket's attributes do not vary);
+    those are found with numpy, the rest (the last datagram, with DONE) one
+    by one."""
+    length = _HEADER.unpack_from(buf, start)[0] if end - start >= _NLMSG_HDR else 0
+    if length >= _NLMSG_HDR + _DIAG_MSG and length % 4 == 0 and (end - start) % length == 0:
+        words = np.frombuffer(buf, np.uint32, (end - start) // 4, start)  # native order, as nlmsghdr
+        halves = np.frombuffer(buf, np.uint16, (end - start) // 2, start)
+        at = np.arange(0, (end - start) // 4, length // 4)
+        if (words[at] == length).all() and (halves[2 * at + 2] == SOCK_DIAG_BY_FAMILY).all() and \
+                (words[at + 2] == seq).all():
+            return start + at.astype(np.int64) * 4 + _NLMSG_HDR, False
+    offsets = []
+    off = start
+    while off + _NLMSG_HDR <= end:
+        length, kind, _flags, mseq = _HEADER.unpack_from(buf, off)
+        if length < _NLMSG_HDR or off + length > end:
+            raise SeawallError(f"sock_diag: a malformed answer ({length} bytes at {off - start} of {end - start})")
+        if mseq == seq:  # else a stale answer to an earlier request of this socket
             if kind == NLMSG_DONE or kind == NLMSG_ERROR:
-                code = struct.unpack_from("=i", data, off + _NLMSG_HDR)[0] if length >= _NLMSG_HDR + 4 else 0
+                code = struct.unpack_from("=i", buf, off + _NLMSG_HDR)[0] if length >= _NLMSG_HDR + 4 else 0
                 if code < 0:
                     raise _refused(-code, family, proto)
                 if kind == NLMSG_DONE:
-                    chunks.append(data)
-                    return b"".join(chunks), np.asarray(offsets, np.int64)
+                    return np.asarray(offsets, np.int64), True
             elif kind == SOCK_DIAG_BY_FAMILY and length >= _NLMSG_HDR + _DIAG_MSG:
-                offsets.append(base + off + _NLMSG_HDR)
-            off += (length + 3) & ~3
-        chunks.append(data)
-        base += n
+                offsets.append(off + _NLMSG_HDR)
+        off += (length + 3) & ~3
+    return np.asarray(offsets, np.int64), False
 
 
 def _refused(code: int, family: int, proto: int) -> SeawallError:
@@ -103,7 +126,7 @@ def _refused(code: int, family: int, proto: int) -> SeawallError:
     return SeawallError(f"sock_diag refused to list {what} sockets: {os.strerror(code)}")
 
 
-def _decode(data: bytes, offs: np.ndarray, proto: int) -> SocketTable:
+def _decode(data, offs: np.ndarray, proto: int) -> SocketTable:
     """The inet_diag_msg bodies at offs, as a SocketTable."""
     buf = np.frombuffer(data, np.uint8)
     n = len(offs)
@@ -122,7 +145,7 @@ def _decode(data: bytes, offs: np.ndarray, proto: int) -> SocketTable:
     return SocketTable(np.full(n, proto, np.uint8), family, state, lport, rport, laddr, raddr, v6only)
 
 
-def _v6only(data: bytes, body: int) -> bool:
+def _v6only(data, body: int) -> bool:
     end = body - _NLMSG_HDR + struct.unpack_from("=I", data, body - _NLMSG_HDR)[0]
     off = body + _DIAG_MSG
     while off + 4 <= end:

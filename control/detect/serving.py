@@ -389,9 +389,9 @@ def _endpoints(proto: str, t: SocketTable, rows: np.ndarray) -> tuple:
     out = set()
     for i in np.flatnonzero(rows):
         addr = _text(t.family[i], t.laddr[i])
-        v6 = t.family[i] == 6 and ":" in addr  # a v4-mapped bind is an IPv4 one
+        v6 = bool(t.family[i] == 6 and ":" in addr)  # a v4-mapped bind is an IPv4 one
         # a specific IPv6 address takes no IPv4, whatever the flag (the kernel sets it then)
-        v6only = v6 and (addr != "::" or bool(t.v6only[i]))
+        v6only = bool(v6 and (addr != "::" or t.v6only[i]))
         out.add(Endpoint(proto, 6 if v6 else 4, addr, int(t.lport[i]), v6only))
     return tuple(sorted(out))
 
