@@ -17,7 +17,8 @@ Definitions:
   frames that arrived are at most 1% of those sent (plus one frame of
   slack): the moment after which the attack's arrival rate stays below 1%
   of its send rate. It is given in seconds after the segment's start, or
-  None ("never"). Its resolution is the sampling step.
+  None ("never"), also when no full window of the flood is left after it.
+  Its resolution is the sampling step.
 - **Passed after the cut**: frames arrived / frames sent from the cut to
   the segment's end; **passed in total**: over the whole segment.
 - A **legitimate source blocked**: a customer source whose requests start
@@ -110,9 +111,9 @@ def cut_segment(server_t: np.ndarray, arrived: np.ndarray, sent: np.ndarray, sta
     # the earliest j from which every window is fine
     bad = np.nonzero(~ok)[0]
     first = 0 if len(bad) == 0 else bad[-1] + 1
-    if first >= len(ok) - 1 and len(bad):
-        return seg  # fine only at the very end: never cut
     j = i0 + first
+    if len(bad) and server_t[j] + window > end + step:
+        return seg  # fine only once the flood was over: never cut
     seg.cut = round(max(0.0, float(server_t[j]) - start), 4)
     seg.sent_after_cut = int(sent[i1] - sent[j])
     seg.arrived_after_cut = int(arrived[i1] - arrived[j])
