@@ -25,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 
@@ -184,7 +184,7 @@ class Serving:
     connections: int  # TCP connections whose handshake completed (HANDSHAKEN), same peers
     ephemeral: tuple = EPHEMERAL  # (first, last) local port the kernel picks for port 0
     taken_at: float = 0.0  # wall clock (time.time())
-    _masks: dict = field(default_factory=dict, repr=False)  # derived, filled by from_table
+    _masks: dict = field(default_factory=dict, repr=False, compare=False)  # derived, by from_table
 
     @classmethod
     def empty(cls, ephemeral=EPHEMERAL, taken_at: Optional[float] = None) -> "Serving":
@@ -212,19 +212,29 @@ class Serving:
         peers = _peers(ver[~loop], hi[~loop], lo[~loop])
         est = t.state[hand][~loop] == ESTABLISHED
 
-        masks = {"tcp": np.zeros(PORTS, bool), "udp": np.zeros(PORTS, bool), "tcp_listen": np.zeros(PORTS, bool),
-                 "udp_asked": np.zeros(PORTS, bool)}
-        masks["tcp_listen"][t.lport[listen]] = True
-        masks["tcp"][t.lport[tcp & bound & np.isin(t.state, TCP_OPEN)]] = True
-        masks["udp"][t.lport[udp & bound & ((t.state == ESTABLISHED) | (t.state == CLOSE))]] = True
-        masks["udp_asked"][t.lport[uconn]] = True
-        eph = ubound & (t.lport >= first) & (t.lport <= last)
-        masks["udp_asked"][t.lport[eph]] = True  # a client that asks with sendto()
-        masks["udp_unconnected"] = np.zeros(PORTS, bool)
-        masks["udp_unconnected"][t.lport[ubound]] = True
-        # (local port, remote port) of each connected UDP socket, as one sorted int array
-        masks["pairs"] = np.unique(t.lport[uconn].astype(np.int64) * PORTS + t.rport[uconn])
-        masks["peer_keys"] = peers.key64()
+        def mask(rows: np.ndarray) -> np.ndarray:
+            m = np.zeros(PORTS, bool)
+            m[t.lport[rows]] = True
+            return m
+
+        eph = (t.lport >= first) & (t.lport <= last)
+        masks = {
+            "tcp_listen": mask(listen),
+            "tcp": mask(tcp & bound & np.isin(t.state, TCP_OPEN)),
+            "udp": mask(uconn | ubound),
+            "udp_unconnected": mask(ubound),
+            # asked: a connected socket (its remote), or an unconnected one at
+            # an ephemeral port (a client that asks with sendto())
+            "udp_asked": mask(uconn | (ubound & eph)),
+            # (local port, remote port) of each connected UDP socket, as one sorted array
+            "pairs": np.unique(t.lport[uconn].astype(np.int64) * PORTS + t.rport[uconn]),
+            "peer_keys": peers.key64(),
+            "ephemeral": np.arange(PORTS) >= first,
+        }
+        masks["ephemeral"][last + 1:] = False
+        masks["any"] = masks["tcp"] | masks["udp"]
+        for a in (peers.ver, peers.hi, peers.lo):
+            a.flags.writeable = False
         for m in masks.values():
             m.flags.writeable = False
         return cls(tcp_listening, udp_bound, udp_connected, peers,
@@ -233,11 +243,18 @@ class Serving:
 
     # --- ports -------------------------------------------------------------------
 
-    def served_mask(self, proto) -> np.ndarray:
+    def served_mask(self, proto=None) -> np.ndarray:
         """A read-only bool array of 65536: True at each port where a socket
-        of `proto` ("tcp"/6 or "udp"/17) takes traffic. TCP: a listener or
-        one of our own connections; UDP: any bound socket."""
-        return self._masks[_proto(proto)]
+        of `proto` ("tcp"/6 or "udp"/17; None: either, the form of the
+        datapath's protocol-blind destination-port histogram) takes traffic.
+        TCP: a listener or one of our own connections; UDP: any bound socket."""
+        return self._masks["any" if proto is None else _proto(proto)]
+
+    @property
+    def ephemeral_mask(self) -> np.ndarray:
+        """The ports the kernel hands to new client sockets: one may be in
+        use a moment after this snapshot (see no_collateral)."""
+        return self._masks["ephemeral"]
 
     @property
     def listen_mask(self) -> np.ndarray:
@@ -303,13 +320,34 @@ class Serving:
         out = REFLECTION_MASK[s] & ~asked
         return bool(out) if out.ndim == 0 else out
 
+    def no_collateral(self, proto, dport: Optional[int] = None, sport: Optional[int] = None) -> Optional[str]:
+        """Why dropping every `proto` packet to dport (from sport) would cut
+        nothing this host serves, or None when that is not certain.
+
+        Certain: no socket of proto at dport, or (UDP) answers from a
+        reflection port that no socket at dport asked for; and dport outside
+        the ephemeral range. Never certain: a rule without dport, or with a
+        dport in the ephemeral range: short-lived clients escape a snapshot
+        (glibc's resolver opens a connected UDP socket per query, on a fresh
+        ephemeral port, and closes it within milliseconds), so a rule on
+        `udp sport 53` alone would cut the host's own name lookups."""
+        name = _proto(proto)
+        if dport is None:
+            return None
+        dport = _port(dport)
+        if self._masks["ephemeral"][dport]:
+            return None
+        if not self._masks[name][dport]:
+            return f"no {name.upper()} socket at port {dport}"
+        if name == "udp" and sport is not None and self.reflection_unasked(_port(sport), dport):
+            return f"UDP answers from port {sport} to port {dport}, where no socket asked"
+        return None
+
     # --- customers -----------------------------------------------------------------
 
     def customers(self, src: Sources) -> np.ndarray:
         """For each source, does it hold a TCP connection whose handshake
-        completed? A bool array as long as src. Exact on (ver, hi, lo); an
-        IPv6 peer whose key64 collides with another's (odds near 1e-7 in a
-        million) may read False, the cautious side only for its collider."""
+        completed? A bool array as long as src, exact on (ver, hi, lo)."""
         keys = self._masks["peer_keys"]
         if not len(src) or not len(keys):
             return np.zeros(len(src), bool)
@@ -319,7 +357,19 @@ class Serving:
         pos[order] = np.searchsorted(keys, k[order])
         np.minimum(pos, len(keys) - 1, out=pos)
         p = self.peers
-        return (keys[pos] == k) & (p.ver[pos] == src.ver) & (p.hi[pos] == src.hi) & (p.lo[pos] == src.lo)
+        same_key = keys[pos] == k
+        out = same_key & (p.ver[pos] == src.ver) & (p.hi[pos] == src.hi) & (p.lo[pos] == src.lo)
+        # two IPv6 peers whose key64 collide (odds near 1e-7 in a million)
+        # sit side by side: look at the next ones with the same key
+        todo = np.flatnonzero(same_key & ~out)
+        while len(todo):
+            pos[todo] += 1
+            todo = todo[pos[todo] < len(keys)]
+            q = pos[todo]
+            same_key = keys[q] == k[todo]
+            out[todo] = same_key & (p.ver[q] == src.ver[todo]) & (p.hi[q] == src.hi[todo]) & (p.lo[q] == src.lo[todo])
+            todo = todo[same_key & ~out[todo]]
+        return out
 
     def is_customer(self, address: str) -> bool:
         return bool(self.customers(Sources.from_addresses([address], [0]))[0])

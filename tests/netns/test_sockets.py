@@ -319,7 +319,8 @@ from seawall.control.detect.serving import Asked, Endpoint, Serving, SocketTable
 # dual-stack [::]:8443, two v6 sources x 2 to [2001:2::1]:8443, one v6 to
 # 8081, and TW_PEER (one connection, closed by the server)
 PLAN = [[a, SERVER4, 8080, 3] for a in CLIENT4[9:19]] + [["198.19.0.20", SERVER4, 8443, 1]] + \
-       [[a, SERVER6, 8443, 2] for a in CLIENT6[:2]] + [[CLIENT6[2], SERVER6, 8081, 1], [TW_PEER, SERVER4, 8080, 1, "closed"]]
+       [[a, SERVER6, 8443, 2] for a in CLIENT6[:2]] + [[CLIENT6[2], SERVER6, 8081, 1]] + \
+       [[TW_PEER, SERVER4, 8080, 1, "closed"]]
 EXPECTED = sum(r[3] for r in PLAN)
 ESTABLISHED = EXPECTED - 1 + 1  # all but TW_PEER's, plus the server's own outgoing connection
 PEERS = sorted({r[0] for r in PLAN} | {CLIENT4[0]})
@@ -369,7 +370,8 @@ def test_read_serving_finds_exactly_the_servers_sockets(served):
     _, s, ports = served
     r = read_in(s)
     got = Serving.from_table(table_of(r), tuple(r["ephemeral"]))
-    eph, uconn, out, loopc = ports["udp_ephemeral"], ports["udp_connected"], ports["out_port"], ports["loop_client_port"]
+    eph, uconn = ports["udp_ephemeral"], ports["udp_connected"]
+    out, loopc = ports["out_port"], ports["loop_client_port"]
 
     assert set(got.tcp_listening) == {
         Endpoint("tcp", 4, SERVER4, 8080), Endpoint("tcp", 6, "::", 8443, v6only=False),
@@ -388,6 +390,8 @@ def test_read_serving_finds_exactly_the_servers_sockets(served):
     assert got.tcp_served(8443, "198.18.0.1") and not got.tcp_served(9443, "198.18.0.1")
     assert got.reflection_unasked(53, 5300) and not got.reflection_unasked(53, uconn)
     assert got.reflection_unasked(123, uconn) and not got.reflection_unasked(123, 123)
+    assert got.no_collateral("tcp", 7000) == "no TCP socket at port 7000" and got.no_collateral("udp", 5300) is None
+    assert got.no_collateral("udp", 5300, 123) == "UDP answers from port 123 to port 5300, where no socket asked"
 
     # customers: the v4 client of the dual-stack socket is an IPv4 peer; the
     # loopback connection is nobody's customer; TIME_WAIT still counts

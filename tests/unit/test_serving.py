@@ -436,3 +436,52 @@ def test_cli_failure_is_one_line(monkeypatch, capsys):
     assert err == "seawall: error: cannot read the host's sockets (sock_diag): Permission denied\n"
     code, _, err = run(capsys, "serving", "--nope")
     assert code == 2 and err.count("\n") == 1
+
+
+# --- collateral ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("proto, dport, sport, why", [
+    ("udp", 80, None, "no UDP socket at port 80"),
+    ("udp", 0, None, "no UDP socket at port 0"),
+    ("tcp", 3389, None, "no TCP socket at port 3389"),
+    ("tcp", 7000, 12345, "no TCP socket at port 7000"),  # bound, never listened
+    (17, 53, 123, "UDP answers from port 123 to port 53, where no socket asked"),
+    ("udp", 53, 53, None),  # a DNS server answering another: asked
+    ("udp", 53, None, None),  # served
+    ("tcp", 80, None, None),
+    ("udp", 5353, 5353, None),
+    ("udp", 53, 40000, None),  # not a reflection port: a client of the DNS server
+    ("udp", None, 53, None),  # no port: the host's own lookups come from port 53
+    ("udp", 50000, 53, None),  # ephemeral: a resolver may open a socket there any moment
+    ("tcp", 50000, None, None),  # ... or an outgoing connection
+    ("udp", 41000, 53, None),
+])
+def test_no_collateral(host, proto, dport, sport, why):
+    assert host.no_collateral(proto, dport, sport) == why
+
+
+def test_protocol_blind_and_ephemeral_masks(host):
+    either = set(ports(host.served_mask("tcp"))) | set(ports(host.served_mask("udp")))
+    assert ports(host.served_mask()) == sorted(either)
+    assert ports(host.ephemeral_mask) == list(range(EPH[0], EPH[1] + 1))
+
+
+def test_customers_with_colliding_key64(monkeypatch):
+    """Two IPv6 peers whose key64 collide are both found (key64 forced
+    to collide here: the real odds are near 1e-7 in a million)."""
+    real = Sources.key64
+
+    def coarse(self):
+        k = real(self)
+        six = self.ver == 6
+        k[six] = np.uint64(1 << 63) | (self.hi[six] >> np.uint64(60))  # every 2001:... collides
+        return k
+
+    monkeypatch.setattr(Sources, "key64", coarse)
+    peers = ["2001:2::1", "2001:2::2", "2001:2::3", "198.18.0.1"]
+    rows = [(TCP, ESTABLISHED, "2001:2::ff", 443, a, 40000 + i) for i, a in enumerate(peers[:3])]
+    rows.append((TCP, ESTABLISHED, "198.18.0.9", 443, peers[3], 40009))
+    s = Serving.from_table(SocketTable.from_rows(rows), EPH)
+    assert len(s.peers) == 4
+    probe = peers + ["2001:2::4", "2001:2::2"]
+    assert s.customers(Sources.from_addresses(probe, [1] * len(probe))).tolist() == [True] * 4 + [False, True]
