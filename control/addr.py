@@ -219,6 +219,25 @@ class Sources:
             lo[~is4] &= ml
         return hi, lo
 
+    def network(self, plen4: int, plen6: int) -> "Sources":
+        """The sources' networks of length plen4 (v4) or plen6 (v6), as
+        Sources (no counts), for lookups by prefix."""
+        hi, lo = self.masked(plen4, plen6)
+        z = np.zeros(len(self), U64)
+        return Sources(self.ver, hi, lo, z, z, z)
+
+    @classmethod
+    def of_prefixes(cls, prefixes: list) -> "Sources":
+        """Prefixes' network addresses as Sources (no counts)."""
+        if not prefixes:
+            return cls.empty()
+        n = [int.from_bytes(p.packed, "big") for p in prefixes]
+        ver = np.array([p.version for p in prefixes], np.uint8)
+        hi = np.array([0 if p.version == 4 else v >> 64 for p, v in zip(prefixes, n)], U64)
+        lo = np.array([v if p.version == 4 else v & _ALL for p, v in zip(prefixes, n)], U64)
+        z = np.zeros(len(prefixes), U64)
+        return cls(ver, hi, lo, z, z, z)
+
     def key64(self) -> np.ndarray:
         """One u64 per source for joins: exact for IPv4 (the address, top
         bit clear); for IPv6 a 63-bit mix of both halves with the top bit
@@ -238,6 +257,28 @@ class Sources:
         k = np.empty(len(self), dtype=[("ver", np.uint8), ("hi", U64), ("lo", U64)])
         k["ver"], k["hi"], k["lo"] = self.ver, self.hi, self.lo
         return k
+
+
+def group_labels(ver: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> tuple:
+    """(labels, count): equal (ver, hi, lo) rows get equal labels, as the
+    inverse of np.unique over a structured array would give, without
+    sorting one (2.4 s for a million rows; a u64 sort takes 15 ms)."""
+    inv = np.empty(len(ver), np.intp)
+    n = 0
+    for v in np.unique(ver):
+        sel = np.flatnonzero(ver == v)
+        h, l = hi[sel], lo[sel]
+        if not h.any():
+            key = l  # IPv4, or IPv6 masked to /64 or shorter has lo == 0 ...
+        elif not l.any():
+            key = h  # ... so one half is the whole key
+        else:
+            key = np.empty(len(sel), dtype=[("hi", np.uint64), ("lo", np.uint64)])
+            key["hi"], key["lo"] = h, l
+        u, i = np.unique(key, return_inverse=True)
+        inv[sel] = i.reshape(-1) + n
+        n += len(u)
+    return inv, n
 
 
 def delta(cur: Sources, prev: Sources | None) -> Sources:

@@ -30,24 +30,29 @@ def _ms_duration(text: str) -> float:
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    interval: float = 1.0  # seconds per scoring cycle
+    interval: float = 0.25  # seconds per scoring cycle
     interfaces: tuple = ()  # attached at start when given
     mode: str = "auto"  # XDP attach mode for those interfaces
     monitor: bool = False  # log decisions, enforce nothing
     keep_filter_on_exit: bool = True  # SIGTERM leaves the XDP program and lists in place
     log_level: str = "info"
     housekeeping: float = 60.0  # seconds between prunes of expired blocks and journal compactions
+    baseline_save: float = 30.0  # seconds between saves of the learnt baseline to the state directory
 
 
 @dataclass(frozen=True)
 class DetectionConfig:
-    warmup: float = 10.0  # seconds of learning before any alarm
-    baseline_window: float = 60.0  # seconds: EWMA horizon of the baseline
-    threshold: float = 6.0  # anomaly score that raises the alarm
-    clear_after: float = 5.0  # seconds below threshold/2 that clear it
-    min_pps: float = 2000.0  # total packets/s below which no alarm is raised
+    threshold: float = 2.5  # score (a rate over its learnt busy rate) that makes a cycle anomalous
+    min_pps: float = 1000.0  # floor of every reference: a host never judged against less than this
+    quantile: float = 0.99  # the busy rate: this quantile of the calm cycles' rates
+    baseline_window: float = 86400.0  # seconds: a calm cycle this old counts e times less
+    learn_ratio: float = 1.5  # a calm cycle's rate is learnt at most this many times the reference
+    warmup: float = 10.0  # seconds of calm traffic before the mix (entropy) is judged
+    mix_window: float = 600.0  # seconds: horizon of the mix's EWMAs (entropy, shares, busy sources)
+    entropy_z: float = 8.0  # an entropy this many std devs from its calm mean scores `threshold`
     min_sigma: float = 0.03  # floor of an entropy feature's std dev
-    min_volume_sigma: float = 0.15  # floor of log-volume std dev
+    clear_after: float = 5.0  # seconds below threshold/2 that clear the alarm
+    surge_learn_after: float = 600.0  # an anomaly with no attacker that lasts this long is learnt
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class AttributionConfig:
     signatures: bool = True  # derive signature rules for spoofed floods
     max_signatures: int = 8
     signature_min_share: float = 0.5  # the signature must cover this share of the excess
+    signature_max_legit: float = 0.001  # installed as a drop only if it matched at most this share of calm traffic
+    returning_min_pps: float = 20.0  # a past offender seen again at this rate is blocked again at once
 
 
 @dataclass(frozen=True)
@@ -103,15 +110,20 @@ _RULES: dict = {
         "keep_filter_on_exit": ("bool", None, ""),
         "log_level": ("str", lambda x: x in ("debug", "info", "warning", "error"), "debug, info, warning or error"),
         "housekeeping": ("duration", lambda x: 1 <= x <= 86400, "between 1s and 1d"),
+        "baseline_save": ("duration", lambda x: 1 <= x <= 86400, "between 1s and 1d"),
     },
     "detection": {
+        "threshold": ("float", lambda x: x > 1, "a number > 1"),
+        "min_pps": ("float", lambda x: x >= 1, "a number >= 1"),
+        "quantile": ("float", lambda x: 0.5 <= x < 1, "a number in [0.5, 1)"),
+        "baseline_window": ("duration", lambda x: x >= 60, "at least 1m"),
+        "learn_ratio": ("float", lambda x: x >= 1, "a number >= 1"),
         "warmup": ("duration", lambda x: x >= 1, "at least 1s"),
-        "baseline_window": ("duration", lambda x: x >= 5, "at least 5s"),
-        "threshold": ("float", _pos, "a number > 0"),
-        "clear_after": ("duration", _pos, "> 0"),
-        "min_pps": ("float", lambda x: x >= 0, "a number >= 0"),
+        "mix_window": ("duration", lambda x: x >= 5, "at least 5s"),
+        "entropy_z": ("float", _pos, "a number > 0"),
         "min_sigma": ("float", _pos, "a number > 0"),
-        "min_volume_sigma": ("float", _pos, "a number > 0"),
+        "clear_after": ("duration", _pos, "> 0"),
+        "surge_learn_after": ("duration", _pos, "a duration"),
     },
     "attribution": {
         "heavy_min_pps": ("float", _pos, "a number > 0"),
@@ -125,6 +137,8 @@ _RULES: dict = {
         "signatures": ("bool", None, ""),
         "max_signatures": ("int", lambda x: 0 <= x <= 16, "an integer from 0 to 16"),
         "signature_min_share": ("float", lambda x: 0 < x <= 1, "a number in (0, 1]"),
+        "signature_max_legit": ("float", lambda x: 0 <= x <= 1, "a number in [0, 1]"),
+        "returning_min_pps": ("float", _pos, "a number > 0"),
     },
     "ttl": {
         "base": ("duration", _pos, "a duration"),

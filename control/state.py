@@ -54,6 +54,11 @@ class Paths:
         return os.path.join(self.state_dir, "lock")
 
     @property
+    def baseline(self) -> str:
+        """The learnt baseline (control/service/persist.py)."""
+        return os.path.join(self.state_dir, "baseline.npz")
+
+    @property
     def owned(self) -> str:
         """Interfaces the daemon attached itself (and so detaches on a stop
         with keep_filter_on_exit = false), kept across a crash."""

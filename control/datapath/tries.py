@@ -191,6 +191,24 @@ class ListMaps:
         """{address bytes: last_hit_ns} of the blocked hosts (their mirror's stamps)."""
         return {**self.mirrors[4].last_hits(), **self.mirrors[6].last_hits()}
 
+    def last_hit_ns(self, prefixes: list) -> dict:
+        """{Prefix: CLOCK_BOOTTIME ns of its last drop, 0 for none} of these
+        blocks (absent: not in the blocklist), one lookup each: the stamp
+        of its trie entry, or for a host the newer one of its mirror."""
+        out = {}
+        for p in prefixes:
+            raw = self.trie("block", p.version).lookup(key(p))
+            if raw is None:
+                continue
+            ns = block(raw).last_hit_ns
+            if p.is_host:
+                m = self.mirrors[p.version].map()
+                mraw = m.lookup(p.packed) if m is not None else None
+                if mraw is not None:
+                    ns = max(ns, block(mraw).last_hit_ns)
+            out[p] = ns
+        return out
+
     def count(self, lst: str, now_ns: Optional[int] = None) -> dict:
         """Entries of a list: {"entries": n} for the allowlist; for the
         blocklist, live ones by {"auto": n, "manual": n}."""

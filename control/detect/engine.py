@@ -1,30 +1,43 @@
 """Detection and attribution: the daemon's brain. Pure (numpy only).
 
 Each cycle the engine gets an Observation (per-cycle feature histograms and
-per-source counts) and returns what it decided. The daemon feeds it from
-the kernel maps; the evaluation harness and `seawall replay` feed it from
-simulations and captures. Nothing here does I/O.
+per-source counts of the packets the filter let through) and returns what
+it decided. The daemon feeds it from the kernel maps; the evaluation
+harness and `seawall replay` feed it from simulations and captures.
+Nothing here does I/O.
 
 How it decides (README "How seawall decides" explains it for operators):
-1. Per feature f (source bucket, destination port, source port, protocol,
-   length class, TCP flags) the normalised Shannon entropy
-   H_f = -sum p log2 p / log2(min(N, K_f)) of this cycle's histogram.
-2. A baseline: EWMA mean and variance of each H_f and of log10(packets/s),
-   learnt while calm, frozen while an alarm is raised (an attacker cannot
-   teach it his flood).
-3. Deviations z_f = (H_f - mean) / max(std, floor); the anomaly score is
-   max(0, z_volume) + RMS(|z_f|) (each |z_f| clipped at 10).
-4. score >= threshold (and the rate above a floor) raises the alarm;
-   score < threshold / 2 for `clear_after` seconds clears it.
-5. Under alarm, attribution: heavy sources (far above the usual busiest
-   source, or far above their own regular rate) are blocked, aggregated to
-   a /24 or /64 only when the prefix holds enough offenders and almost no
-   other active sources; when the excess is not explained by heavy
-   sources (spoofing, reflection), the features whose entropy collapsed
-   give a signature rule (protocol + port, reflection source port, length,
-   TCP flags): dropped if such packets were absent from the baseline,
-   rate-limited to twice their baseline rate otherwise.
-6. Every automatic decision has a TTL, multiplied for repeat offenders.
+1. Volume, judged by ratio. For the total packet rate and for each
+   protocol, destination port, source port, destination address and
+   fragment class, the cycle's rate is divided by its reference: the
+   host's learnt busy rate (a high quantile of calm cycles, baseline.py),
+   never less than the floor min_pps. The largest ratio is the volume
+   score; it needs no warm-up: a daemon started during a flood judges it
+   against the floor.
+2. Mix. Once warmup seconds of calm traffic are learnt, the entropy of
+   each feature is compared with its calm mean; the largest deviation,
+   in standard deviations, scaled so that entropy_z reads as the
+   threshold, is the mix score. It catches what volume misses: a flood
+   that copies the host's usual rate but not its make-up.
+3. score = max(volume, mix). At or above threshold the cycle is
+   anomalous, and attribution looks for an attacker:
+   - heavy sources: far above the usual busiest source (or a regular far
+     above its own usual rate), never a source holding an established
+     TCP connection; aggregated to a /24 or /64 only when every active
+     member of the prefix offends and none was busy in the baseline;
+   - otherwise, a signature: the bucket of each feature that took the
+     excess, when concentrated far beyond its calm share. It is
+     installed as a drop only when it would have matched at most
+     signature_max_legit of the calm traffic, or when no socket on the
+     host serves (or asked for) what it matches. Otherwise nothing is
+     installed, and the report says why: no rule shared with customers.
+   An anomaly with an attacker raises the alarm; one without (a flash
+   crowd) is a surge: reported once, nothing done. Calm cycles are learnt
+   (baseline.py); the alarm clears after clear_after s under threshold/2.
+5. Every automatic decision has a TTL, multiplied for repeat offenders.
+   A block or signature that dropped packets in the second half of its
+   life is renewed, escalated, instead of expiring; a known offender
+   seen again after its block expired is blocked again at once.
 """
 
 from __future__ import annotations
@@ -35,15 +48,19 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from seawall.control.addr import Prefix, Sources
+from seawall.control.addr import Prefix, Sources, group_labels
 from seawall.control.config import Config
 from seawall.control.datapath.abi import Feature, LEN_CLASS_WIDTH
-from seawall.control.signature import Signature
+from seawall.control.detect.baseline import VOLUME_FEATURES, Baseline, Ewma, Regulars  # noqa: F401 (re-exported)
+from seawall.control.detect.baseline import _optional_features
+from seawall.control.signature import PROTO_NAMES, Signature
 
 FEATURE_NAMES = {f: f.name.lower() for f in Feature}
 Z_CLIP = 10.0
 SIG_LIFT = 1.15  # a signature field's bucket holds this much more of the excess than of the baseline
 SIG_STRONG_LIFT = 3.0  # at least one field must be this concentrated
+HEAVY_SHARE = 0.2  # heavy sources together carry at least this share of the excess
+SURGE_NOTE_AFTER = 1.0  # seconds an anomaly without an attacker lasts before it is reported
 
 
 def entropy(counts: np.ndarray) -> float:
@@ -64,6 +81,9 @@ class Observation:
     dt: float  # cycle length, seconds
     hist: dict  # Feature -> per-cycle packet counts per bucket
     sources: Sources  # per-cycle counts of tracked sources
+    #: for decisions about to expire (Engine.expiring): the time of their
+    #: last drop, on the same clock as t (the kernel's own stamps)
+    last_hits: dict = field(default_factory=dict)
 
     @property
     def packets(self) -> float:
@@ -91,36 +111,17 @@ class CycleReport:
     t: float
     pps: float
     entropy: dict  # feature name -> H
-    z: dict  # feature name -> z, plus "volume"
-    score: float
+    z: dict  # feature name -> z (once the mix is learnt)
+    score: float  # max(volume, mix); anomalous at >= threshold
     alarm: bool
     raised: bool  # alarm raised this cycle
     cleared: bool
-    learning: bool  # still in warm-up
+    learning: bool  # this cycle was learnt as calm
     actions: list = field(default_factory=list)
     note: str = ""
-
-
-def _group_labels(ver: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> tuple:
-    """(labels, count): equal (ver, hi, lo) rows get equal labels, as the
-    inverse of np.unique over a structured array would give, without
-    sorting one (2.4 s for a million rows; a u64 sort takes 15 ms)."""
-    inv = np.empty(len(ver), np.intp)
-    n = 0
-    for v in np.unique(ver):
-        sel = np.flatnonzero(ver == v)
-        h, l = hi[sel], lo[sel]
-        if not h.any():
-            key = l  # IPv4, or IPv6 masked to /64 or shorter has lo == 0 ...
-        elif not l.any():
-            key = h  # ... so one half is the whole key
-        else:
-            key = np.empty(len(sel), dtype=[("hi", np.uint64), ("lo", np.uint64)])
-            key["hi"], key["lo"] = h, l
-        u, i = np.unique(key, return_inverse=True)
-        inv[sel] = i.reshape(-1) + n
-        n += len(u)
-    return inv, n
+    volume: float = 0.0  # the volume ratio
+    where: str = ""  # the dimension that gave it ("total", "dport 9", ...)
+    findings: list = field(default_factory=list)  # attackers recognised, acted on or not
 
 
 def _covered(in_force: dict, prefix: Prefix) -> bool:
@@ -133,138 +134,79 @@ def _covered(in_force: dict, prefix: Prefix) -> bool:
     return False
 
 
-class Ewma:
-    """Exponentially weighted mean and variance (West's update)."""
-
-    def __init__(self):
-        self.n = 0
-        self.mean = 0.0
-        self.var = 0.0
-
-    def update(self, x: float, alpha: float) -> None:
-        self.n += 1
-        a = max(alpha, 1.0 / self.n)  # plain running mean until the window fills
-        d = x - self.mean
-        self.mean += a * d
-        self.var = (1 - a) * (self.var + a * d * d)
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(max(self.var, 0.0))
-
-
-class Regulars:
-    """The sources that were busy while calm, with their usual rate (EWMA
-    packets/s): rows in first-seen order, the sources in their one form
-    (addr.Sources), looked up vectorised."""
-
-    CAP, KEEP = 20000, 10000  # past CAP rows, keep the KEEP busiest
-
-    def __init__(self):
-        self.sources = Sources.empty()
-        self.rate = np.zeros(0)
-
-    def __len__(self) -> int:
-        return len(self.rate)
-
-    def usual(self, src: Sources) -> np.ndarray:
-        """Each source's usual rate, NaN for one the baseline never saw busy."""
-        idx = src.find(self.sources)
-        return np.where(idx >= 0, self.rate[np.maximum(idx, 0)] if len(self.rate) else np.nan, np.nan)
-
-    def learn(self, src: Sources, rate: np.ndarray, alpha: float) -> None:
-        """Move each source's usual rate towards this cycle's; a new one
-        starts at it."""
-        idx = src.find(self.sources)
-        known = idx >= 0
-        old = self.rate[idx[known]]
-        self.rate[idx[known]] = old + alpha * (rate[known] - old)
-        new = np.flatnonzero(~known)
-        if len(new):
-            # a source met twice in one cycle (on two interfaces): its first row
-            _, first = np.unique(src.take(new).key64(), return_index=True)
-            new = new[np.sort(first)]
-            self.sources = Sources.concat([self.sources, src.take(new)])
-            self.rate = np.concatenate([self.rate, rate[new]])
-        if len(self) > self.CAP:  # keep the busiest (ties in first-seen order)
-            keep = np.argsort(-self.rate, kind="stable")[:self.KEEP]
-            self.sources, self.rate = self.sources.take(keep), self.rate[keep]
-
-
 class Engine:
-    def __init__(self, cfg: Config, allowed: Optional[Callable[[Prefix], bool]] = None):
+    def __init__(self, cfg: Config, allowed: Optional[Callable[[Prefix], bool]] = None,
+                 baseline: Optional[Baseline] = None):
         self.cfg = cfg
         self.allowed = allowed or (lambda p: False)
-        self.t0: Optional[float] = None
-        self.h = {f: Ewma() for f in Feature}
-        self.vol = Ewma()
-        # baseline share of each bucket, per feature (for signatures)
-        self.share: dict = {}
-        self.top_rate = Ewma()  # p99 per-source packets/s while calm
-        self.regulars = Regulars()  # busy calm sources and their usual rate
+        d = cfg.detection
+        self.base = baseline or Baseline(d.baseline_window, d.quantile, d.mix_window)
+        #: what the host serves (detect/serving.py's Serving), when known
+        self.serving = None
         self.suspects = Sources.empty()  # sources over their limit in the previous cycle
         self.alarm = False
         self.calm_since: Optional[float] = None
-        self.active: dict = {}  # Prefix -> expiry t (automatic blocks in force)
-        self.sigs: dict = {}  # Signature (rate-less: its matcher) -> expiry t
+        self.surge_since: Optional[float] = None
+        self._surge_said = False
+        self._surge_refs: Optional[tuple] = None  # the references when the surge began
+        self.active: dict = {}  # Prefix -> (expiry t, ttl) of automatic blocks in force
+        self.sigs: dict = {}  # Signature matcher -> (expiry t, ttl, Signature)
         self.offences: dict = {}  # Prefix or Signature matcher -> (count, last t)
-
-    # --- baseline ----------------------------------------------------------
-
-    def _alpha(self, dt: float) -> float:
-        return min(1.0, dt / self.cfg.detection.baseline_window)
-
-    def _learn(self, obs: Observation, ent: dict, logv: float) -> None:
-        a = self._alpha(obs.dt)
-        for f, v in ent.items():
-            self.h[f].update(v, a)
-        self.vol.update(logv, a)
-        n = obs.packets
-        if n > 0:
-            for f, c in obs.hist.items():
-                cur = c.astype(np.float64) / n
-                prev = self.share.get(f)
-                self.share[f] = cur if prev is None else prev + max(a, 1.0 / self.vol.n) * (cur - prev)
-        src = obs.sources
-        if len(src):
-            rate = src.packets.astype(np.float64) / obs.dt
-            self.top_rate.update(float(np.percentile(rate, 99)), a)
-            k = min(len(rate), 2000)
-            top = np.argpartition(rate, -k)[-k:]
-            self.regulars.learn(src.take(top), rate[top], a)
+        self._next_expiry = math.inf
+        self._offenders: Optional[tuple] = None  # (hosts, {plen: nets}) as Sources; None: rebuild
 
     # --- scoring -----------------------------------------------------------
 
+    def _rates(self, obs: Observation) -> dict:
+        return {f: obs.hist[f] / obs.dt for f in VOLUME_FEATURES + _optional_features() if f in obs.hist}
+
+    def volume(self, obs: Observation) -> tuple:
+        """(ratio, where): the cycle's largest rate over its reference."""
+        floor = self.cfg.detection.min_pps
+        rates = self._rates(obs)
+        tot_ref, refs = self.base.volumes.reference(floor, {f: len(r) for f, r in rates.items()})
+        best, where = (obs.packets / obs.dt) / tot_ref, "total"
+        for f, r in rates.items():
+            ratio = r / refs[f]
+            b = int(np.argmax(ratio))
+            if ratio[b] > best:
+                best, where = float(ratio[b]), _dimension(f, b)
+        return best, where
+
     def step(self, obs: Observation) -> CycleReport:
         d = self.cfg.detection
-        if self.t0 is None:
-            self.t0 = obs.t - obs.dt
         self._expire(obs.t)
         ent = {f: entropy(obs.hist[f]) for f in Feature if f in obs.hist}
         pps = obs.packets / obs.dt if obs.dt > 0 else 0.0
-        logv = math.log10(pps + 1.0)
-        learning = (obs.t - self.t0) < d.warmup or self.vol.n < 3
-
+        volume, where = self.volume(obs) if obs.dt > 0 else (0.0, "total")
         z = {}
-        for f, v in ent.items():
-            e = self.h[f]
-            z[FEATURE_NAMES[f]] = 0.0 if e.n == 0 else (v - e.mean) / max(e.std, d.min_sigma)
-        zv = 0.0 if self.vol.n == 0 else (logv - self.vol.mean) / max(self.vol.std, d.min_volume_sigma)
-        z["volume"] = zv
-        zs = [min(abs(v), Z_CLIP) for k, v in z.items() if k != "volume"]
-        rms = math.sqrt(sum(x * x for x in zs) / len(zs)) if zs else 0.0
-        score = max(0.0, min(zv, 3 * Z_CLIP)) + rms
+        if self.base.seconds >= d.warmup:
+            for f, v in ent.items():
+                e = self.base.h[f]
+                if e.n:
+                    z[FEATURE_NAMES[f]] = (v - e.mean) / max(e.std, d.min_sigma)
+        mix = d.threshold * min(max((abs(v) for v in z.values()), default=0.0), Z_CLIP * d.entropy_z) / d.entropy_z
+        if obs.packets < 50:
+            mix = 0.0  # a handful of packets has no meaningful mix
+        score = max(volume, mix)
+        anomalous = score >= d.threshold
+
+        actions = self._renew(obs) + self._returning(obs)
+        findings: list = []
+        # under alarm, attribution goes on down to the clearing level: what
+        # is left of an attack after its first blocks is still the attack
+        if anomalous or (self.alarm and score >= d.threshold / 2):
+            found, findings = self._attribute(obs, z, score, pps)
+            actions += found
+        else:
+            self.suspects = Sources.empty()  # "the previous cycle" means the previous cycle
 
         raised = cleared = False
-        if learning:
-            self._learn(obs, ent, logv)
-        elif not self.alarm:
-            if score >= d.threshold and pps >= d.min_pps:
-                self.alarm = raised = True
-                self.calm_since = None
-            else:
-                self._learn(obs, ent, logv)
-        else:
+        note = ""
+        if anomalous and findings and not self.alarm:
+            self.alarm = raised = True
+            self.calm_since = None
+        elif self.alarm:
             if score < d.threshold / 2:
                 self.calm_since = self.calm_since if self.calm_since is not None else obs.t
                 if obs.t - self.calm_since >= d.clear_after:
@@ -272,93 +214,116 @@ class Engine:
                     cleared = True
             else:
                 self.calm_since = None
-
-        rep = CycleReport(obs.t, pps, {FEATURE_NAMES[f]: v for f, v in ent.items()}, z, score,
-                          self.alarm, raised, cleared, learning)
-        # act only on cycles that are themselves anomalous: once the attack
-        # is blocked the alarm lingers for clear_after, on normal traffic
-        if self.alarm and not cleared and score >= d.threshold:
-            rep.actions = self._attribute(obs, z, score, pps)
-            if not rep.actions and raised:
-                rep.note = "alarm without an attributable attacker (flash crowd?): no action"
-        else:
-            self.suspects = Sources.empty()  # "the previous cycle" means the previous cycle
-        return rep
+        surge = anomalous and not findings and not self.alarm
+        if not surge:
+            self.surge_since = None
+            self._surge_said = False
+        elif self.surge_since is None:
+            self.surge_since = obs.t
+            tot, per = self.base.volumes.reference(d.min_pps, {f: len(r) for f, r in self._rates(obs).items()})
+            self._surge_refs = (tot, {f: r.copy() for f, r in per.items()})
+        elif obs.t - self.surge_since >= SURGE_NOTE_AFTER and not self._surge_said:
+            self._surge_said = True
+            note = (f"surge without an attributable attacker (flash crowd?): {where} at {volume:.1f}x "
+                    f"its reference, score {score:.1f}; no action")
+        for f in findings:
+            if f.get("note"):
+                note = (note + "; " if note else "") + f["note"]
+        # A surge (no attacker) is learnt at once by a baseline still in its
+        # first warmup seconds (a daemon meeting a busy host for the first
+        # time), and by any baseline once it has lasted surge_learn_after.
+        # ... a lasting one only up to learn_ratio times the reference it
+        # met: a step the host keeps (a new busy level) is learnt, a climb
+        # that goes on (slow poisoning) is not followed.
+        young = self.base.seconds < d.warmup
+        learn = not self.alarm and not cleared and (not anomalous or surge and (
+            young or obs.t - self.surge_since >= d.surge_learn_after))
+        if learn:
+            self.base.learn(obs.t, obs.dt, obs.hist, ent, obs.sources, d.min_pps, d.learn_ratio,
+                            self._surge_refs if surge and not young else None)
+        return CycleReport(obs.t, pps, {FEATURE_NAMES[f]: v for f, v in ent.items()}, z, score,
+                           self.alarm, raised, cleared, learn, actions, note, volume, where,
+                           [{k: v for k, v in f.items() if k != "note"} for f in findings])
 
     # --- attribution -------------------------------------------------------
 
-    def _expire(self, t: float) -> None:
-        self.active = {k: v for k, v in self.active.items() if v > t}
-        self.sigs = {k: v for k, v in self.sigs.items() if v > t}
-        # An offence older than [ttl] memory no longer escalates anything
-        # (_ttl starts the count again): forget it, or weeks of attacks from
-        # ever-new prefixes grow this without bound. Amortised: only once
-        # it has doubled past what is in force.
-        if len(self.offences) > 2 * (len(self.active) + len(self.sigs)) + 1024:
-            memory = self.cfg.ttl.memory
-            self.offences = {k: v for k, v in self.offences.items() if t - v[1] <= memory}
+    def _customers(self, src: Sources) -> np.ndarray:
+        """Sources holding an established TCP connection to this host."""
+        if self.serving is None or not len(src):
+            return np.zeros(len(src), bool)
+        return np.asarray(self.serving.customers(src), bool)
 
-    def _ttl(self, key, t: float) -> float:
-        tc = self.cfg.ttl
-        count, last = self.offences.get(key, (0, -math.inf))
-        if t - last > tc.memory:
-            count = 0
-        ttl = min(tc.max, tc.base * (tc.escalation ** count))
-        self.offences[key] = (count + 1, t)
-        return ttl
-
-    def _moved(self, z: dict) -> dict:
-        return {k: round(v, 2) for k, v in z.items() if abs(v) >= 2.0}
-
-    def _attribute(self, obs: Observation, z: dict, score: float, pps: float) -> list:
+    def _attribute(self, obs: Observation, z: dict, score: float, pps: float) -> tuple:
+        """(actions, findings) of an anomalous cycle."""
         a = self.cfg.attribution
         actions: list = []
+        findings: list = []
         src = obs.sources
-        excess = max(0.0, pps - 10 ** self.vol.mean)
+        calm = self.base.calm_pps.mean if self.base.calm_pps.n else 0.0
+        excess = max(0.0, pps - calm)
+        ref, _ = self.base.volumes.reference(self.cfg.detection.min_pps, {})
+        # heavy sources must carry a real part of what is over the usual:
+        # the busiest customers of a host the baseline has not caught up
+        # with yet, or of a host under a spoofed flood, are not the attack
+        explain = HEAVY_SHARE * max(pps - ref, excess)
         heavy_pps = 0.0
         if len(src):
             rate = src.packets.astype(np.float64) / obs.dt
             # a source the baseline never saw busy must beat the usual busy
             # source (p99) by heavy_new_factor; a regular must beat its own
             # usual rate by heavy_factor
-            floor = max(a.heavy_min_pps, a.heavy_new_factor * self.top_rate.mean)
+            floor = max(a.heavy_min_pps, a.heavy_new_factor * self.base.top_rate.mean)
             # A source over its limit in one cycle only is noise as often as
             # not (a regular tripling in a flash crowd has Poisson spikes);
             # it must be over in two consecutive cycles, or twice over now.
-            cand = np.nonzero(rate >= floor)[0]
+            cand = np.flatnonzero(rate >= floor)
+            cand = cand[~self._customers(src.take(cand))]
             cs = src.take(cand)
-            usual = self.regulars.usual(cs)
+            usual = self.base.regulars.usual(cs)
             limit = np.where(np.isnan(usual), floor, np.maximum(floor, a.heavy_factor * np.nan_to_num(usual)))
             over = rate[cand] >= limit
             again = cs.find(self.suspects) >= 0
             heavy = cand[over & ((rate[cand] >= 2 * limit) | again)].astype(np.int64)
+            if rate[cand[over]].sum() < explain:
+                over[:] = False
+                heavy = heavy[:0]
             self.suspects = cs.take(over)
             heavy_pps = float(rate[heavy].sum()) if len(heavy) else 0.0
             if len(heavy):
+                findings.append({"kind": "heavy sources", "sources": int(len(heavy)), "pps": round(heavy_pps)})
                 actions += self._block_heavy(obs, src, rate, heavy, z, score)
+            elif over.any():  # blocked next cycle if they keep it up
+                findings.append({"kind": "heavy sources (suspected)", "sources": int(over.sum()),
+                                 "pps": round(float(rate[cand[over]].sum()))})
         else:
             self.suspects = Sources.empty()
         # spoofed or reflected: the heavy sources do not explain the excess
-        # unexplained excess of at least half the baseline rate
-        if a.signatures and excess >= 0.5 * 10 ** self.vol.mean and heavy_pps < 0.5 * excess:
-            actions += self._signature(obs, z, score, pps, excess)
-        return actions
+        if a.signatures and excess > 0 and excess >= 0.5 * calm and heavy_pps < 0.5 * excess:
+            acts, found = self._signature(obs, z, score, excess)
+            actions += acts
+            findings += found
+        return actions, findings
 
     def _block_heavy(self, obs, src, rate, heavy, z, score) -> list:
         a = self.cfg.attribution
         out = []
-        # aggregate: prefixes holding >= aggregate_min offenders and (almost)
-        # no other active sources
-        hi, lo = src.masked(a.aggregate_v4, a.aggregate_v6)
+        # aggregate: prefixes holding >= aggregate_min offenders, no other
+        # active source, no customer and no source busy in the baseline
+        masked = src.network(a.aggregate_v4, a.aggregate_v6)
         is_heavy = np.zeros(len(src), bool)
         is_heavy[heavy] = True
-        inv, n_groups = _group_labels(src.ver, hi, lo)
+        inv, n_groups = group_labels(masked.ver, masked.hi, masked.lo)
         n_all = np.bincount(inv, minlength=n_groups)
         n_heavy = np.bincount(inv, weights=is_heavy, minlength=n_groups)
-        agg = (n_heavy >= a.aggregate_min) & (n_heavy >= 0.9 * n_all)
+        agg = (n_heavy >= a.aggregate_min) & (n_heavy == n_all)
+        if agg.any():
+            regs = self.base.regulars.sources.network(a.aggregate_v4, a.aggregate_v6)
+            good = (masked.find(regs) >= 0) | self._customers(src)
+            agg &= np.bincount(inv, weights=good, minlength=n_groups) == 0
         # each group's heavy members, in index order, as contiguous runs
         by_group = heavy[np.argsort(inv[heavy], kind="stable")]
         group_of = inv[by_group]
+
         def chosen():  # (prefix, pps, members), heaviest first; made only as far as they are used
             done_groups = set()
             for i in heavy[np.argsort(-rate[heavy])]:
@@ -382,12 +347,12 @@ class Engine:
             if self.allowed(prefix):
                 continue  # never block an allowlisted address
             ttl = self._ttl(prefix, obs.t)
-            self.active[prefix] = obs.t + ttl
+            self._put(self.active, prefix, obs.t, ttl)
             in_force.setdefault((prefix.version, prefix.prefixlen), set()).add(int.from_bytes(prefix.packed, "big"))
             what = f"{members} heavy sources" if members > 1 else "heavy source"
             out.append(BlockAction(prefix, ttl, f"{what}: {r:.0f} pps, score {score:.1f}",
                                    {"score": round(score, 2), "pps": round(r), "members": members,
-                                    "moved": self._moved(z)}))
+                                    "moved": _moved(z)}))
         return out
 
     def _covered(self, prefix: Prefix) -> bool:
@@ -404,46 +369,54 @@ class Engine:
             idx.setdefault((p.version, p.prefixlen), set()).add(int.from_bytes(p.packed, "big"))
         return idx
 
-    def _signature(self, obs, z, score, pps, excess) -> list:
+    def _signature(self, obs, z, score, excess) -> tuple:
+        """(actions, findings): the excess's signature, if it has one."""
         a = self.cfg.attribution
-        if len(self.sigs) >= a.max_signatures:
-            return []
-        base_pps = 10 ** self.vol.mean
+        base = self.base
+        calm = base.calm_pps.mean if base.calm_pps.n else 0.0
         # Per feature: the bucket that took most of the excess packets
         # ("cover") and how concentrated that is compared with the bucket's
-        # baseline share ("lift"). A flash crowd spreads its excess like the
+        # calm share ("lift"). A flash crowd spreads its excess like the
         # baseline (lift ~1); a flood piles it on one bucket.
         fields = {}
-        legit_share = 1.0
+        shares = {}
         strong = False
+        frag = getattr(Feature, "FRAG", None)
         for f, name in ((Feature.PROTO, "proto"), (Feature.DPORT, "dport"), (Feature.SPORT, "sport"),
-                        (Feature.LEN, "len"), (Feature.FLAGS, "tcp_flags")):
-            if f not in obs.hist or f not in self.share:
+                        (Feature.LEN, "len"), (Feature.FLAGS, "tcp_flags"), (frag, "fragment")):
+            if f is None or f not in obs.hist:
                 continue
             cur = obs.hist[f].astype(np.float64)
-            expected = self.share[f] * base_pps * obs.dt
+            share = base.share.get(f)
+            expected = share * calm * obs.dt if share is not None and share.shape == cur.shape else 0.0
             extra = cur - expected
             b = int(np.argmax(extra))
             cover = extra[b] / max(excess * obs.dt, 1.0)
-            share = float(self.share[f][b])
-            lift = cover / max(share, 1e-6)
+            s = float(share[b]) if share is not None and share.shape == cur.shape else None
+            lift = cover / max(s or 0.0, 1e-6)
             if cover >= a.signature_min_share and (lift >= SIG_LIFT or f == Feature.PROTO):
                 fields[name] = b
-                legit_share = min(legit_share, share)
+                shares[name] = s
                 strong |= lift >= SIG_STRONG_LIFT
         if "proto" not in fields or not strong:
-            return []
-        if not any(k in fields for k in ("dport", "sport", "len", "tcp_flags")):
-            return []  # a whole protocol is too broad a signature
+            return [], []
         proto = fields["proto"]
+        if fields.get("fragment") == 2:  # non-first fragments: no ports, no flags
+            for k in ("dport", "sport", "tcp_flags"):
+                fields.pop(k, None)
+        else:
+            fields.pop("fragment", None)
         if proto not in (6, 17) or fields.get("dport") == 0:
             fields.pop("dport", None)
         if proto not in (6, 17) or fields.get("sport") == 0:
             fields.pop("sport", None)
         if proto != 6:
             fields.pop("tcp_flags", None)
-        legit_pps = legit_share * base_pps
-        rate = 0 if legit_share < 0.01 else int(max(2 * legit_pps, 100))
+        if not any(k in fields for k in ("dport", "sport", "len", "tcp_flags", "fragment")):
+            return [], []  # a whole protocol is too broad a signature
+        kw = {}
+        if "fragment" in fields:
+            kw["fragment"] = True
         sig = Signature(
             proto=proto,
             dport=fields.get("dport"),
@@ -451,25 +424,177 @@ class Engine:
             len_min=fields["len"] * LEN_CLASS_WIDTH if "len" in fields else None,
             len_max=(fields["len"] + 1) * LEN_CLASS_WIDTH if "len" in fields else None,
             tcp_flags=fields.get("tcp_flags"),
-            rate_pps=rate,
+            **kw,
         )
+        finding = {"kind": "signature", "rule": sig.describe(), "excess_pps": round(excess)}
+        # Would the rule cut customers? What no socket serves cannot; else
+        # the calm share of its rarest field bounds the share it matches.
+        unserved = self._unserved(sig)
+        legit = [shares[k] for k in fields if k != "proto"]
+        legit_share = None if not legit or any(s is None for s in legit) else min(legit)
+        if unserved:
+            finding["why"] = unserved
+        elif legit_share is not None and base.seconds >= self.cfg.detection.warmup \
+                and legit_share <= a.signature_max_legit:
+            finding["legit_share"] = round(legit_share, 6)
+        elif legit_share is None or base.seconds < self.cfg.detection.warmup:
+            # nothing to tell a flood from the host's own traffic: no attacker
+            return [], []
+        else:
+            finding["installed"] = False
+            finding["note"] = (f"signature {sig.describe()} not installed: it matched {legit_share:.2%} of the "
+                               "calm traffic" + ("; SYNs are left to the kernel's SYN cookies" if proto == 6 and
+                                                 sig.tcp_flags == 0x02 else ""))
+            return [], [finding]
         key = sig.matcher()
-        if key in self.sigs:
-            return []
+        if key in self.sigs or len(self.sigs) >= a.max_signatures:
+            return [], [finding]
         ttl = self._ttl(key, obs.t)
-        self.sigs[key] = obs.t + ttl
+        self._put(self.sigs, key, obs.t, ttl, sig)
+        finding["installed"] = True
         return [SignatureAction(sig, ttl, f"spoofed/reflected flood: {sig.describe()}, score {score:.1f}",
                                 {"score": round(score, 2), "excess_pps": round(excess),
-                                 "legit_share": round(legit_share, 4), "moved": self._moved(z)})]
+                                 "legit_share": None if legit_share is None else round(legit_share, 6),
+                                 "unserved": unserved or None, "moved": _moved(z)})], [finding]
+
+    def _unserved(self, sig: Signature) -> str:
+        """Why no customer can send what sig matches, or '' (serving.py's
+        no_collateral: no socket at its port, or reflection answers no
+        socket there asked for; never certain without a port)."""
+        if self.serving is None or sig.proto not in (6, 17) or sig.dport is None:
+            return ""
+        return self.serving.no_collateral(sig.proto, sig.dport, sig.sport) or ""
+
+    # --- time: expiry, renewal, repeat offenders -------------------------------
+
+    def _put(self, table: dict, key, t: float, ttl: float, *extra) -> None:
+        table[key] = (t + ttl, ttl, *extra)
+        self._next_expiry = min(self._next_expiry, t + ttl)
+
+    def _expire(self, t: float) -> None:
+        if t >= self._next_expiry:
+            self.active = {k: v for k, v in self.active.items() if v[0] > t}
+            self.sigs = {k: v for k, v in self.sigs.items() if v[0] > t}
+            self._next_expiry = min((v[0] for v in (*self.active.values(), *self.sigs.values())), default=math.inf)
+            self._offenders = None
+        # An offence older than [ttl] memory no longer escalates anything
+        # (_ttl starts the count again): forget it, or weeks of attacks from
+        # ever-new prefixes grow this without bound. Amortised: only once
+        # it has doubled past what is in force.
+        if len(self.offences) > 2 * (len(self.active) + len(self.sigs)) + 1024:
+            memory = self.cfg.ttl.memory
+            self.offences = {k: v for k, v in self.offences.items() if t - v[1] <= memory}
+            self._offenders = None
+
+    def _ttl(self, key, t: float) -> float:
+        tc = self.cfg.ttl
+        count, last = self.offences.get(key, (0, -math.inf))
+        if t - last > tc.memory:
+            count = 0
+        ttl = min(tc.max, tc.base * (tc.escalation ** count))
+        self.offences[key] = (count + 1, t)
+        self._offenders = None
+        return ttl
+
+    def expiring(self, t: float, within: float) -> list:
+        """The decisions in force that expire within `within` seconds: the
+        daemon looks up their last drop for the next Observation."""
+        if t + within < self._next_expiry:
+            return []
+        return [k for table in (self.active, self.sigs) for k, v in table.items() if v[0] <= t + within]
+
+    def _renew(self, obs: Observation) -> list:
+        """A decision that dropped in the second half of its life is
+        renewed, escalated: the attack it stops is still on."""
+        out = []
+        for key, hit in obs.last_hits.items():
+            table = self.active if isinstance(key, Prefix) else self.sigs
+            cur = table.get(key)
+            if cur is None or hit is None or hit < cur[0] - cur[1] / 2:
+                continue
+            ttl = self._ttl(key, obs.t)
+            self._put(table, key, obs.t, ttl, *cur[2:])
+            ev = {"renewed": True, "offence": self.offences[key][0], "last_drop_ago": round(obs.t - hit, 2)}
+            if isinstance(key, Prefix):
+                out.append(BlockAction(key, ttl, f"renewed: still dropping {obs.t - hit:.1f} s ago", ev))
+            else:
+                out.append(SignatureAction(cur[2], ttl, f"renewed: still dropping {obs.t - hit:.1f} s ago", ev))
+        return out
+
+    def _returning(self, obs: Observation) -> list:
+        """Known offenders seen again after their block expired: blocked
+        again at once (escalated), before any alarm."""
+        src = obs.sources
+        a = self.cfg.attribution
+        if not len(src) or not self.offences:
+            return []
+        if self._offenders is None:
+            self._offenders = self._offender_tables(obs.t)
+        hosts, nets = self._offenders
+        if not len(hosts) and not nets:
+            return []
+        rate = src.packets.astype(np.float64) / obs.dt
+        cand = np.flatnonzero(rate >= a.returning_min_pps)
+        cand = cand[~self._customers(src.take(cand))]
+        if not len(cand):
+            return []
+        cs = src.take(cand)
+        found = []
+        for i in np.flatnonzero(cs.find(hosts) >= 0):
+            found.append((cs.prefix(int(i)), float(rate[cand[i]])))
+        for (p4, p6), table in nets.items():
+            idx = cs.network(p4, p6).find(table)
+            for i in np.flatnonzero(idx >= 0):
+                found.append((cs.prefix(int(i), p4 if cs.ver[i] == 4 else p6), float(rate[cand[i]])))
+        out = []
+        for prefix, r in found:
+            if prefix in self.active or self.allowed(prefix) or len(self.active) >= a.max_auto_blocks:
+                continue
+            ttl = self._ttl(prefix, obs.t)
+            self._put(self.active, prefix, obs.t, ttl)
+            out.append(BlockAction(prefix, ttl, f"returning offender (offence {self.offences[prefix][0]}): {r:.0f} pps",
+                                   {"returning": True, "pps": round(r), "offence": self.offences[prefix][0]}))
+        return out
+
+    def _offender_tables(self, t: float) -> tuple:
+        memory = self.cfg.ttl.memory
+        a = self.cfg.attribution
+        hosts, nets = [], {}
+        for k, (count, last) in self.offences.items():
+            if not isinstance(k, Prefix) or k in self.active or t - last > memory:
+                continue
+            if k.is_host:
+                hosts.append(k)
+            elif k.prefixlen == (a.aggregate_v4 if k.version == 4 else a.aggregate_v6):
+                nets.setdefault((a.aggregate_v4, a.aggregate_v6), []).append(k)
+        return Sources.of_prefixes(hosts), {p: Sources.of_prefixes(v) for p, v in nets.items()}
 
     # --- state from outside --------------------------------------------------
 
-    def note_block(self, prefix: Prefix, expires_t: float, offences: int = 1, t: float = 0.0) -> None:
+    def note_block(self, prefix: Prefix, expires_t: float, offences: int = 1, t: float = 0.0,
+                   ttl: Optional[float] = None) -> None:
         """Tell the engine about an automatic block in force (restored from
         the journal at start), so it is neither repeated nor forgotten."""
-        self.active[prefix] = expires_t
+        self.active[prefix] = (expires_t, ttl if ttl is not None else max(expires_t - t, 0.0))
+        self._next_expiry = min(self._next_expiry, expires_t)
         self.offences[prefix] = (offences, t)
+        self._offenders = None
 
-    def note_signature(self, sig: Signature, expires_t: float, offences: int = 1, t: float = 0.0) -> None:
-        self.sigs[sig.matcher()] = expires_t
-        self.offences[sig.matcher()] = (offences, t)
+    def note_signature(self, sig: Signature, expires_t: float, offences: int = 1, t: float = 0.0,
+                       ttl: Optional[float] = None) -> None:
+        key = sig.matcher()
+        self.sigs[key] = (expires_t, ttl if ttl is not None else max(expires_t - t, 0.0), sig)
+        self._next_expiry = min(self._next_expiry, expires_t)
+        self.offences[key] = (offences, t)
+
+
+def _moved(z: dict) -> dict:
+    return {k: round(v, 2) for k, v in z.items() if abs(v) >= 2.0}
+
+
+def _dimension(f: Feature, b: int) -> str:
+    if f == Feature.PROTO:
+        return f"proto {PROTO_NAMES.get(b, b)}"
+    if f in (Feature.DPORT, Feature.SPORT):
+        return f"{f.name.lower()} {b}" if b else f"{f.name.lower()} none"
+    return f"{f.name.lower()} {b}"

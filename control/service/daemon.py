@@ -28,6 +28,7 @@ from seawall.control.detect.engine import BlockAction, CycleReport, Engine, Obse
 from seawall.control.detect.observe import Snapshot, observe
 from seawall.control.errors import SeawallError, UsageError
 from seawall.control.lists.store import ListStore, NotDurable
+from seawall.control.service import persist
 from seawall.control.signature import Signature
 from seawall.control.state import Clock, Paths
 
@@ -86,6 +87,9 @@ class Daemon:
         self._housekeeping_stop = threading.Event()
         self._housekeeper: Optional[threading.Thread] = None
         self._held_said = False
+        self.sockets = None  # datapath.sockets.SocketWatch, while run() runs
+        self._saved_at = time.monotonic()
+        self._sig_hits: dict = {}  # slot -> (packets so far, monotonic t of the last increase)
 
     # --- set-up ------------------------------------------------------------
 
@@ -131,8 +135,11 @@ class Daemon:
         interfaces it attached; `seawall bench` for its scratch maps."""
         self.store = store
         self.counters = dict(counters)
-        self.engine = Engine(self.cfg, self._allowed)
+        base, said = persist.load(self.paths.baseline, self.cfg, time.monotonic(), self.clock.wall())
+        event("baseline", result=said)
+        self.engine = Engine(self.cfg, self._allowed, base)
         self._seed_engine(journal if journal is not None else store.journal.read())
+        self._saved_at = time.monotonic()
         self.snapshots = self.snapshot()
 
     def _read_owned(self) -> list:
@@ -173,7 +180,7 @@ class Daemon:
             if d.source == "auto" and d.live(now_wall):
                 left = float("inf") if d.expires_at is None else d.expires_at - now_wall
                 try:
-                    self.engine.note_block(Prefix.parse(cidr), mono + left, _offence(d), mono)
+                    self.engine.note_block(Prefix.parse(cidr), mono + left, _offence(d), mono, _ttl(d))
                 except (UsageError, TypeError, ValueError) as e:  # a damaged record
                     ignored.append((cidr, str(e)))
         for key, d in rep.sigs.items():
@@ -181,7 +188,7 @@ class Daemon:
                 left = float("inf") if d.expires_at is None else d.expires_at - now_wall
                 try:
                     self.engine.note_signature(Signature.from_json(d.extra.get("rule", {})), mono + left,
-                                               _offence(d), mono)
+                                               _offence(d), mono, _ttl(d))
                 except (UsageError, TypeError, ValueError) as e:
                     ignored.append((key, str(e)))
         if ignored:
@@ -221,12 +228,55 @@ class Daemon:
         self.snapshots = cur
         return obs
 
+    def last_hits(self, keys: list, t: float) -> dict:
+        """{engine key: monotonic t of its last drop, or None} for the
+        decisions the engine is about to let expire: the kernel's own
+        stamps (a block's last_hit_ns; a signature slot's hit counter,
+        watched from cycle to cycle)."""
+        out: dict = {}
+        blocks = [k for k in keys if isinstance(k, Prefix)]
+        if blocks:
+            now_boot = self.clock.boot_ns()
+            for p, ns in self.store.maps.last_hit_ns(blocks).items():
+                out[p] = t - (now_boot - ns) / 1e9 if ns else None
+        for k in keys:
+            if isinstance(k, Signature):
+                seen = [self._sig_hits[s][1] for s in self.store.sigs.find(k.key) if s in self._sig_hits]
+                out[k] = max((x for x in seen if x is not None), default=None)
+        return out
+
+    def _watch_sig_hits(self, t: float) -> None:
+        """Note, per signature slot, when its hit counter last went up."""
+        if not self.engine.sigs:
+            return
+        total = None
+        for c in self.counters.values():
+            h = c.sig_hits.read_array(2)[:, 0]
+            total = h if total is None else total + h
+        for slot, n in enumerate(total.tolist() if total is not None else ()):
+            before = self._sig_hits.get(slot)
+            if before is None:
+                self._sig_hits[slot] = (n, None)
+            elif n != before[0]:
+                self._sig_hits[slot] = (n, t)
+
     def cycle(self, dt: float) -> CycleReport:
         t0 = time.perf_counter()
         self._refresh_allow()
-        rep = self.engine.step(self.observe(dt))
+        if self.sockets is not None:
+            self.engine.serving = self.sockets.latest()
+        obs = self.observe(dt)
+        try:
+            self._watch_sig_hits(obs.t)
+            keys = self.engine.expiring(obs.t, max(1.0, 2 * self.cfg.daemon.interval))
+            if keys:
+                obs.last_hits = self.last_hits(keys, obs.t)
+        except (OSError, SeawallError) as e:  # without the stamps, decisions simply expire
+            event("last_hits_failed", error=getattr(e, "strerror", None) or str(e))
+        rep = self.engine.step(obs)
         if rep.raised:
-            event("alarm", score=round(rep.score, 2), pps=round(rep.pps), z={k: round(v, 2) for k, v in rep.z.items()})
+            event("alarm", score=round(rep.score, 2), pps=round(rep.pps), volume=round(rep.volume, 2),
+                  where=rep.where, findings=rep.findings, z={k: round(v, 2) for k, v in rep.z.items()})
         if rep.cleared:
             event("alarm_cleared", score=round(rep.score, 2), pps=round(rep.pps))
         if rep.note:
@@ -238,8 +288,20 @@ class Daemon:
         except OSError as e:
             self._state_failed(e)
         self.last = rep
+        if obs.t - self._saved_at >= self.cfg.daemon.baseline_save:
+            self.save_baseline(obs.t)
         self.cycle_seconds = time.perf_counter() - t0
         return rep
+
+    def save_baseline(self, t: Optional[float] = None) -> None:
+        """The learnt baseline to the state directory; a failure is logged
+        (the filter goes on; a restart would learn afresh)."""
+        t = time.monotonic() if t is None else t
+        self._saved_at = t
+        try:
+            persist.save(self.paths.baseline, self.engine.base, t, self.clock.wall())
+        except OSError as e:
+            event("baseline_save_failed", file=self.paths.baseline, error=e.strerror or str(e))
 
     def _housekeep_loop(self) -> None:
         """Every [daemon] housekeeping seconds, in its own thread with its own list
@@ -416,6 +478,10 @@ class Daemon:
 
     def shutdown(self) -> None:
         sd_notify("STOPPING=1")
+        if self.sockets is not None:
+            self.sockets.stop()
+        if self.engine is not None and self.store is not None:
+            self.save_baseline()
         self._housekeeping_stop.set()
         if self._housekeeper is not None:
             self._housekeeper.join(10)
@@ -440,6 +506,13 @@ class Daemon:
             self.store.close()
         event("stopped", kept_filter=self.cfg.daemon.keep_filter_on_exit or not self.attached_here,
               decisions=self.decisions)
+
+
+def _ttl(d) -> Optional[float]:
+    """The TTL a journalled decision was given, if it had one."""
+    if d.expires_at is None or d.added_at is None:
+        return None
+    return max(0.0, d.expires_at - d.added_at)
 
 
 def _offence(d) -> int:

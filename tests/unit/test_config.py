@@ -53,9 +53,11 @@ def test_no_file_gives_the_defaults():
 
 def test_defaults_are_documented_values():
     c = Config()
-    assert (c.daemon.interval, c.daemon.mode, c.daemon.monitor) == (1.0, "auto", False)
+    assert (c.daemon.interval, c.daemon.mode, c.daemon.monitor) == (0.25, "auto", False)
     assert c.daemon.keep_filter_on_exit is True
-    assert (c.detection.warmup, c.detection.threshold, c.detection.clear_after) == (10.0, 6.0, 5.0)
+    assert (c.detection.warmup, c.detection.threshold, c.detection.clear_after) == (10.0, 2.5, 5.0)
+    assert (c.detection.min_pps, c.detection.quantile, c.detection.baseline_window) == (1000.0, 0.99, 86400.0)
+    assert c.detection.learn_ratio == 1.5 and c.attribution.signature_max_legit == 0.001
     assert (c.attribution.aggregate_v4, c.attribution.aggregate_v6, c.attribution.aggregate_min) == (24, 64, 8)
     assert (c.ttl.base, c.ttl.max, c.ttl.escalation, c.ttl.memory) == (300.0, 86400.0, 4.0, 86400.0)
     assert (c.metrics.listen, c.metrics.port, c.metrics.enabled) == ("127.0.0.1", 9477, True)
@@ -74,22 +76,27 @@ def test_config_is_frozen():
 # section -> key -> (TOML text, value after loading); every value differs from the default
 VALID = {
     "daemon": {
-        "interval": ('"250ms"', 0.25),
+        "interval": ('"500ms"', 0.5),
         "interfaces": ('["eth0", "enp1s0f0np0"]', ("eth0", "enp1s0f0np0")),
         "mode": ('"native"', "native"),
         "monitor": ("true", True),
         "keep_filter_on_exit": ("false", False),
         "log_level": ('"debug"', "debug"),
         "housekeeping": ('"5m"', 300.0),
+        "baseline_save": ('"1m"', 60.0),
     },
     "detection": {
         "warmup": ('"30s"', 30.0),
-        "baseline_window": ('"2m"', 120.0),
+        "baseline_window": ('"2d"', 172800.0),
         "threshold": ("4.5", 4.5),
         "clear_after": ('"10s"', 10.0),
         "min_pps": ("500", 500.0),
         "min_sigma": ("0.05", 0.05),
-        "min_volume_sigma": ("0.2", 0.2),
+        "quantile": ("0.95", 0.95),
+        "learn_ratio": ("1.2", 1.2),
+        "mix_window": ('"5m"', 300.0),
+        "entropy_z": ("6", 6.0),
+        "surge_learn_after": ('"1h"', 3600.0),
     },
     "attribution": {
         "heavy_min_pps": ("250.5", 250.5),
@@ -103,6 +110,8 @@ VALID = {
         "signatures": ("false", False),
         "max_signatures": ("16", 16),
         "signature_min_share": ("1.0", 1.0),
+        "signature_max_legit": ("0.01", 0.01),
+        "returning_min_pps": ("5", 5.0),
     },
     "ttl": {
         "base": ('"10m"', 600.0),
@@ -160,7 +169,7 @@ def test_each_key_alone(tmp_path, section, key):
     ("daemon", "interval", "2", 2.0),
     ("detection", "warmup", "15", 15.0),
     ("detection", "warmup", '"1s"', 1.0),  # the floor itself
-    ("detection", "baseline_window", '"5s"', 5.0),
+    ("detection", "baseline_window", '"1m"', 60.0),  # the floor itself
     ("ttl", "base", "600", 600.0),
     ("ttl", "max", '"2d"', 172800.0),
     ("ttl", "memory", '"1w"', 604800.0),
@@ -172,12 +181,12 @@ def test_duration_forms(tmp_path, section, key, text, seconds):
 
 def test_range_ends_are_accepted(tmp_path):
     text = ("[attribution]\naggregate_v4 = 8\naggregate_v6 = 128\naggregate_min = 2\nmax_auto_blocks = 1\n"
-            "max_signatures = 0\nheavy_factor = 1\n[metrics]\nport = 65535\n[detection]\nmin_pps = 0\n"
+            "max_signatures = 0\nheavy_factor = 1\n[metrics]\nport = 65535\n[detection]\nmin_pps = 1\n"
             "[ttl]\nbase = \"1d\"\nmax = \"1d\"\nescalation = 1\n")
     cfg = config.load(str(write(tmp_path, text)))
     assert (cfg.attribution.aggregate_v4, cfg.attribution.aggregate_v6) == (8, 128)
     assert (cfg.attribution.max_auto_blocks, cfg.attribution.max_signatures) == (1, 0)
-    assert cfg.metrics.port == 65535 and cfg.detection.min_pps == 0.0
+    assert cfg.metrics.port == 65535 and cfg.detection.min_pps == 1.0
     assert cfg.ttl.base == cfg.ttl.max == 86400.0
 
 
@@ -185,7 +194,7 @@ def test_to_dict_lists_every_setting():
     cfg = config.load(None)
     d = config.to_dict(cfg)
     assert list(d) == ["daemon", "detection", "attribution", "ttl", "metrics"]
-    assert d["detection"]["threshold"] == 6.0 and d["metrics"]["port"] == 9477
+    assert d["detection"]["threshold"] == 2.5 and d["metrics"]["port"] == 9477
     assert sum(len(v) for v in d.values()) == sum(len(v) for v in VALID.values())
 
 
@@ -232,13 +241,19 @@ BAD = [
     ("daemon", "mode", '"fast"', "auto, native, generic"),
     ("daemon", "log_level", '"verbose"', "debug, info"),
     ("detection", "warmup", "0.5", "at least 1s"),
-    ("detection", "baseline_window", '"4s"', "at least 5s"),
-    ("detection", "threshold", "0", "> 0"),
-    ("detection", "threshold", "-3", "> 0"),
-    ("detection", "threshold", "nan", "> 0"),
-    ("detection", "min_pps", "-1", ">= 0"),
+    ("detection", "baseline_window", '"59s"', "at least 1m"),
+    ("detection", "threshold", "1", "> 1"),
+    ("detection", "threshold", "-3", "> 1"),
+    ("detection", "threshold", "nan", "> 1"),
+    ("detection", "min_pps", "0.5", ">= 1"),
     ("detection", "min_sigma", "0.0", "> 0"),
-    ("detection", "min_volume_sigma", "-0.1", "> 0"),
+    ("detection", "quantile", "1", "[0.5, 1)"),
+    ("detection", "quantile", "0.4", "[0.5, 1)"),
+    ("detection", "learn_ratio", "0.9", ">= 1"),
+    ("detection", "mix_window", '"4s"', "at least 5s"),
+    ("attribution", "signature_max_legit", "1.5", "[0, 1]"),
+    ("attribution", "returning_min_pps", "0", "> 0"),
+    ("daemon", "baseline_save", '"0s"', "longer than zero"),
     ("detection", "clear_after", "0", "> 0"),
     ("attribution", "heavy_min_pps", "0", "> 0"),
     ("attribution", "heavy_new_factor", "0.9", ">= 1"),

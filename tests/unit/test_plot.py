@@ -12,6 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
+from seawall.control.config import Config
 from seawall.control.tools import plot
 from seawall.control.errors import SeawallError
 
@@ -322,7 +323,7 @@ def test_cli_writes_the_plot(tmp_path, cli_env, capsys, monkeypatch):
     assert code == 0, err
     assert out.splitlines()[-1] == f"plot: {out_png}"
     pixels, _ = read_png(out_png.read_bytes())
-    assert np.array_equal(pixels, plot.render(res, THRESHOLD))
+    assert np.array_equal(pixels, plot.render(res, Config().detection.threshold))
     # with --json, stdout stays one JSON object and the path goes to stderr
     code = main(["replay", str(tmp_path / "x.pcap"), "--json", "--plot", str(out_png)])
     out, err = capsys.readouterr()

@@ -14,7 +14,8 @@ import pytest
 from seawall.control.datapath import tries
 from seawall.control.addr import Prefix, PrefixSet
 from seawall.control.config import Config
-from seawall.control.detect.engine import Engine, _group_labels
+from seawall.control.addr import group_labels as _group_labels
+from seawall.control.detect.engine import Engine
 from seawall.control.addr import Sources, delta
 from seawall.control.datapath.summary import V6_HASH, set_spans, spans
 
