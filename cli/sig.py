@@ -15,11 +15,13 @@ from seawall.control.signature import Signature, parse_len_range, parse_proto, p
 @click.group()
 def sig():
     """Signature rules: drop or rate-limit a flood by its shape when its
-    sources are spoofed (protocol, ports, length, TCP flags).
+    sources are spoofed (protocol, ports, length, TCP flags, or the
+    fragment flag for the non-first fragments of a fragmented flood).
 
     \b
     Examples:
       seawall sig add --proto udp --sport 161 --ttl 1h --reason "SNMP reflection"
+      seawall sig add --proto udp --fragment --len 1200-1499 --ttl 10m
       seawall sig list
     """
 
@@ -30,24 +32,33 @@ def sig():
 @click.option("--sport", type=click.IntRange(0, 65535), help="source port (tcp/udp), e.g. 161 for SNMP reflection")
 @click.option("--len", "length", metavar="MIN-MAX", help="frame length range in bytes, inclusive")
 @click.option("--flags", metavar="FLAGS", help="exact TCP flags, e.g. S for SYN-only")
+@click.option("--fragment", is_flag=True,
+              help="match only non-first IP fragments (no ports or flags: they carry no L4 header; "
+                   "the first fragment carries the ports and meets a port rule)")
 @click.option("--rate", type=click.IntRange(1, 2**32 - 1), metavar="PPS",
               help="pass up to PPS matching packets per second [default: drop all]")
 @click.option("--ttl", type=DURATION, metavar="DURATION", help="expire after this long [default: until removed]")
 @click.option("--reason", type=REASON, default="", help="why (shown by sig list)")
 @pass_app
-def sig_add(app, proto, dport, sport, length, flags, rate, ttl, reason):
+def sig_add(app, proto, dport, sport, length, flags, fragment, rate, ttl, reason):
     """Add a signature rule (or replace the rule matching the same packets).
 
     \b
     Examples:
       seawall sig add --proto udp --sport 161 --ttl 1h --reason "SNMP reflection"
       seawall sig add --proto tcp --dport 443 --flags S --rate 2000
+      # a fragmented DNS reflection: its later fragments, then its first ones
+      seawall sig add --proto udp --fragment --len 1200-1499 --ttl 10m --reason "DNS reflection"
+      seawall sig add --proto udp --sport 53 --len 1200-1499 --ttl 10m --reason "DNS reflection"
     """
     lo, hi = parse_len_range(length) if length else (None, None)
     rule = Signature(parse_proto(proto), dport=dport, sport=sport, len_min=lo, len_max=hi,
-                     tcp_flags=parse_tcp_flags(flags) if flags else None, rate_pps=rate or 0)
-    if rule.dport is None and rule.sport is None and rule.len_min is None and rule.tcp_flags is None:
-        raise UsageError("a rule on a whole protocol would cut everyone off; add a port, length or flags")
+                     tcp_flags=parse_tcp_flags(flags) if flags else None, rate_pps=rate or 0,
+                     fragment=fragment)
+    if rule.dport is None and rule.sport is None and rule.len_min is None and rule.tcp_flags is None \
+            and not rule.fragment:
+        raise UsageError("a rule on a whole protocol would cut everyone off; add a port, length, flags "
+                         "or --fragment")
     slot, replaced = app.lists().sig_add(rule, ttl, reason)
     click.echo(f"{'updated' if replaced else 'added'} rule {slot}: {rule.describe()}"
                f"{' for ' + format_duration(ttl) if ttl else ''}")
@@ -86,6 +97,10 @@ def sig_del(app, rule):
     """
     store = app.lists()
     key = rule
+    try:  # the same rule written otherwise ("udp len 1200-1499 fragment") is the same rule
+        key = Signature.parse(rule).key
+    except UsageError:
+        pass
     if rule.isdigit():
         match = [r for r in store.sig_list() if r["slot"] == int(rule)]
         if not match:

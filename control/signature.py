@@ -2,8 +2,11 @@
 
 A signature stops a flood whose sources cannot be blocked (spoofed, or
 thousands of reflectors): protocol plus any of destination port, source
-port, frame-length range and exact TCP flags. Pure: the rule's kernel form
-is datapath/sigtable.py's.
+port, frame-length range and exact TCP flags; or protocol, the fragment
+flag and a frame-length range for the non-first IP fragments of a
+fragmented flood, which carry no L4 header (its first fragments carry their
+ports and are matched by a port rule). Pure: the rule's kernel form is
+datapath/sigtable.py's.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Signature:
     len_max: Optional[int] = None  # frame bytes, exclusive (the kernel keeps it in a u16: <= 65535)
     tcp_flags: Optional[int] = None  # exact value of the low 6 flag bits
     rate_pps: int = 0  # 0: drop all matching; else pass up to this rate
+    fragment: bool = False  # only non-first IP fragments (never with ports or flags)
 
     def __post_init__(self):
         if not 0 <= self.proto <= 255:
@@ -67,11 +71,18 @@ class Signature:
             raise UsageError("ports only exist for tcp and udp")
         if self.tcp_flags is not None and self.proto != 6:
             raise UsageError("TCP flags need protocol tcp")
+        if not isinstance(self.fragment, bool):
+            raise UsageError(f"fragment must be true or false, got {self.fragment!r}")
+        if self.fragment and (self.dport is not None or self.sport is not None or self.tcp_flags is not None):
+            raise UsageError("a fragment rule cannot match ports or TCP flags: a non-first fragment carries "
+                             "none (a port rule matches the first fragment)")
 
     @property
     def key(self) -> str:
         """What it matches, without the action: identifies the rule."""
         parts = [PROTO_NAMES.get(self.proto, f"proto {self.proto}")]
+        if self.fragment:
+            parts.append("fragment")
         if self.sport is not None:
             parts.append(f"sport {self.sport}")
         if self.dport is not None:
@@ -88,9 +99,18 @@ class Signature:
     def matcher(self) -> "Signature":
         return replace(self, rate_pps=0)
 
-    def matches(self, proto, sport, dport, length, flags) -> np.ndarray:
-        """Vectorised match over packet arrays (harness and replay)."""
+    def matches(self, proto, sport, dport, length, flags, fragment=None) -> np.ndarray:
+        """Vectorised match over packet arrays (harness and replay), as the
+        datapath matches. `fragment`: bool array, True for a non-first IP
+        fragment (None: no packet is one). A fragment rule matches only
+        those; a rule with ports or flags never does (they have no L4
+        header); any other rule matches them on protocol and length."""
         m = proto == self.proto
+        later = np.zeros(np.shape(m), bool) if fragment is None else np.asarray(fragment, bool)
+        if self.fragment:
+            m &= later
+        elif self.sport is not None or self.dport is not None or self.tcp_flags is not None:
+            m &= ~later
         if self.sport is not None:
             m &= sport == self.sport
         if self.dport is not None:
@@ -103,12 +123,15 @@ class Signature:
 
     def to_json(self) -> dict:
         return {"proto": self.proto, "dport": self.dport, "sport": self.sport, "len_min": self.len_min,
-                "len_max": self.len_max, "tcp_flags": self.tcp_flags, "rate_pps": self.rate_pps}
+                "len_max": self.len_max, "tcp_flags": self.tcp_flags, "rate_pps": self.rate_pps,
+                "fragment": self.fragment}
 
     @classmethod
     def from_json(cls, d: dict) -> "Signature":
         """The rule of a journal record. It comes from a file that may be
-        damaged: anything but an object of integer fields is a UsageError."""
+        damaged: anything but an object of integer fields (and a boolean
+        `fragment`, absent from records written before it existed) is a
+        UsageError."""
         if not isinstance(d, dict):
             raise UsageError(f"a signature rule must be an object, got {type(d).__name__}")
         fields = {k: d.get(k) for k in ("proto", "dport", "sport", "len_min", "len_max", "tcp_flags", "rate_pps")}
@@ -118,7 +141,51 @@ class Signature:
         if fields["proto"] is None:
             raise UsageError("a signature rule needs a protocol")
         fields["rate_pps"] = fields["rate_pps"] or 0
-        return cls(**fields)
+        frag = d.get("fragment")
+        if frag is not None and not isinstance(frag, bool):
+            raise UsageError(f"signature field fragment must be true or false, got {frag!r}")
+        return cls(**fields, fragment=bool(frag))
+
+    @classmethod
+    def parse(cls, text: str) -> "Signature":
+        """A rule from its text form, `key` or `describe()` (what `sig list`
+        shows): 'udp fragment len 1200-1499', 'tcp dport 443 flags S limit
+        826pps'. The inverse of both; anything else is a UsageError."""
+        words = text.split()
+        if not words:
+            raise UsageError("an empty rule")
+        bad = UsageError(f"{text!r} is not a rule such as 'udp sport 161' or 'udp fragment len 1200-1499'")
+        if words[0] == "proto" and len(words) > 1:  # how `key` names a protocol without a name
+            n = words[1]
+            if not (n.isascii() and n.isdigit() and len(n) <= 3):
+                raise bad
+            proto, rest = int(n), words[2:]
+        else:
+            proto, rest = parse_proto(words[0]), words[1:]
+        kw: dict = {"proto": proto}
+        i = 0
+        while i < len(rest):
+            w = rest[i]
+            if w == "fragment" and "fragment" not in kw:
+                kw["fragment"], i = True, i + 1
+                continue
+            if w == "drop" and i == len(rest) - 1:
+                break
+            if i + 1 >= len(rest):
+                raise bad
+            v = rest[i + 1]
+            if w in ("sport", "dport") and w not in kw and v.isascii() and v.isdigit() and len(v) <= 5:
+                kw[w] = int(v)
+            elif w == "len" and "len_min" not in kw:
+                kw["len_min"], kw["len_max"] = parse_len_range(v)
+            elif w == "flags" and "tcp_flags" not in kw:
+                kw["tcp_flags"] = 0 if v == "none" else parse_tcp_flags(v)
+            elif w == "limit" and i + 2 == len(rest) and re.fullmatch(r"[1-9]\d{0,9}pps", v):
+                kw["rate_pps"] = int(v[:-3])
+            else:
+                raise bad
+            i += 2
+        return cls(**kw)
 
 
 def parse_proto(text: str) -> int:

@@ -14,6 +14,7 @@
 #include <uapi/linux/udp.h>
 
 #include "tunables.h"
+#include "shared.h"
 
 struct hdr_cursor {
 	void *pos;
@@ -68,7 +69,8 @@ static __always_inline int parse_ethhdr(struct hdr_cursor *nh, void *data_end,
  * inside the fixed 20-byte header after the source address: the protocol
  * and source address are valid, nothing after them is. *l4_ok is 0 when no
  * L4 header follows that can be trusted: a short header, a bogus IHL (< 5),
- * options running past the packet, or a non-first fragment. */
+ * options running past the packet, or a non-first fragment. *frag is the
+ * packet's enum sw_frag_class (SW_FRAG_NONE until the header is whole). */
 static __always_inline int parse_iphdr(struct hdr_cursor *nh, void *data_end,
 				       struct iphdr **iphdr, int *l4_ok,
 				       int *frag, int *opts, int *short_hdr)
@@ -104,7 +106,12 @@ static __always_inline int parse_iphdr(struct hdr_cursor *nh, void *data_end,
 	 * L4 header here. The first fragment (offset 0, MF set) carries it. */
 	if (iph->frag_off & bpf_htons(0x1fff)) {
 		*l4_ok = 0;
-		*frag = 1;
+		*frag = SW_FRAG_LATER;
+	} else {
+		/* SW_FRAG_FIRST (1) when MF is set, else SW_FRAG_NONE (0).
+		 * Without a branch: a class known on each path would double
+		 * the states the verifier walks through the signature loop. */
+		*frag = (bpf_ntohs(iph->frag_off) >> 13) & 1;
 	}
 	return iph->protocol;
 }
@@ -128,7 +135,9 @@ struct sw_ipv6_frag_hdr {
  * and source address are valid, nothing after them is. *l4_ok is 0 when the
  * header is short, the chain was truncated, longer than IPV6_EXT_MAX_CHAIN
  * headers, ended in a header with no L4 (ESP, No Next Header), or this is a
- * non-first fragment. */
+ * non-first fragment. *frag is the packet's enum sw_frag_class, from the
+ * fragment headers walked (an atomic fragment, offset 0 and M clear, is
+ * SW_FRAG_NONE). */
 static __always_inline int parse_ip6hdr(struct hdr_cursor *nh, void *data_end,
 					struct ipv6hdr **ip6hdr, int *l4_ok,
 					int *frag, int *exts, int *short_hdr)
@@ -184,9 +193,11 @@ static __always_inline int parse_ip6hdr(struct hdr_cursor *nh, void *data_end,
 			nexthdr = fh->nexthdr;
 			nh->pos = fh + 1;
 			if (fh->frag_off & bpf_htons(0xfff8)) {
-				*frag = 1;
+				*frag = SW_FRAG_LATER;
 				return nexthdr; /* non-first fragment: no L4 */
 			}
+			/* M set: SW_FRAG_FIRST (1); without a branch, as above */
+			*frag |= bpf_ntohs(fh->frag_off) & 1;
 			break;
 		default:
 			/* ESP (50) and No Next Header (59) fall here with no

@@ -78,6 +78,29 @@ static __always_inline __u32 (hash_v6)(const __u32 *w)
 		(w[3] * 0xC2B2AE3DU)) * 2654435761U;
 }
 
+/* The destination address's bucket in the SW_FEAT_DST histogram: its last
+ * octet XORed with the top 8 bits of a multiplicative hash of the rest.
+ * For a fixed rest this is a bijection on the last octet, so a host's
+ * addresses that differ only there (several in one IPv4 /24, or one IPv6
+ * /120) never share a bucket; others, an IPv4 and an IPv6 address among
+ * them, share one with probability 1/256. control/datapath/abi.py's
+ * dst_bucket() is the same function. Addresses in network byte order. */
+static __always_inline __u32 (dst_bucket_v4)(__u32 daddr)
+{
+	__u32 a = bpf_ntohl(daddr);
+
+	return (a ^ (((a >> 8) * 0x9E3779B1U) >> 24)) & (DST_BUCKETS - 1);
+}
+
+static __always_inline __u32 (dst_bucket_v6)(const __u32 *w)
+{
+	__u32 a = bpf_ntohl(w[3]);
+	__u32 h = (bpf_ntohl(w[0]) * 0x85EBCA77U) ^ (bpf_ntohl(w[1]) * 0xC2B2AE3DU) ^
+		  (bpf_ntohl(w[2]) * 0x27D4EB2FU) ^ (a >> 8);
+
+	return (a ^ ((h * 0x9E3779B1U) >> 24)) & (DST_BUCKETS - 1);
+}
+
 /* --- lists ------------------------------------------------------------- */
 
 /* Are the list summaries (maps.h) complete? Until the control plane has
@@ -313,15 +336,14 @@ static __always_inline void (account_v4)(__u32 saddr, __u32 hash, __u64 len,
 		count_event(SW_EV_SRC_INSERT);
 }
 
-static __always_inline void (account_v6)(const struct in6_addr *saddr,
+/* saddr: a copy on the stack (the map key), not a packet pointer. */
+static __always_inline void (account_v6)(struct in6_addr *saddr,
 				       __u32 hash, __u64 len, int syn)
 {
-	struct in6_addr key;
 	struct sw_source *s;
 	struct sw_source fresh = {};
 
-	__builtin_memcpy(&key, saddr, sizeof(key));
-	s = src_v6.lookup(&key);
+	s = src_v6.lookup(saddr);
 	if (s) {
 		source_bump(s, len, syn);
 		count_event(SW_EV_SRC_HIT);
@@ -330,7 +352,7 @@ static __always_inline void (account_v6)(const struct in6_addr *saddr,
 	if (!admit(hash))
 		return;
 	source_bump(&fresh, len, syn);
-	if (src_v6.update(&key, &fresh) == 0)
+	if (src_v6.update(saddr, &fresh) == 0)
 		count_event(SW_EV_SRC_INSERT);
 }
 
@@ -377,9 +399,11 @@ unparsed:
 	count_event(SW_EV_L4_UNPARSED);
 }
 
+/* frag: enum sw_frag_class; dst: dst_bucket_v4/v6() of the destination. */
 static __always_inline void (account_features)(__u32 hash, int proto,
 					     __u16 sport, __u16 dport,
-					     __u64 len, __u8 flags)
+					     __u64 len, __u8 flags, int frag,
+					     __u32 dst)
 {
 	__u32 cls = len / LEN_CLASS_WIDTH;
 
@@ -391,6 +415,8 @@ static __always_inline void (account_features)(__u32 hash, int proto,
 	feature_bump(FEAT_OFF_PROTO + (proto & 0xff));
 	feature_bump(FEAT_OFF_LEN + cls);
 	feature_bump(FEAT_OFF_FLAGS + (flags & (FLAG_BUCKETS - 1)));
+	feature_bump(FEAT_OFF_FRAG + (frag & (FRAG_BUCKETS - 1)));
+	feature_bump(FEAT_OFF_DST + (dst & (DST_BUCKETS - 1)));
 }
 
 /* --- signatures ------------------------------------------------------------- */
@@ -425,15 +451,19 @@ static __always_inline int (sig_rate_ok)(__u32 slot, __u32 rate_pps, __u64 now)
 
 /* Match the packet against the signature table. Returns XDP_DROP for a
  * drop rule or a rate-limited rule over its rate, CONTINUE otherwise. The
- * common case, no rules, costs one array read. */
+ * common case, no rules, costs one array read. frag is the packet's enum
+ * sw_frag_class: a non-first fragment has no L4 header, so it is matched
+ * by SW_SIG_FRAG rules only and never by ports or flags (shared.h); a
+ * first fragment carries its ports and is matched like any packet. */
 static __always_inline int (check_signatures)(int proto, __u16 sport,
 					    __u16 dport, __u64 len,
-					    __u8 flags)
+					    __u8 flags, int frag)
 {
 	__u32 zero = 0, used, slot;
 	struct sw_sig_meta *meta;
 	struct sw_sig *r;
 	struct sw_counter *hit;
+	__u8 refuse;
 	__u64 t;
 	int i;
 
@@ -441,6 +471,10 @@ static __always_inline int (check_signatures)(int proto, __u16 sport,
 	if (!meta || !meta->used)
 		return CONTINUE;
 	used = meta->used;
+	/* The match bits that rule this packet out, one test per rule:
+	 * SW_SIG_FRAG, or for a non-first fragment the L4 fields. */
+	refuse = SW_SIG_FRAG ^ ((frag >> 1) * (SW_SIG_FRAG ^ (SW_SIG_DPORT |
+				SW_SIG_SPORT | SW_SIG_FLAGS)));
 	/* Read once, before the loop: read inside it, for matching rules
 	 * only, it would cost no more time but half again the verifier's
 	 * states (its budget is a million instructions). */
@@ -453,7 +487,8 @@ static __always_inline int (check_signatures)(int proto, __u16 sport,
 			break;
 		slot = i;
 		r = sigs.lookup(&slot);
-		if (!r || !(r->match & SW_SIG_ACTIVE) || r->proto != proto)
+		if (!r || !(r->match & SW_SIG_ACTIVE) || r->proto != proto ||
+		    (r->match & refuse))
 			continue;
 		if ((r->match & SW_SIG_DPORT) && r->dport != dport)
 			continue;
@@ -493,8 +528,11 @@ int xdp_seawall(struct xdp_md *ctx)
 	__u16 sport = 0, dport = 0;
 	__u8 flags = 0;
 	int eth_type, proto, vlans;
-	int l4_ok = 0, frag = 0, ext = 0, syn = 0, short_hdr = 0;
-	__u32 zero = 0, hash;
+	int l4_ok = 0, ext = 0, syn = 0, short_hdr = 0;
+	int frag = SW_FRAG_NONE; /* enum sw_frag_class */
+	__u32 zero = 0, hash, dst, saddr4 = 0;
+	struct in6_addr saddr6;
+	int v6;
 	__s64 sbit = -1; /* the source's list-summary bit, -1: walk the tries */
 	int verdict;
 
@@ -559,8 +597,24 @@ int xdp_seawall(struct xdp_md *ctx)
 		goto out;
 	}
 
+	/* What accounting needs of the addresses, taken now as values: past
+	 * parse_l4() no packet pointer stays live, so the verifier's states
+	 * for the many ways through the parser (tags, options, extension
+	 * chains, each checked to another length) can merge before the
+	 * signature loop instead of each walking it. */
+	if (iph) {
+		saddr4 = iph->saddr;
+		hash = hash_v4(saddr4);
+		dst = dst_bucket_v4(iph->daddr);
+	} else {
+		__builtin_memcpy(&saddr6, &ip6h->saddr, sizeof(saddr6));
+		hash = hash_v6((const __u32 *)&saddr6);
+		dst = dst_bucket_v6((const __u32 *)&ip6h->daddr);
+	}
+	v6 = !iph;
+
 	/* L4 only now that the addresses have been judged */
-	if (frag)
+	if (frag == SW_FRAG_LATER)
 		count_event(SW_EV_FRAGMENT);
 	if (l4_ok)
 		parse_l4(&nh, data_end, proto, &sport, &dport, &syn, &flags);
@@ -569,7 +623,7 @@ int xdp_seawall(struct xdp_md *ctx)
 
 	/* 3. signature rules (spoofed and reflected floods) */
 	if (reason == SW_PASS_CLEAN &&
-	    check_signatures(proto, sport, dport, len, flags) == XDP_DROP) {
+	    check_signatures(proto, sport, dport, len, flags, frag) == XDP_DROP) {
 		if (cfg && (cfg->flags & SW_CFG_MONITOR)) {
 			reason = SW_MON_SIG;
 		} else {
@@ -580,14 +634,11 @@ int xdp_seawall(struct xdp_md *ctx)
 	}
 
 	/* 4. accounting */
-	if (iph) {
-		hash = hash_v4(iph->saddr);
-		account_v4(iph->saddr, hash, len, syn);
-	} else {
-		hash = hash_v6((const __u32 *)&ip6h->saddr);
-		account_v6(&ip6h->saddr, hash, len, syn);
-	}
-	account_features(hash, proto, sport, dport, len, flags);
+	if (v6)
+		account_v6(&saddr6, hash, len, syn);
+	else
+		account_v4(saddr4, hash, len, syn);
+	account_features(hash, proto, sport, dport, len, flags, frag, dst);
 
 out:
 	{

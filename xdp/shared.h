@@ -47,7 +47,17 @@ enum sw_feature {
 	SW_FEAT_PROTO = 3, /* IP protocol number, 256 buckets */
 	SW_FEAT_LEN = 4,   /* frame length / LEN_CLASS_WIDTH, LEN_CLASSES buckets */
 	SW_FEAT_FLAGS = 5, /* TCP flags & 0x3f, 64 buckets (0: not TCP or no flags) */
-	SW_FEATURE_MAX = 6,
+	SW_FEAT_FRAG = 6,  /* enum sw_frag_class, FRAG_BUCKETS buckets */
+	SW_FEAT_DST = 7,   /* destination address, DST_BUCKETS buckets (dst_bucket_v4/v6) */
+	SW_FEATURE_MAX = 8,
+};
+
+/* What a packet is as an IP fragment (SW_FEAT_FRAG's buckets). */
+enum sw_frag_class {
+	SW_FRAG_NONE = 0,  /* not a fragment (an IPv6 atomic fragment included) */
+	SW_FRAG_FIRST = 1, /* first fragment: offset 0, more-fragments set; carries L4 */
+	SW_FRAG_LATER = 2, /* non-first fragment: offset != 0, no L4 header */
+	/* 3: reserved */
 };
 
 /* Per-interface configuration flags (config map, slot 0). */
@@ -107,9 +117,15 @@ enum sw_sig_match {
 	SW_SIG_SPORT = 1U << 2,
 	SW_SIG_LEN = 1U << 3,
 	SW_SIG_FLAGS = 1U << 4,
+	SW_SIG_FRAG = 1U << 5, /* only non-first fragments (SW_FRAG_LATER) */
 };
+/* A rule matches a non-first fragment only with SW_SIG_FRAG set, and a
+ * rule with SW_SIG_DPORT, SW_SIG_SPORT or SW_SIG_FLAGS never matches one:
+ * such a packet has no L4 header, so no ports and no flags to compare
+ * (the control plane never sets SW_SIG_FRAG beside them). */
 
-/* A signature rule: protocol plus optional ports, length range, TCP flags.
+/* A signature rule: protocol plus optional ports, length range, TCP flags,
+ * or the non-first-fragment flag.
  * Host-wide array; the control plane fills slots 0..used-1. */
 struct sw_sig {
 	__u8 proto;

@@ -86,6 +86,12 @@
 /* Packet length classes: frame length / LEN_CLASS_WIDTH, capped. */
 #define LEN_CLASSES 16
 #define FLAG_BUCKETS 64
+/* Fragment classes (enum sw_frag_class), one spare. */
+#define FRAG_BUCKETS 4
+/* Destination address buckets: the last octet XORed with a hash of the
+ * rest (dst_bucket_v4/v6 in seawall.c), a bijection on the last octet, so
+ * it must stay 256. */
+#define DST_BUCKETS 256
 #ifndef LEN_CLASS_WIDTH
 #define LEN_CLASS_WIDTH 128 /* bytes */
 #endif

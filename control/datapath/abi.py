@@ -80,6 +80,16 @@ class Feature(enum.IntEnum):
     PROTO = 3
     LEN = 4
     FLAGS = 5
+    FRAG = 6  # FragClass of the packet
+    DST = 7  # dst_bucket() of the destination address
+
+
+class FragClass(enum.IntEnum):
+    """enum sw_frag_class: a packet as an IP fragment (Feature.FRAG's buckets)."""
+
+    NONE = 0  # not a fragment (an IPv6 atomic fragment included)
+    FIRST = 1  # offset 0, more-fragments set: carries the L4 header
+    LATER = 2  # offset != 0: no L4 header
 
 
 class CfgFlag(enum.IntFlag):
@@ -102,6 +112,7 @@ class SigMatch(enum.IntFlag):
     SPORT = 1 << 2
     LEN = 1 << 3
     FLAGS = 1 << 4
+    FRAG = 1 << 5  # only non-first fragments; never beside DPORT, SPORT or FLAGS
 
 
 class ListsFlag(enum.IntFlag):
@@ -120,6 +131,7 @@ C_ENUMS = {
     CfgFlag: ("sw_cfg_flags", "SW_CFG_", None),
     BlockFlag: ("sw_block_flags", "SW_BLOCK_", None),
     SigMatch: ("sw_sig_match", "SW_SIG_", None),
+    FragClass: ("sw_frag_class", "SW_FRAG_", None),
     ListsFlag: ("sw_lists_flags", "SW_LISTS_", None),
 }
 
@@ -147,6 +159,8 @@ PORT_BUCKETS = 65536
 PROTO_BUCKETS = 256
 LEN_CLASSES = 16
 FLAG_BUCKETS = 64
+FRAG_BUCKETS = 4  # FragClass, one spare
+DST_BUCKETS = 256  # dst_bucket(): must stay 256 (a bijection on the last octet)
 LEN_CLASS_WIDTH = 128  # bytes
 LAST_HIT_GRANULARITY_NS = 1_000_000_000
 
@@ -154,7 +168,8 @@ LAST_HIT_GRANULARITY_NS = 1_000_000_000
 TUNABLES = ("VLAN_MAX_DEPTH", "IPV6_EXT_MAX_CHAIN", "MAX_ALLOW_ENTRIES", "MAX_BLOCK_ENTRIES",
             "LIST_SUMMARY_LOG2", "BLOCK_EXPIRED_HOPS", "MAX_SOURCES_V4", "MAX_SOURCES_V6", "ADMIT_SLOTS",
             "ADMIT_RATE", "ADMIT_BURST", "MAX_SIGNATURES", "SRC_BUCKETS", "PORT_BUCKETS", "PROTO_BUCKETS",
-            "LEN_CLASSES", "FLAG_BUCKETS", "LEN_CLASS_WIDTH", "LAST_HIT_GRANULARITY_NS")
+            "LEN_CLASSES", "FLAG_BUCKETS", "FRAG_BUCKETS", "DST_BUCKETS", "LEN_CLASS_WIDTH",
+            "LAST_HIT_GRANULARITY_NS")
 
 #: size of each feature histogram, in enum order (maps.h: FEAT_OFF_*)
 FEATURE_SIZES = {
@@ -164,6 +179,8 @@ FEATURE_SIZES = {
     Feature.PROTO: PROTO_BUCKETS,
     Feature.LEN: LEN_CLASSES,
     Feature.FLAGS: FLAG_BUCKETS,
+    Feature.FRAG: FRAG_BUCKETS,
+    Feature.DST: DST_BUCKETS,
 }
 FEATURE_SLOTS = sum(FEATURE_SIZES.values())
 
@@ -181,6 +198,43 @@ def split_features(flat: np.ndarray) -> dict:
     """The flat features array as {Feature: histogram}."""
     off = feature_offsets()
     return {f: flat[off[f]: off[f] + FEATURE_SIZES[f]] for f in Feature}
+
+
+_M32 = 0xFFFFFFFF
+
+
+def dst_bucket(addr: bytes) -> int:
+    """The Feature.DST bucket of a destination address (4 or 16 bytes,
+    network order): dst_bucket_v4/v6() in xdp/seawall.c. Its last octet
+    XORed with the top 8 bits of a multiplicative hash of the rest, so the
+    addresses that differ only in the last octet (a host's addresses in one
+    IPv4 /24 or IPv6 /120) never share a bucket."""
+    a = bytes(addr)
+    if len(a) not in (4, 16):
+        raise ValueError(f"an address is 4 or 16 bytes, not {len(a)}")
+    last = int.from_bytes(a[-4:], "big")
+    if len(a) == 4:
+        h = last >> 8
+    else:
+        w = [int.from_bytes(a[i:i + 4], "big") for i in (0, 4, 8)]
+        h = ((w[0] * 0x85EBCA77) ^ (w[1] * 0xC2B2AE3D) ^ (w[2] * 0x27D4EB2F) ^ (last >> 8)) & _M32
+    return (last ^ (((h * 0x9E3779B1) & _M32) >> 24)) & (DST_BUCKETS - 1)
+
+
+def dst_buckets(addrs: np.ndarray) -> np.ndarray:
+    """dst_bucket() over an (n, 4) or (n, 16) uint8 array of addresses
+    (network order): (n,) int64 buckets."""
+    a = np.ascontiguousarray(addrs, dtype=np.uint8)
+    if a.ndim != 2 or a.shape[1] not in (4, 16):
+        raise ValueError(f"addresses must be an (n, 4) or (n, 16) array, not {a.shape}")
+    w = a.view(">u4").astype(np.uint32)  # (n, 1) or (n, 4) words in host order
+    last = w[:, -1]
+    if a.shape[1] == 4:
+        h = last >> np.uint32(8)
+    else:
+        h = ((w[:, 0] * np.uint32(0x85EBCA77)) ^ (w[:, 1] * np.uint32(0xC2B2AE3D))
+             ^ (w[:, 2] * np.uint32(0x27D4EB2F)) ^ (last >> np.uint32(8)))
+    return ((last ^ ((h * np.uint32(0x9E3779B1)) >> np.uint32(24))) & np.uint32(DST_BUCKETS - 1)).astype(np.int64)
 
 
 def live(expires_ns, now_ns):

@@ -40,10 +40,13 @@ def encode(sig: Signature, expires_ns: int) -> abi.SwSig:
     if sig.tcp_flags is not None:
         s.match |= m.FLAGS
         s.tcp_flags = sig.tcp_flags
+    if sig.fragment:
+        s.match |= m.FRAG
     return s
 
 
 def decode(s: abi.SwSig) -> Signature:
+    """The rule of a slot the control plane wrote (encode()'s inverse)."""
     m = abi.SigMatch(s.match)
     return Signature(
         proto=s.proto,
@@ -53,6 +56,7 @@ def decode(s: abi.SwSig) -> Signature:
         len_max=s.len_max if m & m.LEN else None,
         tcp_flags=s.tcp_flags if m & m.FLAGS else None,
         rate_pps=s.rate_pps,
+        fragment=bool(m & m.FRAG),
     )
 
 

@@ -31,6 +31,8 @@ enum sw_tunables {
 	T_PROTO_BUCKETS = PROTO_BUCKETS,
 	T_LEN_CLASSES = LEN_CLASSES,
 	T_FLAG_BUCKETS = FLAG_BUCKETS,
+	T_FRAG_BUCKETS = FRAG_BUCKETS,
+	T_DST_BUCKETS = DST_BUCKETS,
 	T_LEN_CLASS_WIDTH = LEN_CLASS_WIDTH,
 	T_LAST_HIT_GRANULARITY_NS = LAST_HIT_GRANULARITY_NS,
 };
@@ -43,6 +45,7 @@ struct sw_abi {
 	enum sw_cfg_flags cfg_flags;
 	enum sw_block_flags block_flags;
 	enum sw_sig_match sig_match;
+	enum sw_frag_class frag_class;
 	enum sw_lists_flags lists_flags;
 	enum sw_tunables tunables;
 	struct sw_counter counter;

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from seawall.control.datapath import abi
-from seawall.control.datapath.abi import BLOCK_EXPIRED_HOPS, IPV6_EXT_MAX_CHAIN, VLAN_MAX_DEPTH, Event, Reason
+from seawall.control.datapath.abi import BLOCK_EXPIRED_HOPS, IPV6_EXT_MAX_CHAIN, VLAN_MAX_DEPTH, Event, FragClass, Reason
 
 # the verdicts and the tunables.h defaults the program is compiled with are abi.py's
 XDP_DROP, XDP_PASS = abi.XdpAction.DROP, abi.XdpAction.PASS
@@ -95,12 +95,14 @@ class Decision:
     dport: int = 0
     tcp_flags: int = 0
     rate_slot: Optional[int] = None  # a rate-limited rule decided: its slot
+    frag: FragClass = FragClass.NONE  # the fragment class it is accounted under
+    dst: Optional[int] = None  # the destination's Feature.DST bucket (abi.dst_bucket), once the L3 header is whole
 
     def __str__(self) -> str:
         ev = ",".join(f"{e.name}={n}" for e, n in sorted(self.events.items()) if n)
         return (f"{'DROP' if self.verdict == XDP_DROP else 'PASS'}/{self.reason.name} events[{ev}] "
                 f"accounted={self.accounted} proto={self.proto} sport={self.sport} dport={self.dport} "
-                f"flags={self.tcp_flags:#x}")
+                f"flags={self.tcp_flags:#x} frag={self.frag.name} dst={self.dst}")
 
 
 def mask(addr: bytes, plen: int) -> bytes:
@@ -132,9 +134,10 @@ class _L3:
     proto: int
     pos: int  # cursor after the L3 header and extension headers
     l4_ok: bool = False
-    frag: bool = False
+    frag: FragClass = FragClass.NONE
     ext: bool = False
     short_hdr: bool = False
+    daddr: bytes = b""  # when the fixed header is whole
 
 
 def _parse_eth(f: bytes):
@@ -162,6 +165,7 @@ def _parse_ipv4(f: bytes, pos: int) -> Optional[_L3]:
     if pos + 20 > len(f):
         l3.short_hdr = True
         return l3
+    l3.daddr = f[pos + 16:pos + 20]
     l3.l4_ok = True
     hdrsize = (f[pos] & 0x0F) * 4
     if hdrsize < 20:
@@ -172,9 +176,12 @@ def _parse_ipv4(f: bytes, pos: int) -> Optional[_L3]:
         l3.l4_ok = False
         return l3
     l3.pos = pos + hdrsize
-    if struct.unpack_from("!H", f, pos + 6)[0] & 0x1FFF:  # fragment offset
+    frag_off = struct.unpack_from("!H", f, pos + 6)[0]
+    if frag_off & 0x1FFF:  # fragment offset
         l3.l4_ok = False
-        l3.frag = True
+        l3.frag = FragClass.LATER
+    elif frag_off & 0x2000:  # MF
+        l3.frag = FragClass.FIRST
     return l3
 
 
@@ -187,6 +194,7 @@ def _parse_ipv6(f: bytes, pos: int) -> Optional[_L3]:
     if pos + 40 > len(f):
         l3.short_hdr = True
         return l3
+    l3.daddr = f[pos + 24:pos + 40]
     pos += 40
     nexthdr = l3.proto
     for _ in range(IPV6_EXT_MAX_CHAIN):
@@ -206,9 +214,11 @@ def _parse_ipv6(f: bytes, pos: int) -> Optional[_L3]:
             nexthdr = f[pos]
             pos += 8
             if off & 0xFFF8:  # non-first fragment: no L4 header
-                l3.frag = True
+                l3.frag = FragClass.LATER
                 l3.proto, l3.pos = nexthdr, pos
                 return l3
+            if off & 1:  # M: a first fragment (and stays one whatever follows)
+                l3.frag = FragClass.FIRST
         else:
             l3.l4_ok = nexthdr not in (IPPROTO_ESP, IPPROTO_NONE)
             l3.proto, l3.pos = nexthdr, pos
@@ -262,12 +272,17 @@ def _blocked(table: dict, addr: bytes, now: int, events: Counter) -> bool:
     return False
 
 
-def _signature(t: Tables, proto: int, sport: int, dport: int, length: int, flags: int, now: int):
-    """check_signatures: the first live rule matching decides. Returns the
-    matching Rule's slot, or None."""
+def _signature(t: Tables, proto: int, sport: int, dport: int, length: int, flags: int, frag: FragClass,
+               now: int):
+    """check_signatures: the first live rule matching decides. A non-first
+    fragment is matched by FRAG rules only, and never by a rule with ports
+    or flags; any other packet never by a FRAG rule. Returns the matching
+    Rule's slot, or None."""
+    m = abi.SigMatch
+    refuse = (m.DPORT | m.SPORT | m.FLAGS) if frag == FragClass.LATER else m.FRAG
     for slot in range(min(t.sig_used, abi.MAX_SIGNATURES, len(t.sigs))):
         r = t.sigs[slot]
-        if not r.match & abi.SigMatch.ACTIVE or r.proto != proto:
+        if not r.match & abi.SigMatch.ACTIVE or r.proto != proto or r.match & refuse:
             continue
         if r.expires_ns and r.expires_ns <= now:
             continue
@@ -295,8 +310,9 @@ def classify(frame: bytes, t: Tables, now: int,
     ev: Counter = Counter()
 
     def out(verdict, reason, accounted=False, l3=None, ports=(0, 0, 0), rate_slot=None):
+        dst = abi.dst_bucket(l3.daddr) if l3 is not None and l3.daddr else None
         return Decision(verdict, reason, ev, accounted, None if l3 is None else l3.proto,
-                        ports[0], ports[1], ports[2], rate_slot)
+                        ports[0], ports[1], ports[2], rate_slot, FragClass.NONE if l3 is None else l3.frag, dst)
 
     eth = _parse_eth(f)
     if eth is None:
@@ -334,7 +350,7 @@ def classify(frame: bytes, t: Tables, now: int,
     if l3.short_hdr:
         return out(XDP_PASS, Reason.PASS_MALFORMED if reason == Reason.PASS_CLEAN else reason, l3=l3)
 
-    if l3.frag:
+    if l3.frag == FragClass.LATER:
         ev[Event.FRAGMENT] += 1
     sport = dport = flags = 0
     if l3.l4_ok:
@@ -348,7 +364,7 @@ def classify(frame: bytes, t: Tables, now: int,
     # 3. signatures, only for packets no list has judged
     rate_slot = None
     if reason == Reason.PASS_CLEAN:
-        slot = _signature(t, l3.proto, sport, dport, len(f), flags, now)
+        slot = _signature(t, l3.proto, sport, dport, len(f), flags, l3.frag, now)
         if slot is not None:
             limited = t.sigs[slot].rate_pps != 0
             if limited:

@@ -12,8 +12,9 @@ short, whole frames truncated at random points, and random garbage. Each
 frame runs through the real program (BPF_PROG_TEST_RUN) and through
 tests/bpf/refmodel.py, and the two must agree on the verdict, the reason
 counted, every parsing and list event counted, whether the packet was
-accounted (one admission event), and the protocol, ports, TCP flags and
-length class it was accounted under (read back from the histograms).
+accounted (one admission event), and the protocol, ports, TCP flags,
+length class, fragment class and destination bucket it was accounted under
+(read back from the histograms).
 
     sudo scripts/test tests/bpf/test_fuzz.py -s         # CI: EXAMPLES (3,000) draws
     SEAWALL_FUZZ_EXAMPLES=1000000 sudo -E scripts/test tests/bpf/test_fuzz.py -s
@@ -170,13 +171,21 @@ class TableSpec:
         return t
 
 
+L4_BITS = abi.SigMatch.DPORT | abi.SigMatch.SPORT | abi.SigMatch.FLAGS
+
+
 def rule(draw, frames: list) -> Rule:
     """A signature rule; most are cut from one of the example's frames (as
-    the engine cuts them from a flood), with some fields changed."""
+    the engine cuts them from a flood), with some fields changed. A rule
+    cut from a non-first fragment mostly has the fragment bit and no L4
+    field, as the control plane writes it; sometimes both (the kernel must
+    then match nothing), and other rules sometimes the bit alone."""
     match = 0 if one_in(draw, 10) else abi.SigMatch.ACTIVE
     for bit in (abi.SigMatch.DPORT, abi.SigMatch.SPORT, abi.SigMatch.LEN, abi.SigMatch.FLAGS):
         if one_in(draw, 2):
             match |= bit
+    if one_in(draw, 6):
+        match |= abi.SigMatch.FRAG
     r = dict(proto=mixed(draw, *PROTOS), tcp_flags=mixed(draw, [2, 0x12, 0x10, 0], TO[63]),
              dport=mixed(draw, *PORTS), sport=mixed(draw, *PORTS),
              len_min=mixed(draw, [0, 0, 60, 64, 100], TO[300]),
@@ -191,6 +200,8 @@ def rule(draw, frames: list) -> Rule:
             for k, v in seen.items():
                 if not one_in(draw, 10):  # mostly kept
                     r[k] = v
+            if d.frag == abi.FragClass.LATER and not one_in(draw, 5):
+                match = (match | abi.SigMatch.FRAG) & ~L4_BITS if not one_in(draw, 4) else match | abi.SigMatch.FRAG
     return Rule(match=match, rate_pps=pick(draw, [0, 0, 0, 1, 1000, 2**32 - 1]), **r)
 
 
@@ -346,13 +357,15 @@ class Tally:
     reasons: Counter = field(default_factory=Counter)
     events: Counter = field(default_factory=Counter)
     rate_limited: int = 0
+    fragment_rule: int = 0  # non-first fragments a fragment rule decided
     seconds: float = 0.0
 
     def line(self) -> str:
         r = ", ".join(f"{k.name.lower()}={v}" for k, v in sorted(self.reasons.items()))
         e = ", ".join(f"{k.name.lower()}={v}" for k, v in sorted(self.events.items()))
         return (f"fuzz: {self.examples} examples, {self.frames} frames in {self.seconds:.0f} s, "
-                f"0 disagreements; reasons: {r}; events: {e}; rate-limited matches: {self.rate_limited}")
+                f"0 disagreements; reasons: {r}; events: {e}; rate-limited matches: {self.rate_limited}; "
+                f"fragment-rule matches: {self.fragment_rule}")
 
 
 class Fuzz:
@@ -374,7 +387,8 @@ class Fuzz:
         o = self.offsets
         cls = min(length // abi.LEN_CLASS_WIDTH, abi.LEN_CLASSES - 1)
         return [o[Feature.PROTO] + (d.proto & 0xFF), o[Feature.SPORT] + d.sport, o[Feature.DPORT] + d.dport,
-                o[Feature.FLAGS] + (d.tcp_flags & 0x3F), o[Feature.LEN] + cls]
+                o[Feature.FLAGS] + (d.tcp_flags & 0x3F), o[Feature.LEN] + cls, o[Feature.FRAG] + d.frag,
+                o[Feature.DST] + d.dst]
 
     def read_features(self, slots: list) -> Counter:
         c = Counter()
@@ -462,7 +476,7 @@ class Fuzz:
                 want_f = Counter(slots)
                 if moved_f != want_f:
                     p.append(f"feature slots moved {dict(moved_f)} != {dict(want_f)} "
-                             f"(proto/sport/dport/flags/len)")
+                             f"(proto/sport/dport/flags/len/frag/dst)")
             if not p:
                 return None, d
             problems.append(f"model {d}: " + "; ".join(p))
@@ -506,6 +520,8 @@ def run_examples(fz: Fuzz, n: int, tally: Tally, seed_value=None) -> None:
                 tally.reasons[d.reason] += 1
                 tally.events.update(+d.events)
                 tally.rate_limited += d.rate_slot is not None
+                tally.fragment_rule += (d.frag == abi.FragClass.LATER
+                                        and d.reason in (Reason.DROP_SIG, Reason.MON_SIG))
         finally:
             fz.remove(written)
         tally.examples += 1
@@ -540,6 +556,7 @@ def test_program_agrees_with_reference_model(fuzz):
                    Event.BLOCK_EXPIRED}
     assert want_events <= set(tally.events), tally.line()
     assert tally.rate_limited > 0, tally.line()
+    assert tally.fragment_rule > 0, tally.line()
 
 
 # --- the harness itself must be able to fail ----------------------------------------------
@@ -579,5 +596,32 @@ def test_harness_catches_misparsed_ports(fuzz, monkeypatch):
     real = refmodel._parse_l4
     monkeypatch.setattr(refmodel, "_parse_l4", lambda f, pos, proto: (lambda r: (r[1], r[0], *r[2:]))(
         real(f, pos, proto)))
+    err, _ = fuzz.check(frame, Tables(), now)
+    assert err is not None and "feature slots" in err, err
+
+
+def test_harness_catches_a_wrong_fragment_class_or_destination_bucket(fuzz, monkeypatch):
+    """The fragment and destination histograms are compared too: a model
+    that takes a first fragment for a whole packet, or that buckets the
+    destination otherwise than the kernel, is caught."""
+    src, dst = bytes([198, 18, 2, 11]), (V4_BASE + 7).to_bytes(4, "big")
+    frame = (MACS + b"\x08\x00" + struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0x2000, 64, 17, 0, src, dst)
+             + struct.pack("!HHHH", 53, 33333, 8, 0))  # a first fragment (MF, offset 0)
+    now = fuzz.dp.clock.boot_ns()
+    ok, d = fuzz.check(frame, Tables(), now)
+    assert ok is None and d.frag == abi.FragClass.FIRST and d.dst == abi.dst_bucket(dst)
+    real_v4 = refmodel._parse_ipv4
+
+    def whole(f, pos):
+        l3 = real_v4(f, pos)
+        l3.frag = abi.FragClass.NONE
+        return l3
+
+    monkeypatch.setattr(refmodel, "_parse_ipv4", whole)
+    err, _ = fuzz.check(frame, Tables(), now)
+    assert err is not None and "feature slots" in err, err
+    monkeypatch.setattr(refmodel, "_parse_ipv4", real_v4)
+    real_dst = abi.dst_bucket
+    monkeypatch.setattr(refmodel.abi, "dst_bucket", lambda a: (real_dst(a) + 1) % abi.DST_BUCKETS)
     err, _ = fuzz.check(frame, Tables(), now)
     assert err is not None and "feature slots" in err, err

@@ -45,6 +45,12 @@ SYN, ACK, FIN, RST, PSH, URG = 0x02, 0x10, 0x01, 0x04, 0x08, 0x20
     (dict(proto=47, sport=1), "ports only exist for tcp and udp"),
     (dict(proto=17, tcp_flags=SYN), "TCP flags need protocol tcp"),
     (dict(proto=1, tcp_flags=0), "TCP flags need protocol tcp"),
+    # a non-first fragment has no L4 header: no ports, no flags
+    (dict(proto=17, fragment=True, sport=53), "fragment rule cannot match ports"),
+    (dict(proto=17, fragment=True, dport=0), "fragment rule cannot match ports"),
+    (dict(proto=6, fragment=True, tcp_flags=0), "fragment rule cannot match ports or TCP flags"),
+    (dict(proto=17, fragment=1), "fragment must be true or false"),
+    (dict(proto=17, fragment="yes"), "fragment must be true or false"),
 ])
 def test_invalid(kwargs, fragment):
     with pytest.raises(UsageError, match=fragment.replace("(", r"\(")):
@@ -63,6 +69,10 @@ def test_invalid(kwargs, fragment):
     dict(proto=255),
     dict(proto=6, tcp_flags=0),  # a null scan: no flags at all is a value
     dict(proto=6, tcp_flags=63, rate_pps=2**32 - 1),
+    dict(proto=17, fragment=True, len_min=1200, len_max=1500),
+    dict(proto=17, fragment=True),
+    dict(proto=6, fragment=True, len_min=60, len_max=61, rate_pps=10),
+    dict(proto=44, fragment=True),
 ])
 def test_valid(kwargs):
     s = Signature(**kwargs)
@@ -90,6 +100,9 @@ def test_frozen_and_hashable():
     (Signature(58, len_min=60, len_max=61), "icmpv6 len 60-60", "icmpv6 len 60-60 drop"),
     (Signature(47, len_min=100, len_max=200), "proto 47 len 100-199", "proto 47 len 100-199 drop"),
     (Signature(17), "udp", "udp drop"),
+    (Signature(17, fragment=True, len_min=1200, len_max=1500), "udp fragment len 1200-1499",
+     "udp fragment len 1200-1499 drop"),
+    (Signature(47, fragment=True, rate_pps=5), "proto 47 fragment", "proto 47 fragment limit 5pps"),
 ])
 def test_key_and_describe(sig, key, describe):
     assert sig.key == key
@@ -130,7 +143,9 @@ def signatures(draw):
         lo = hi = None
     flags = draw(st.none() | st.integers(0, 63)) if proto == 6 else None
     rate = draw(st.sampled_from([0, 1, 2**32 - 1]) | st.integers(0, 2**32 - 1))
-    return Signature(proto, dport=dport, sport=sport, len_min=lo, len_max=hi, tcp_flags=flags, rate_pps=rate)
+    frag = dport is None and sport is None and flags is None and draw(st.booleans())
+    return Signature(proto, dport=dport, sport=sport, len_min=lo, len_max=hi, tcp_flags=flags, rate_pps=rate,
+                     fragment=frag)
 
 
 @given(signatures(), st.integers(0, 2**64 - 1))
@@ -143,6 +158,7 @@ def test_kernel_round_trip(sig, expires_ns):
     assert bool(k.match & abi.SigMatch.SPORT) == (sig.sport is not None)
     assert bool(k.match & abi.SigMatch.LEN) == (sig.len_min is not None)
     assert bool(k.match & abi.SigMatch.FLAGS) == (sig.tcp_flags is not None)
+    assert bool(k.match & abi.SigMatch.FRAG) == sig.fragment
     # through the bytes the kernel map holds
     back = sigtable.decode(abi.SwSig.from_buffer_copy(bytes(k)))
     assert back == sig
@@ -152,6 +168,56 @@ def test_kernel_round_trip(sig, expires_ns):
 @given(signatures())
 def test_json_round_trip(sig):
     assert Signature.from_json(sig.to_json()) == sig
+
+
+@given(signatures())
+def test_text_round_trip(sig):
+    """parse() reads back both key and describe(): `sig del` takes either."""
+    assert Signature.parse(sig.describe()) == sig
+    assert Signature.parse(sig.key) == sig.matcher()
+
+
+@pytest.mark.parametrize("text", [
+    "", "udp sport", "udp sport 161 sport 162", "udp fragment fragment", "udp len 5", "udp limit 0pps",
+    "udp limit 5pps drop", "udp drop drop", "udp sport x", "gre", "proto 300", "proto x", "udp fragment sport 53",
+    "tcp flags Q", "udp sport 1234567",
+])
+def test_text_refused(text):
+    with pytest.raises(UsageError):
+        Signature.parse(text)
+
+
+def test_text_accepts_any_word_order_and_spacing():
+    want = Signature(17, fragment=True, len_min=1200, len_max=1500)
+    assert Signature.parse("  udp   len 1200-1499 fragment ") == want
+    assert Signature.parse("17 fragment len 1200-1499 drop") == want
+
+
+def test_old_journal_records_have_no_fragment_field():
+    """Records written before the fragment flag existed read as before."""
+    old = {"proto": 17, "dport": None, "sport": 161, "len_min": None, "len_max": None, "tcp_flags": None,
+           "rate_pps": 0}
+    assert Signature.from_json(old) == Signature(17, sport=161) and not Signature.from_json(old).fragment
+    assert Signature.from_json({**old, "fragment": None}) == Signature(17, sport=161)
+    assert Signature(17, sport=161).to_json() == {**old, "fragment": False}
+
+
+@pytest.mark.parametrize("bad", [1, 0, "true", [True]])
+def test_json_refuses_a_fragment_that_is_not_a_boolean(bad):
+    with pytest.raises(UsageError, match="fragment must be true or false"):
+        Signature.from_json({"proto": 17, "fragment": bad})
+
+
+def test_json_refuses_a_fragment_rule_with_ports():
+    with pytest.raises(UsageError, match="fragment rule cannot match ports"):
+        Signature.from_json({"proto": 17, "sport": 53, "fragment": True})
+
+
+def test_kernel_form_of_a_fragment_rule():
+    k = sigtable.encode(Signature(17, fragment=True, len_min=1200, len_max=1500), 0)
+    assert k.match == abi.SigMatch.ACTIVE | abi.SigMatch.FRAG | abi.SigMatch.LEN
+    assert (k.proto, k.len_min, k.len_max, k.dport, k.sport, k.tcp_flags) == (17, 1200, 1500, 0, 0, 0)
+    assert sigtable.decode(k).key == "udp fragment len 1200-1499"
 
 
 def test_kernel_form_fields():
@@ -248,12 +314,47 @@ def test_matches_ignores_rate():
                           Signature(17, sport=161).matches(*columns()))
 
 
+# non-first fragments as the datapath sees them: no ports, no flags
+FRAGS = {
+    "udp-frag-1434": (17, 0, 0, 1434, 0, True),
+    "udp-frag-600": (17, 0, 0, 600, 0, True),
+    "tcp-frag-1434": (6, 0, 0, 1434, 0, True),
+    "udp-whole-1434": (17, 40000, 0, 1434, 0, False),
+    "udp-first-1434": (17, 53, 33333, 1434, 0, False),  # a first fragment carries its ports
+}
+FRAG_NAMES = list(FRAGS)
+
+
+@pytest.mark.parametrize("sig, hits", [
+    (Signature(17, fragment=True, len_min=1200, len_max=1500), {"udp-frag-1434"}),
+    (Signature(17, fragment=True), {"udp-frag-1434", "udp-frag-600"}),
+    (Signature(17, sport=53), {"udp-first-1434"}),
+    (Signature(17, sport=0), set()),  # port 0 is not a non-first fragment's port
+    (Signature(17, dport=0), {"udp-whole-1434"}),
+    (Signature(6, tcp_flags=0), set()),
+    (Signature(17, len_min=1200, len_max=1500), {"udp-frag-1434", "udp-whole-1434", "udp-first-1434"}),
+])
+def test_matches_fragments(sig, hits):
+    arr = np.array([FRAGS[n][:5] for n in FRAG_NAMES], dtype=np.int64)
+    later = np.array([FRAGS[n][5] for n in FRAG_NAMES])
+    m = sig.matches(*arr.T, fragment=later)
+    assert {n for n, hit in zip(FRAG_NAMES, m) if hit} == hits
+    # without the column no packet is a fragment: a fragment rule matches nothing
+    m0 = sig.matches(*arr.T)
+    assert not (sig.fragment and m0.any())
+
+
 packet = st.tuples(st.sampled_from([1, 6, 17, 58]), st.integers(0, 65535), st.integers(0, 65535),
-                   st.integers(0, 9000), st.integers(0, 63))
+                   st.integers(0, 9000), st.integers(0, 63), st.booleans())
 
 
 def reference(sig: Signature, p) -> bool:
-    proto, sport, dport, length, flags = p
+    """shared.h's rule: a non-first fragment (later) meets fragment rules
+    only, and never a rule on ports or flags."""
+    proto, sport, dport, length, flags, later = p
+    l4 = sig.sport is not None or sig.dport is not None or sig.tcp_flags is not None
+    if (sig.fragment and not later) or (l4 and later):
+        return False
     return (proto == sig.proto
             and (sig.sport is None or sport == sig.sport)
             and (sig.dport is None or dport == sig.dport)
@@ -263,9 +364,13 @@ def reference(sig: Signature, p) -> bool:
 
 @given(signatures(), st.lists(packet, max_size=20))
 def test_matches_agrees_with_a_per_packet_reference(sig, pkts):
-    arr = np.array(pkts, dtype=np.int64).reshape(-1, 5)
-    m = sig.matches(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4])
+    arr = np.array([p[:5] for p in pkts], dtype=np.int64).reshape(-1, 5)
+    later = np.array([p[5] for p in pkts], bool)
+    m = sig.matches(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], fragment=later)
     assert m.tolist() == [reference(sig, p) for p in pkts]
+    # no fragment column: as if every packet were whole
+    m = sig.matches(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4])
+    assert m.tolist() == [reference(sig, (*p[:5], False)) for p in pkts]
 
 
 # --- parsing ---------------------------------------------------------------------

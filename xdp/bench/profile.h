@@ -51,7 +51,7 @@
 #endif /* PROFILE_SKIP & SKIP_FEATURES */
 
 #if PROFILE_SKIP & SKIP_SIGNATURES
-#define check_signatures(proto, sport, dport, len, flags) CONTINUE
+#define check_signatures(proto, sport, dport, len, flags, frag) CONTINUE
 #endif /* PROFILE_SKIP & SKIP_SIGNATURES */
 
 #if PROFILE_SKIP & SKIP_EVENTS
