@@ -14,7 +14,7 @@ from seawall.control.errors import SeawallError, UsageError
 
 @click.command()
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--interval", type=float, default=0.5, show_default=True, help="cycle length, seconds")
+@click.option("--interval", type=float, default=0.25, show_default=True, help="cycle length, seconds")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--wire", is_flag=True,
               help="on the wire instead: the real daemon in veth namespaces, real customers and floods (root)")

@@ -449,6 +449,7 @@ class Daemon:
               bpffs=self.paths.pin_root, state_dir=self.paths.state_dir,
               metrics=f"http://{self.cfg.metrics.listen}:{self.cfg.metrics.port}/metrics"
               if self.cfg.metrics.enabled else None)
+        self.sockets = self._watch_sockets()
         sd_notify("READY=1\nSTATUS=watching " + ", ".join(self.counters))
         self._housekeeper = threading.Thread(target=self._housekeep_loop, name="housekeeping", daemon=True)
         self._housekeeper.start()
@@ -475,6 +476,19 @@ class Daemon:
                     break
         finally:
             self.shutdown()
+
+    def _watch_sockets(self):
+        """What the host serves, read every second in a thread of its own
+        (datapath/sockets.py): customers past the handshake are never
+        blocked, and a port no socket serves can be cut without a baseline.
+        Without it (sock_diag refused), detection goes on without."""
+        from seawall.control.datapath.sockets import SocketWatch
+
+        watch = SocketWatch(interval=1.0).start()
+        s = watch.latest()
+        event("sockets", result="watching" if s is not None else "unreadable: going on without",
+              error=watch.error, **({"customers": len(s.peers), "listening": len(s.tcp_listening)} if s else {}))
+        return watch
 
     def shutdown(self) -> None:
         sd_notify("STOPPING=1")

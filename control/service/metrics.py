@@ -96,6 +96,17 @@ class SeawallCollector(Collector):
         yield GaugeMetricFamily("seawall_alarm", "1 while an alarm is raised", value=1.0 if rep.alarm else 0.0)
         yield GaugeMetricFamily("seawall_observed_packets_per_second",
                                 "Accounted packets per second in the last cycle", value=rep.pps)
+        vol = GaugeMetricFamily("seawall_volume_ratio", "Largest rate of the last cycle over its learnt busy rate, "
+                                "and the dimension it was measured on", labels=["dimension"])
+        vol.add_metric([rep.where], rep.volume)
+        yield vol
+        base = d.engine.base if d.engine is not None else None
+        if base is not None:
+            yield GaugeMetricFamily("seawall_baseline_learnt_seconds", "Calm traffic learnt by the baseline, seconds",
+                                    value=base.seconds)
+            yield GaugeMetricFamily("seawall_baseline_packets_per_second", "The learnt busy rate of all traffic "
+                                    "(the reference of the total)",
+                                    value=base.volumes.reference(d.cfg.detection.min_pps, {})[0])
 
 
 def registry(paths: Paths, daemon=None) -> CollectorRegistry:

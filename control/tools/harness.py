@@ -422,7 +422,7 @@ def table(results: list) -> str:
     rows = []
     for r in results:
         rows.append(f"| {r.name} | {'yes' if r.detected else 'no'} | "
-                    f"{'-' if r.delay is None else f'{r.delay:.1f} s'} | "
-                    f"{'-' if r.mitigation_delay is None else f'{r.mitigation_delay:.1f} s'} | {r.attack_dropped:.1%} | "
+                    f"{'-' if r.delay is None else f'{r.delay:.2f} s'} | "
+                    f"{'-' if r.mitigation_delay is None else f'{r.mitigation_delay:.2f} s'} | {r.attack_dropped:.1%} | "
                     f"{r.legit_blocked} | {r.legit_dropped:.3%} | {'met' if r.ok else 'MISSED: ' + '; '.join(r.failures)} |")
     return head + "\n".join(rows)

@@ -35,7 +35,7 @@ LAB_CONFIG = """
 interval = "200ms"
 [detection]
 warmup = "3s"
-baseline_window = "10s"
+mix_window = "10s"
 min_pps = 300
 [ttl]
 base = "2m"

@@ -73,3 +73,59 @@ def test_flood_is_cut_and_customers_stay_served(dlab, tmp_path):
     # SIGTERM leaves filtering in place
     st = json.loads(lab.seawall("status", "--json").stdout)
     assert {i["interface"]: i["state"] for i in st["interfaces"]} == {"sws0": "attached", "swa0": "attached"}
+
+
+def test_restart_in_the_middle_of_a_flood_judges_it_against_the_saved_baseline(dlab, tmp_path, seawall_env):
+    """The daemon learns the customers, is stopped (its baseline saved),
+    and starts again three seconds into a flood: it cuts the flood at once
+    and the baseline it saves afterwards has not learnt it."""
+    from seawall.control.config import Config, load
+    from seawall.control.service import persist
+
+    lab = dlab
+    cfg = tmp_path / "seawall.toml"
+    cfg.write_text(LAB_CONFIG)
+    conf = tmp_path / "flood.cfg"
+    write_flood_conf(conf)
+    lab.seawall("attach", "sws0")
+    lab.seawall("attach", "swa0")
+    lab.http_server()
+    time.sleep(0.5)
+    clients = lab.clients(duration=26, rate=60)
+    daemon = lab.daemon(str(cfg), "sws0", "swa0")
+    time.sleep(8)  # calm: customers only
+    daemon.send_signal(signal.SIGTERM)
+    _, err1 = daemon.communicate(timeout=20)
+    saved = os.path.join(seawall_env.state_dir, "baseline.npz")
+    assert os.path.exists(saved), err1[-2000:]
+    before, _ = persist.load(saved, load(str(cfg)), 0.0)
+    ref_before = before.volumes.reference(300, {})[0]
+    assert 300 <= ref_before < 3000, ref_before  # the customers' busy rate (or the lab's floor)
+
+    flood = lab.flood(str(conf), pps=40000, seconds=10)
+    t_flood = time.monotonic()
+    time.sleep(3)
+    daemon = lab.daemon(str(cfg), "sws0", "swa0")
+    t_start = time.monotonic()
+    blocked_at = None
+    while time.monotonic() - t_start < 6:
+        blocks = json.loads(lab.seawall("block", "list", "--json").stdout)
+        if any(b["cidr"] == f"{ATTACKER}/32" for b in blocks):
+            blocked_at = time.monotonic() - t_start
+            break
+        time.sleep(0.1)
+    flood.wait(30)
+    time.sleep(1)
+    daemon.send_signal(signal.SIGTERM)
+    _, err2 = daemon.communicate(timeout=20)
+    clients.communicate(timeout=60)
+    ev = events(err2)
+    said = [e for e in ev if e["event"] == "baseline"]
+    assert said and said[0]["result"].startswith("baseline restored"), said
+    assert blocked_at is not None and blocked_at < 3.0, (blocked_at, err2[-2000:])
+    alarm = [e for e in ev if e["event"] == "alarm"][0]
+    assert alarm["score"] >= 2 * Config().detection.threshold, alarm
+    after, _ = persist.load(saved, load(str(cfg)), 0.0)
+    assert after.volumes.reference(300, {})[0] <= 1.5 * ref_before + 1, "the flood was learnt"
+    print(f"restarted 3 s into the flood: blocked {blocked_at:.2f} s after the start; busy rate "
+          f"{ref_before:.0f} pps before, {after.volumes.reference(300, {})[0]:.0f} pps after; alarm {alarm}")

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from daemonlab import daemon_lab
+from seawall.control.datapath.abi import Feature
 
 METRICS_PORT = 9477
 PROM_PORT = 19090
@@ -111,7 +112,7 @@ def test_metrics_pass_promtool_and_a_real_prometheus_scrapes_them(dlab, tmp_path
                                         + urllib.parse.quote(expr)))
             assert res["status"] == "success", (panel["title"], expr, res)
     res = json.loads(fetch(lab, f"http://127.0.0.1:{PROM_PORT}/api/v1/query?query=seawall_entropy"))
-    assert len(res["data"]["result"]) == 6, res  # one series per feature
+    assert len(res["data"]["result"]) == len(Feature), res  # one series per feature
     clients.communicate(timeout=30)
     daemon.terminate()
     daemon.communicate(timeout=20)

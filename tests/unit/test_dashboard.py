@@ -16,6 +16,7 @@ EXPORTED = {
     "seawall_blocklist_entries", "seawall_allowlist_entries", "seawall_signature_rules",
     "seawall_decisions_total", "seawall_cycle_duration_seconds", "seawall_entropy", "seawall_deviation",
     "seawall_anomaly_score", "seawall_alarm", "seawall_observed_packets_per_second",
+    "seawall_volume_ratio", "seawall_baseline_learnt_seconds", "seawall_baseline_packets_per_second",
 }
 
 

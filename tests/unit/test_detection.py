@@ -9,10 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from seawall.control import config
 from seawall.control.addr import Prefix, Sources
 from seawall.control.detect.baseline import NBINS, Baseline, Volumes, bin_top, rate_bin
-from seawall.control.detect.engine import BlockAction, Engine, SignatureAction
+from seawall.control.detect.engine import Engine, SignatureAction
 from seawall.control.datapath.abi import Feature
 
 from test_engine import ACK, SYN, Run, cfg, flood, flow, legit, observe
