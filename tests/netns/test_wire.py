@@ -76,10 +76,19 @@ def test_cut_and_shares_from_synthetic_samples():
     # a customer failing from the attack on, to the end, is blocked; one that recovers is not
     rows = [(t, "a", t < 5) for t in range(10)] + [(t, "b", not 5 <= t < 8) for t in range(10)]
     assert measure.blocked_sources(rows, (5, 8)) == [["a", 0]]
+    # the report is plain JSON, numpy scalars included
+    run = {"scenario": "x", "segments": [seg.to_json()], "cut": np.float64(0.5), "passed_after_cut": 0.0,
+           "passed_total": 0.5, "later_segments_passed_worst": None, "legit_blocked": 0, "duration_s": 1.0,
+           "customers": measure.Customers().to_json(), "alarm_raised": np.bool_(True), "xdp_mode": "native"}
+    doc = report.document([run, dict(run, cut=None)], "seawall evaluate --wire", "seawall", "now", 1.0)
+    back = json.loads(json.dumps(doc, allow_nan=False))
+    assert back["summary"][0]["cut_runs"] == 1 and back["summary"][0]["cut_worst"] == "never"
+    assert "| x | 2 | 1/2 | 0.50 / never |" in report.table(back["runs"])
 
 
 def test_no_filter_the_flood_passes_whole_and_is_never_cut(tmp_path):
     r = instrument(tmp_path, {})
+    assert r["xdp_mode"] is None
     assert len(r["segments"]) == 1
     assert r["sent"] == pytest.approx(PPS * FLOOD_S, rel=0.02)
     assert r["cut"] is None
@@ -98,6 +107,7 @@ def test_blocked_by_hand_before_the_flood_nothing_passes_and_the_cut_is_at_the_s
         run.seawall("block", "add", ATTACKER, "--reason", "by hand")
 
     r = instrument(tmp_path, {"before_flood": before})
+    assert r["xdp_mode"] == "native"  # as the kernel reports it: no fallback to generic in this lab
     assert r["sent"] == pytest.approx(PPS * FLOOD_S, rel=0.02)
     assert r["cut"] is not None and r["cut"] <= 0.02
     assert r["passed_total"] <= 0.001

@@ -85,7 +85,7 @@ def segments(sender: np.ndarray, gap: float = 0.5, min_frames: int = 50) -> list
             rate = nxt / max(t[k + 2] - t[k + 1], 1e-6) if k + 2 < len(t) else d[k] / dt
             start = max(t[k], t[k + 1] - d[k] / max(rate, 1e-9))
             out.append([start, t[k + 1], d[k]])
-    return [(s, e) for s, e, n in out if n >= min_frames]
+    return [(float(s), float(e)) for s, e, n in out if n >= min_frames]
 
 
 def cut_segment(server_t: np.ndarray, arrived: np.ndarray, sent: np.ndarray, start: float, end: float,

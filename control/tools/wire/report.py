@@ -12,13 +12,18 @@ NEVER = float("inf")
 
 
 def _cuts(rs: list) -> list[float]:
-    return [NEVER if r.get("cut") is None else r["cut"] for r in rs]
+    return [NEVER if r.get("cut") is None else float(r["cut"]) for r in rs]
 
 
-def _fmt_s(x: float | None) -> str:
+def _fmt_s(x) -> str:
     if x is None:
         return "–"
-    return "never" if x == NEVER else f"{x:.2f}"
+    return "never" if x in (NEVER, "never") else f"{x:.2f}"
+
+
+def _never(x):
+    """inf (never cut) as the string "never": JSON has no infinity."""
+    return "never" if x == NEVER else x
 
 
 def _pct(x: float | None) -> str:
@@ -52,8 +57,8 @@ def summarise(runs: list) -> list[dict]:
             "scenario": name,
             "runs": len(rs), "errors": len(rs) - len(ok),
             "flood": bool(flood),
-            "cut_runs": sum(c != NEVER for c in cuts),
-            "cut_median": _median(cuts), "cut_worst": max(cuts) if cuts else None,
+            "cut_runs": int(sum(c != NEVER for c in cuts)),
+            "cut_median": _never(_median(cuts)), "cut_worst": _never(max(cuts)) if cuts else None,
             "passed_after_cut_median": _median(after),
             "passed_after_cut_worst": max((a for a in after if a is not None), default=None),
             "passed_total_median": _median(total), "passed_total_worst": max(total) if total else None,
@@ -99,6 +104,17 @@ def _fmt_ms(x) -> str:
     return "–" if x is None else f"{x:.0f}" if x >= 10 else f"{x:.1f}"
 
 
+def plain(x):
+    """x with numpy scalars made Python numbers (for json), recursively."""
+    if isinstance(x, dict):
+        return {k: plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        return x.item()
+    return x
+
+
 def document(runs: list, command: str, seawall: str, started: str, seconds: float) -> dict:
-    return {"command": command, "seawall": seawall, "started": started, "seconds": round(seconds, 1),
-            "summary": summarise(runs), "runs": runs}
+    return plain({"command": command, "seawall": seawall, "started": started, "seconds": round(seconds, 1),
+                  "summary": summarise(runs), "runs": runs})

@@ -179,6 +179,7 @@ def run_once(sc: Scenario, opts: Options, hooks: dict | None = None) -> dict:
             elif what == "hook":
                 arg(run)
         cust.wait(timeout=total + 60)
+        run.marks["xdp_mode"] = xdp_mode(lab)
         for p in senders:
             p.wait(timeout=30)
         for p in samplers:
@@ -216,7 +217,6 @@ def _figures(run: Run, sc: Scenario, srv_file: str, snd_file: str, cust_file: st
               ev.get("event") in ("alarm", "block", "signature", "would_block", "would_signature")]
     first_alarm = next((t - a_start for t, ev in run.events if ev.get("event") == "alarm" and t >= a_start - 0.5),
                        None)
-    attached = [ev for _t, ev in run.events if ev.get("event") == "attached"]
     sent = sum(s.sent for s in segs)
     arrived = sum(s.arrived for s in segs)
     first = segs[0] if segs else None
@@ -240,14 +240,26 @@ def _figures(run: Run, sc: Scenario, srv_file: str, snd_file: str, cust_file: st
         "alarm_raised": any(ev.get("event") in ("alarm",) for ev in alarms),
         "daemon_decisions": sum(ev.get("event") in ("block", "signature") for ev in alarms),
         "first_alarm_s": None if first_alarm is None else round(first_alarm, 3),
-        "xdp_mode": attached[0].get("mode") if attached else None,
+        "xdp_mode": run.marks.get("xdp_mode"),
         "daemon_starts_s": [round(t - a_start, 3) for t in run.daemon_starts],
         "daemon_errors": [ev["text"][-200:] for ev in unrelated][:3],
         "sender_errors": sender_err,
-        "marks": {k: v for k, v in run.marks.items() if k != "bursts"},
+        "marks": {k: v for k, v in run.marks.items() if k not in ("bursts", "xdp_mode")},
         "attack_window": [round(a_start, 4), round(a_end, 4)],
         "duration_s": round(time.monotonic() - began, 1),
     }
+
+
+def xdp_mode(lab: Lab) -> str | None:
+    """The XDP mode on the protected interface as the kernel reports it
+    (`ip -j link`: 1 driver, 2 generic, 3 offload), None when nothing is
+    attached."""
+    try:
+        info = json.loads(lab.run(lab.s, "ip", "-j", "link", "show", IF_SERVER).stdout)[0]
+    except (LabError, ValueError, IndexError):
+        return None
+    mode = (info.get("xdp") or {}).get("mode")
+    return {1: "native", 2: "generic", 3: "offload"}.get(mode)
 
 
 def _after_cut(segs: list) -> float | None:
