@@ -50,15 +50,14 @@ import numpy as np
 
 from seawall.control.addr import Prefix, Sources, group_labels
 from seawall.control.config import Config
-from seawall.control.datapath.abi import Feature, LEN_CLASS_WIDTH
+from seawall.control.datapath.abi import Feature
 from seawall.control.detect.baseline import VOLUME_FEATURES, Baseline, Ewma, Regulars  # noqa: F401 (re-exported)
+from seawall.control.detect import signatures
 from seawall.control.detect.baseline import _optional_features
 from seawall.control.signature import PROTO_NAMES, Signature
 
 FEATURE_NAMES = {f: f.name.lower() for f in Feature}
 Z_CLIP = 10.0
-SIG_LIFT = 1.15  # a signature field's bucket holds this much more of the excess than of the baseline
-SIG_STRONG_LIFT = 3.0  # at least one field must be this concentrated
 HEAVY_SHARE = 0.2  # heavy sources together carry at least this share of the excess
 SURGE_NOTE_AFTER = 1.0  # seconds an anomaly without an attacker lasts before it is reported
 
@@ -370,92 +369,44 @@ class Engine:
         return idx
 
     def _signature(self, obs, z, score, excess) -> tuple:
-        """(actions, findings): the excess's signature, if it has one."""
+        """(actions, findings): the excess's signatures (signatures.py), each
+        installed as a drop only if it cannot cut customers."""
         a = self.cfg.attribution
         base = self.base
         calm = base.calm_pps.mean if base.calm_pps.n else 0.0
-        # Per feature: the bucket that took most of the excess packets
-        # ("cover") and how concentrated that is compared with the bucket's
-        # calm share ("lift"). A flash crowd spreads its excess like the
-        # baseline (lift ~1); a flood piles it on one bucket.
-        fields = {}
-        shares = {}
-        strong = False
-        frag = getattr(Feature, "FRAG", None)
-        for f, name in ((Feature.PROTO, "proto"), (Feature.DPORT, "dport"), (Feature.SPORT, "sport"),
-                        (Feature.LEN, "len"), (Feature.FLAGS, "tcp_flags"), (frag, "fragment")):
-            if f is None or f not in obs.hist:
+        mature = base.seconds >= self.cfg.detection.warmup
+        actions, findings = [], []
+        for cand in signatures.derive(obs.hist, base.share, calm, obs.dt, excess, a.signature_min_share):
+            sig, legit = cand.signature, cand.legit
+            finding = {"kind": "signature", "rule": sig.describe(), "excess_pps": round(excess)}
+            # What no socket serves cannot cut a customer; else the calm
+            # share of the rule's rarest field bounds what it would match.
+            unserved = self._unserved(sig)
+            if unserved:
+                finding["why"] = unserved
+            elif legit is None or not mature:
+                continue  # nothing to tell a flood from the host's own traffic: no attacker
+            elif legit <= a.signature_max_legit:
+                finding["legit_share"] = round(legit, 6)
+            else:
+                finding["installed"] = False
+                finding["note"] = (f"signature {sig.describe()} not installed: it matched {legit:.2%} of the "
+                                   "calm traffic" + ("; SYNs are left to the kernel's SYN cookies"
+                                                     if sig.proto == 6 and sig.tcp_flags == 0x02 else ""))
+                findings.append(finding)
                 continue
-            cur = obs.hist[f].astype(np.float64)
-            share = base.share.get(f)
-            expected = share * calm * obs.dt if share is not None and share.shape == cur.shape else 0.0
-            extra = cur - expected
-            b = int(np.argmax(extra))
-            cover = extra[b] / max(excess * obs.dt, 1.0)
-            s = float(share[b]) if share is not None and share.shape == cur.shape else None
-            lift = cover / max(s or 0.0, 1e-6)
-            if cover >= a.signature_min_share and (lift >= SIG_LIFT or f == Feature.PROTO):
-                fields[name] = b
-                shares[name] = s
-                strong |= lift >= SIG_STRONG_LIFT
-        if "proto" not in fields or not strong:
-            return [], []
-        proto = fields["proto"]
-        if fields.get("fragment") == 2:  # non-first fragments: no ports, no flags
-            for k in ("dport", "sport", "tcp_flags"):
-                fields.pop(k, None)
-        else:
-            fields.pop("fragment", None)
-        if proto not in (6, 17) or fields.get("dport") == 0:
-            fields.pop("dport", None)
-        if proto not in (6, 17) or fields.get("sport") == 0:
-            fields.pop("sport", None)
-        if proto != 6:
-            fields.pop("tcp_flags", None)
-        if not any(k in fields for k in ("dport", "sport", "len", "tcp_flags", "fragment")):
-            return [], []  # a whole protocol is too broad a signature
-        kw = {}
-        if "fragment" in fields:
-            kw["fragment"] = True
-        sig = Signature(
-            proto=proto,
-            dport=fields.get("dport"),
-            sport=fields.get("sport"),
-            len_min=fields["len"] * LEN_CLASS_WIDTH if "len" in fields else None,
-            len_max=(fields["len"] + 1) * LEN_CLASS_WIDTH if "len" in fields else None,
-            tcp_flags=fields.get("tcp_flags"),
-            **kw,
-        )
-        finding = {"kind": "signature", "rule": sig.describe(), "excess_pps": round(excess)}
-        # Would the rule cut customers? What no socket serves cannot; else
-        # the calm share of its rarest field bounds the share it matches.
-        unserved = self._unserved(sig)
-        legit = [shares[k] for k in fields if k != "proto"]
-        legit_share = None if not legit or any(s is None for s in legit) else min(legit)
-        if unserved:
-            finding["why"] = unserved
-        elif legit_share is not None and base.seconds >= self.cfg.detection.warmup \
-                and legit_share <= a.signature_max_legit:
-            finding["legit_share"] = round(legit_share, 6)
-        elif legit_share is None or base.seconds < self.cfg.detection.warmup:
-            # nothing to tell a flood from the host's own traffic: no attacker
-            return [], []
-        else:
-            finding["installed"] = False
-            finding["note"] = (f"signature {sig.describe()} not installed: it matched {legit_share:.2%} of the "
-                               "calm traffic" + ("; SYNs are left to the kernel's SYN cookies" if proto == 6 and
-                                                 sig.tcp_flags == 0x02 else ""))
-            return [], [finding]
-        key = sig.matcher()
-        if key in self.sigs or len(self.sigs) >= a.max_signatures:
-            return [], [finding]
-        ttl = self._ttl(key, obs.t)
-        self._put(self.sigs, key, obs.t, ttl, sig)
-        finding["installed"] = True
-        return [SignatureAction(sig, ttl, f"spoofed/reflected flood: {sig.describe()}, score {score:.1f}",
-                                {"score": round(score, 2), "excess_pps": round(excess),
-                                 "legit_share": None if legit_share is None else round(legit_share, 6),
-                                 "unserved": unserved or None, "moved": _moved(z)})], [finding]
+            findings.append(finding)
+            key = sig.matcher()
+            if key in self.sigs or len(self.sigs) >= a.max_signatures:
+                continue
+            ttl = self._ttl(key, obs.t)
+            self._put(self.sigs, key, obs.t, ttl, sig)
+            finding["installed"] = True
+            actions.append(SignatureAction(sig, ttl, f"spoofed/reflected flood: {sig.describe()}, score {score:.1f}",
+                                           {"score": round(score, 2), "excess_pps": round(excess),
+                                            "legit_share": None if legit is None else round(legit, 6),
+                                            "unserved": unserved or None, "moved": _moved(z)}))
+        return actions, findings
 
     def _unserved(self, sig: Signature) -> str:
         """Why no customer can send what sig matches, or '' (serving.py's

@@ -368,3 +368,29 @@ def test_customer_inside_a_former_offender_is_not_blocked_on_return():
     r.eng.serving = Serving()
     rep = r.step(legit(r.t + 1) + [flow("10.0.0.250", 100, 6, 40250, 443, 600, ACK)])
     assert not rep.actions
+
+
+# --- fragments ----------------------------------------------------------------------------
+
+def fragmented_dns(t: float, n: int = 10000):
+    """n DNS answers from n reflectors, each in two fragments: the first
+    (UDP header, source port 53, 1,514-byte frame) and a later one with no
+    L4 header (600 bytes)."""
+    firsts = [flow(f"172.16.{i // 250}.{i % 250 + 1}", 1, 17, 53, 1024 + (i * 7919) % 60000, 1514) for i in range(n)]
+    laters = [flow(f"172.16.{i // 250}.{i % 250 + 1}", 1, 17, 0, 0, 600) for i in range(n)]
+    return firsts, laters
+
+
+def test_fragmented_reflection_gets_a_rule_for_each_kind_of_fragment():
+    r = Run(cfg())
+    r.calm(15)
+    firsts, laters = fragmented_dns(r.t + 1)
+    obs = observe(float(r.t + 1), legit(r.t + 1) + firsts + laters)
+    obs.hist[Feature.FRAG][0] -= 2 * len(firsts)
+    obs.hist[Feature.FRAG][1] += len(firsts)
+    obs.hist[Feature.FRAG][2] += len(laters)
+    r.t += 1
+    rep = r.eng.step(obs)
+    rules = sorted(a.signature.describe() for a in rep.actions if isinstance(a, SignatureAction))
+    assert rules == ["udp fragment len 512-639 drop", "udp sport 53 len 1408-1535 drop"], rules
+    assert rep.raised

@@ -116,6 +116,7 @@ def observe(t: float, flows, dt: float = DT) -> Observation:
         hist[Feature.DPORT][dport] += n
         hist[Feature.LEN][min(length // LEN_CLASS_WIDTH, LEN_CLASSES - 1)] += n
         hist[Feature.FLAGS][flags & 0x3F] += n
+        hist[Feature.FRAG][0] += n  # not a fragment (test_detection makes fragments)
         p, b, s = per_src.get(src, (0, 0, 0))
         per_src[src] = (p + n, b + n * length, s + (n if (proto == 6 and flags == SYN) else 0))
     addrs = list(per_src)

@@ -1,0 +1,125 @@
+"""The shape of a flood whose sources cannot be blocked. Pure (numpy only).
+
+Given a cycle's histograms, the part of its rate that is over the usual
+(the excess) and the baseline's calm share of every bucket, derive the
+signature rules that describe the excess: per feature, the bucket that
+took most of it ("cover") and how much more concentrated it is there than
+in calm traffic ("lift"). A flash crowd spreads its excess like the
+baseline (lift about 1) and never makes a signature; a flood piles it on
+one bucket.
+
+IP fragments carry no ports after the first one, so a fragmented flood is
+two rules: its non-first fragments by protocol and the fragment flag
+(their length class too when it is concentrated), and its first fragments,
+by their ports like any other packet, once the non-first ones are taken
+out of the port histograms' "no port" bucket.
+
+Each candidate comes with `legit`: the calm share of its rarest field, an
+upper bound of the share of calm traffic it would have matched (None when
+there is no baseline to say). The engine decides whether to install it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from seawall.control.datapath.abi import LEN_CLASS_WIDTH, Feature, FragClass
+from seawall.control.signature import Signature
+
+LIFT = 1.15  # a field's bucket holds this much more of the excess than of the calm traffic
+STRONG_LIFT = 3.0  # at least one field must be this concentrated
+FRAG_SHARE = 0.25  # non-first fragments taking this share of the excess get a rule of their own
+
+FIELDS = ((Feature.PROTO, "proto"), (Feature.DPORT, "dport"), (Feature.SPORT, "sport"),
+          (Feature.LEN, "len"), (Feature.FLAGS, "tcp_flags"))
+
+
+@dataclass
+class Candidate:
+    signature: Signature
+    legit: Optional[float]  # calm share of its rarest field; None: no baseline
+
+
+def _pick(hist: dict, share: dict, calm: float, dt: float, excess: float, min_share: float,
+          features=FIELDS) -> tuple:
+    """({field: bucket}, {field: calm share or None}, strong) of the fields
+    whose bucket holds at least min_share of the excess."""
+    fields, shares, strong = {}, {}, False
+    for f, name in features:
+        if f not in hist:
+            continue
+        cur = hist[f].astype(np.float64)
+        s = share.get(f)
+        s = s if s is not None and s.shape == cur.shape else None
+        extra = cur - (s * calm * dt if s is not None else 0.0)
+        b = int(np.argmax(extra))
+        cover = extra[b] / max(excess * dt, 1.0)
+        lift = cover / max(float(s[b]) if s is not None else 0.0, 1e-6)
+        if cover >= min_share and (lift >= LIFT or f == Feature.PROTO):
+            fields[name] = b
+            shares[name] = float(s[b]) if s is not None else None
+            strong |= lift >= STRONG_LIFT
+    return fields, shares, strong
+
+
+def _legit(shares: dict, names) -> Optional[float]:
+    vals = [shares[k] for k in names if k != "proto"]
+    return None if not vals or any(v is None for v in vals) else min(vals)
+
+
+def _length(fields: dict) -> dict:
+    if "len" not in fields:
+        return {}
+    return {"len_min": fields["len"] * LEN_CLASS_WIDTH, "len_max": (fields["len"] + 1) * LEN_CLASS_WIDTH}
+
+
+def derive(hist: dict, share: dict, calm: float, dt: float, excess: float, min_share: float) -> list:
+    """The Candidates that describe this cycle's excess (packets/s over
+    the usual `calm` rate), the fragment rule first."""
+    out = []
+    hist = dict(hist)
+    later = 0.0
+    if Feature.FRAG in hist:
+        s = share.get(Feature.FRAG)
+        calm_later = float(s[FragClass.LATER]) * calm * dt if s is not None and len(s) > FragClass.LATER else 0.0
+        later = max(0.0, float(hist[Feature.FRAG][FragClass.LATER]) - calm_later)
+    if later >= FRAG_SHARE * excess * dt and later > 0:
+        # the non-first fragments: protocol and length among themselves
+        # are unknown (the histograms are per feature), so the protocol
+        # must hold them all and the length class at least as many
+        fields, shares, _ = _pick(hist, share, calm, dt, later / dt, 1.0,
+                                  ((Feature.PROTO, "proto"), (Feature.LEN, "len")))
+        if "proto" in fields:
+            fs = share.get(Feature.FRAG)
+            shares["fragment"] = float(fs[FragClass.LATER]) if fs is not None else None
+            out.append(Candidate(Signature(fields["proto"], fragment=True, **_length(fields)),
+                                 _legit(shares, ("fragment", *fields))))
+        # ... and out of the histograms where the first fragments are to be
+        # found: the ports' "no port" bucket, and their own length class
+        for f, b in ((Feature.DPORT, 0), (Feature.SPORT, 0), (Feature.PROTO, fields.get("proto")),
+                     (Feature.LEN, fields.get("len"))):
+            if f in hist and b is not None:
+                h = hist[f].astype(np.float64)
+                h[b] = max(0.0, h[b] - later)
+                hist[f] = h
+        excess = max(0.0, excess - later / dt)
+        if excess * dt < 1.0:
+            return out
+    fields, shares, strong = _pick(hist, share, calm, dt, excess, min_share)
+    if "proto" not in fields or not strong:
+        return out
+    proto = fields["proto"]
+    for port in ("dport", "sport"):
+        if proto not in (6, 17) or fields.get(port) == 0:
+            fields.pop(port, None)
+    if proto != 6:
+        fields.pop("tcp_flags", None)
+    if not any(k in fields for k in ("dport", "sport", "len", "tcp_flags")):
+        return out  # a whole protocol is too broad a signature
+    sig = Signature(proto=proto, dport=fields.get("dport"), sport=fields.get("sport"),
+                    tcp_flags=fields.get("tcp_flags"), **_length(fields))
+    out.append(Candidate(sig, _legit(shares, fields)))
+    return out
