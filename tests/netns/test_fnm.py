@@ -14,7 +14,7 @@ always removed and FastNetMon always stopped.
 
 This file also measures the detection delay (flood start to ban):
 
-    sudo .venv/bin/python tests/netns/test_fnm.py bench [RUNS] [PPS] [KIND]
+    sudo .venv/bin/python tests/netns/test_fnm.py bench [RUNS] [PPS] [KIND] [SECONDS]
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import time
 import pytest
 
 from seawall.control.tools.wire import floods
-from seawall.control.tools.wire.fnm import (FastNetMon, Thresholds, config_text, detection, merge_events,
-                                            parse_details, parse_screen, summary)
+from seawall.control.tools.wire.fnm import (FastNetMon, Thresholds, config_text, detection, figures,
+                                            merge_events, parse_details, parse_screen, summary)
 from seawall.control.tools.wire.lab import ATTACKER, SERVER, Lab, wait_for
 
 MIRROR = "wbs"  # the bridge port facing the server, in the wire namespace
@@ -65,7 +65,8 @@ def test_bans_the_victim_of_a_flood_and_nothing_below_its_threshold(tmp_path):
     fnm = None
     try:
         lab.build()
-        fnm = FastNetMon(lab.w, MIRROR, [f"{SERVER}/32"], str(tmp_path / "fnm"))
+        fnm = FastNetMon.mirror(lab, str(tmp_path / "fnm"))
+        assert (fnm.netns, fnm.iface, fnm.prefixes) == (lab.w, MIRROR, [f"{SERVER}/32"])
         fnm.start()
         assert fnm.running()
         floods.command(floods.Burst(0.0, 1.0, 1, "single"), str(tmp_path))  # the frames, before the clock
@@ -115,6 +116,8 @@ def test_refuses_bad_input_and_a_missing_namespace(tmp_path):
         FastNetMon("x", "eth0", ["198.18.0.1"], "/var/log/fnm")
     with pytest.raises(ValueError, match="protected prefix"):
         FastNetMon("x", "eth0", [], str(tmp_path))
+    with pytest.raises(ValueError, match="host bits"):
+        FastNetMon("x", "eth0", ["198.18.0.1/24"], str(tmp_path))
     f = FastNetMon("sww-nonexistent-s", "ws0", ["198.18.0.1"], str(tmp_path / "f"))
     with pytest.raises(RuntimeError, match="no network namespace"):
         f.start()
@@ -149,6 +152,12 @@ def test_config_and_reports_parsed(tmp_path):
     assert [e["action"] for e in evs] == ["ban", "unban"]
     assert evs[0]["mono"] == 0.5 and evs[0]["pps"] == 4999 and evs[0]["attack"]["sources"][0] == "198.18.1.66"
     assert detection(evs, 0.4) == 0.1 and detection(evs, 0.6) is None and detection(evs, 0.0, "198.18.0.2") is None
+    fig = figures(evs, 0.25, 10.0, "198.18.0.1")
+    assert fig["detect_s"] == 0.25 and fig["false_bans"] == 0 and fig["pps"] == 4999 and fig["unbans"] == 1
+    assert fig["would"] == ["would blackhole 198.18.0.1/32 at +0.25 s (incoming, 4999 pps, udp)"]
+    assert fig["sources"] == ["198.18.1.66", "198.19.3.4"] and fig["protocol"] == "udp" and fig["samples"] == 3
+    late = figures(evs, 5.0, 10.0)  # the ban came before this flood: a false ban, no detection
+    assert late["detect_s"] is None and late["false_bans"] == 1 and late["would"] == []
     screen = ("Incoming traffic\t  6112 pps      5 mbps      0 flows\n"
               "198.18.0.1\t\t  6112 pps      5 mbps      0 flows  *banned* \n\n"
               "Outgoing traffic\t     0 pps      0 mbps      0 flows\n"
@@ -157,8 +166,8 @@ def test_config_and_reports_parsed(tmp_path):
                                     "banned": ["198.18.0.1"]}
 
 
-def bench(runs: int, pps: int, kind: str) -> None:
-    """Detection delay over `runs` floods of 3 s, each with a fresh
+def bench(runs: int, pps: int, kind: str, seconds: float = 3.0) -> None:
+    """Detection delay over `runs` floods of `seconds`, each with a fresh
     FastNetMon started at a different phase of its one-second tick."""
     delays = []
     with tempfile.TemporaryDirectory(prefix="fnm-bench-") as wd:
@@ -167,9 +176,9 @@ def bench(runs: int, pps: int, kind: str) -> None:
             lab.build()
             floods.command(floods.Burst(0.0, 1.0, 1, kind), wd)
             for k in range(runs):
-                with FastNetMon(lab.w, MIRROR, [f"{SERVER}/32"], os.path.join(wd, f"fnm{k}")) as f:
+                with FastNetMon.mirror(lab, os.path.join(wd, f"fnm{k}")) as f:
                     time.sleep(1.0 + (k * 0.37) % 1.0)
-                    began = send(lab, wd, pps, 3.0, kind)
+                    began = send(lab, wd, pps, seconds, kind)
                     wait_for(lambda: f.events(), 3.0)
                     d = detection(f.events(), began, SERVER)
                     evs = f.events()
@@ -177,13 +186,13 @@ def bench(runs: int, pps: int, kind: str) -> None:
                     delays.append(float("inf") if d is None else d)
         finally:
             lab.close()
-    print(f"{kind} at {pps} pps, {runs} runs: median {statistics.median(delays):.3f} s, "
+    print(f"{kind} at {pps} pps for {seconds:g} s, {runs} runs: median {statistics.median(delays):.3f} s, "
           f"min {min(delays):.3f} s, worst {max(delays):.3f} s")
 
 
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "bench":
-        bench(int(sys.argv[2]) if len(sys.argv) > 2 else 5, int(sys.argv[3]) if len(sys.argv) > 3 else 40000,
-              sys.argv[4] if len(sys.argv) > 4 else "single")
+        a = sys.argv[2:] + [None] * 4
+        bench(int(a[0] or 5), int(a[1] or 40000), a[2] or "single", float(a[3] or 3.0))
     else:
-        sys.exit("usage: test_fnm.py bench [RUNS] [PPS] [KIND]")
+        sys.exit("usage: test_fnm.py bench [RUNS] [PPS] [KIND] [SECONDS]")

@@ -75,9 +75,11 @@ import time
 from dataclasses import dataclass
 
 from seawall.control.addr import Prefix
-from seawall.control.tools.wire.lab import Lab
+from seawall.control.errors import UsageError
+from seawall.control.tools.wire.lab import SERVER, Lab
 
 FASTNETMON = "/usr/sbin/fastnetmon"
+MIRROR_IFACE = "wbs"  # lab.py's bridge port facing the server, in the wire namespace
 EVENTS = "events.jsonl"
 
 
@@ -235,6 +237,31 @@ def detection(events: list[dict], flood_start: float, ip: str | None = None) -> 
     return None
 
 
+def figures(events: list[dict], flood_start: float, flood_end: float, victim: str | None = None) -> dict:
+    """FastNetMon's figures for one run, for the report (pure). Times are
+    monotonic; the window is [flood_start, flood_end]. `detect_s`: flood
+    start to its first ban of `victim` (None: never); `false_bans`: bans
+    before the flood started (a calm host blackholed); `would`: what it
+    would have done, one line per ban in the window; `pps`: its moving
+    average when it banned; `protocol`, `sources` (up to 5, from its
+    packet samples) and `samples` from its attack details. A ban is RTBH
+    of the victim: it would cut the customers with the attack."""
+    bans = [e for e in events if e["action"] == "ban" and (victim is None or e["ip"] == victim)]
+    inside = [e for e in bans if flood_start <= e["mono"] <= flood_end]
+    first = inside[0] if inside else None
+    att = first["attack"] if first else {}
+    return {
+        "detect_s": detection(events, flood_start, victim) if first else None,
+        "false_bans": sum(e["mono"] < flood_start for e in bans),
+        "would": [summary(e, flood_start) for e in inside],
+        "pps": first["pps"] if first else None,
+        "protocol": att.get("fields", {}).get("attack protocol"),
+        "sources": att.get("sources", [])[:5],
+        "samples": att.get("samples", 0),
+        "unbans": sum(e["action"] == "unban" for e in events),
+    }
+
+
 def summary(ev: dict, flood_start: float | None = None) -> str:
     """One line: what FastNetMon would have done."""
     at = f"{ev['mono'] - flood_start:+.2f} s" if flood_start is not None else time.strftime(
@@ -291,13 +318,25 @@ class FastNetMon:
                  thresholds: Thresholds = Thresholds(), binary: str = FASTNETMON):
         if not protected:
             raise ValueError("FastNetMon needs at least one protected prefix")
-        self.prefixes = [str(Prefix.parse(p)) for p in protected]
+        try:
+            self.prefixes = [str(Prefix.parse(p)) for p in protected]
+        except UsageError as e:
+            raise ValueError(f"FastNetMon's protected prefixes: {e}") from None
         self.netns, self.iface, self.th, self.binary = netns, iface, thresholds, binary
         self.workdir = _check_workdir(workdir)
         self.proc: subprocess.Popen | None = None
+        self.proc_rc: int | None = None  # its exit status once stopped
         self.offset = 0.0  # wall minus monotonic, taken at start
         self.started_at: float | None = None  # monotonic, capture ready
         self._ifidx: int | None = None
+        self._stderr = None
+
+    @classmethod
+    def mirror(cls, lab: Lab, workdir: str, thresholds: Thresholds = Thresholds()) -> "FastNetMon":
+        """The placement for the wire evaluation: the port mirror of the
+        server's switch port (wbs in the wire namespace), the server /32
+        protected."""
+        return cls(lab.w, MIRROR_IFACE, [f"{SERVER}/32"], workdir, thresholds)
 
     # files
     def path(self, name: str) -> str:
@@ -315,6 +354,8 @@ class FastNetMon:
             f.write(notify_text(self.workdir))
         os.chmod(self.path("notify.sh"), 0o755)
         open(self.path(EVENTS), "w").close()  # events() tells this start's
+        if os.path.exists(self.path("fastnetmon.pid")):  # an earlier start's: its pid may be reused
+            os.unlink(self.path("fastnetmon.pid"))
 
     def command(self) -> list[str]:
         """nsenter the namespace, a private mount namespace with
@@ -325,7 +366,10 @@ class FastNetMon:
                 self.path("fastnetmon.log")]
 
     # lifecycle
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self, timeout: float = 15.0, wait: bool = True) -> None:
+        """Write the files and start FastNetMon; with `wait`, return once
+        its capture is open (about 0.9 s here), else at once (call
+        wait_ready() later). FastNetMonError (one line) when it cannot."""
         for tool in ("nsenter", "unshare"):
             if shutil.which(tool) is None:
                 raise FastNetMonError(f"{tool} is not installed (util-linux)")
@@ -336,25 +380,33 @@ class FastNetMon:
         if self.proc is not None:
             raise FastNetMonError("FastNetMon is already running")
         self.write_files()
+        self.started_at = None
         self.offset = time.time() - time.monotonic()
         self._stderr = open(self.path("stderr.txt"), "w")
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self._stderr,
                                      stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
+        if wait:
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 15.0) -> float:
+        """Wait until its AF_PACKET sockets are bound to the interface;
+        returns that moment (monotonic). Stops it and raises
+        FastNetMonError if it exits or does not get there in time."""
         end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
+        while self.started_at is None and time.monotonic() < end:
+            if self.proc is None or self.proc.poll() is not None:
                 err = self.log_tail()
                 self.stop()
                 raise FastNetMonError(f"fastnetmon exited with {self.proc_rc}: {err}")
             if self.capturing():
                 self.started_at = time.monotonic()
-                return
-            time.sleep(0.05)
-        err = self.log_tail()
-        self.stop()
-        raise FastNetMonError(f"fastnetmon did not open its capture on {self.iface} within {timeout:.0f} s: {err}")
-
-    proc_rc: int | None = None
+            else:
+                time.sleep(0.05)
+        if self.started_at is None:
+            err = self.log_tail()
+            self.stop()
+            raise FastNetMonError(f"fastnetmon did not open its capture on {self.iface} within {timeout:.0f} s: {err}")
+        return self.started_at
 
     def capturing(self) -> bool:
         """Are FastNetMon's AF_PACKET sockets bound to the interface? (its
@@ -401,7 +453,7 @@ class FastNetMon:
             Lab.stop(self.proc, signal.SIGTERM, wait=5)
             self.proc_rc = self.proc.returncode
             self.proc = None
-        if getattr(self, "_stderr", None) is not None:
+        if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
 
@@ -414,7 +466,8 @@ class FastNetMon:
 
     # results
     def log_tail(self, n: int = 300) -> str:
-        out = ""
+        """The end of its log and of its own output, on one line."""
+        parts = []
         for name in ("fastnetmon.log", "stderr.txt"):
             try:
                 with open(self.path(name), errors="replace") as f:
@@ -422,8 +475,8 @@ class FastNetMon:
             except OSError:
                 continue
             if text:
-                out = text[-n:].replace("\n", " | ")
-        return out
+                parts.append(text[-n:].replace("\n", " | "))
+        return " || ".join(parts)
 
     def screen(self) -> dict:
         """What FastNetMon shows now (parse_screen of its stats file)."""
