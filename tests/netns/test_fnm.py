@@ -67,8 +67,9 @@ def test_bans_the_victim_of_a_flood_and_nothing_below_its_threshold(tmp_path):
         lab.build()
         fnm = FastNetMon.mirror(lab, str(tmp_path / "fnm"))
         assert (fnm.netns, fnm.iface, fnm.prefixes) == (lab.w, MIRROR, [f"{SERVER}/32"])
-        fnm.start()
-        assert fnm.running()
+        fnm.start(wait=False)  # as the runner starts it, beside the daemon
+        ready = fnm.wait_ready()
+        assert fnm.running() and fnm.capturing() and ready == fnm.started_at
         floods.command(floods.Burst(0.0, 1.0, 1, "single"), str(tmp_path))  # the frames, before the clock
 
         # below the threshold: seen, not banned
@@ -122,6 +123,16 @@ def test_refuses_bad_input_and_a_missing_namespace(tmp_path):
     with pytest.raises(RuntimeError, match="no network namespace"):
         f.start()
     assert f.proc is None and not os.path.exists(tmp_path / "f")
+    # an interface it cannot sniff: it never opens a capture there, and is stopped
+    lab = Lab()
+    try:
+        lab.build()
+        f = FastNetMon(lab.w, "nosuch0", [f"{SERVER}/32"], str(tmp_path / "g"))
+        with pytest.raises(RuntimeError, match="did not open its capture on nosuch0"):
+            f.start(timeout=3.0)
+        assert f.proc is None and f.proc_rc is not None
+    finally:
+        lab.close()
 
 
 def test_config_and_reports_parsed(tmp_path):

@@ -71,6 +71,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 
@@ -311,8 +312,9 @@ def _check_workdir(workdir: str) -> str:
 class FastNetMon:
     """FastNetMon sniffing `iface` in namespace `netns`, its files in
     `workdir`. start() returns once its AF_PACKET sockets are bound to the
-    interface; stop() always ends it (and the notify scripts it runs);
-    `with FastNetMon(...) as f:` does both. events() reads what it did."""
+    interface (`started_at`, monotonic), or at once with wait=False;
+    stop() always ends it (and the notify scripts it runs); `with
+    FastNetMon(...) as f:` does both. events() reads what it did."""
 
     def __init__(self, netns: str, iface: str, protected: list[str], workdir: str,
                  thresholds: Thresholds = Thresholds(), binary: str = FASTNETMON):
@@ -330,6 +332,7 @@ class FastNetMon:
         self.started_at: float | None = None  # monotonic, capture ready
         self._ifidx: int | None = None
         self._stderr = None
+        self._ready = threading.Event()
 
     @classmethod
     def mirror(cls, lab: Lab, workdir: str, thresholds: Thresholds = Thresholds()) -> "FastNetMon":
@@ -385,35 +388,44 @@ class FastNetMon:
         self._stderr = open(self.path("stderr.txt"), "w")
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self._stderr,
                                      stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
+        self._ready = threading.Event()
+        threading.Thread(target=self._watch, args=(self.proc, timeout), daemon=True).start()
         if wait:
             self.wait_ready(timeout)
+
+    def _watch(self, proc: subprocess.Popen, timeout: float) -> None:
+        """Stamp the moment its capture opens (started_at), polling every
+        10 ms, so start(wait=False) still knows it."""
+        end = time.monotonic() + timeout
+        while proc is self.proc and proc.poll() is None and time.monotonic() < end:
+            if self.capturing(proc):
+                self.started_at = time.monotonic()
+                break
+            time.sleep(0.01)
+        self._ready.set()
 
     def wait_ready(self, timeout: float = 15.0) -> float:
         """Wait until its AF_PACKET sockets are bound to the interface;
         returns that moment (monotonic). Stops it and raises
         FastNetMonError if it exits or does not get there in time."""
-        end = time.monotonic() + timeout
-        while self.started_at is None and time.monotonic() < end:
-            if self.proc is None or self.proc.poll() is not None:
-                err = self.log_tail()
-                self.stop()
-                raise FastNetMonError(f"fastnetmon exited with {self.proc_rc}: {err}")
-            if self.capturing():
-                self.started_at = time.monotonic()
-            else:
-                time.sleep(0.05)
+        if self.proc is None:
+            raise FastNetMonError("FastNetMon is not running")
+        self._ready.wait(timeout)
         if self.started_at is None:
             err = self.log_tail()
+            rc = self.proc.poll() if self.proc is not None else self.proc_rc
             self.stop()
-            raise FastNetMonError(f"fastnetmon did not open its capture on {self.iface} within {timeout:.0f} s: {err}")
+            why = f"exited with {rc}" if rc is not None else f"did not open its capture on {self.iface}"
+            raise FastNetMonError(f"fastnetmon {why} within {timeout:.0f} s: {err}")
         return self.started_at
 
-    def capturing(self) -> bool:
+    def capturing(self, proc: subprocess.Popen | None = None) -> bool:
         """Are FastNetMon's AF_PACKET sockets bound to the interface? (its
         own fds against its namespace's /proc/net/packet)"""
-        if self.proc is None:
+        proc = proc or self.proc
+        if proc is None:
             return False
-        pid = self.proc.pid
+        pid = proc.pid
         try:
             mine = set()
             for fd in os.listdir(f"/proc/{pid}/fd"):
