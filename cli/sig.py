@@ -88,11 +88,13 @@ def sig_list(app, as_json):
 @click.argument("rule", metavar="RULE")
 @pass_app
 def sig_del(app, rule):
-    """Delete a rule by its text as `sig list` shows it, or by slot number.
+    """Delete a rule by its text as `sig list` shows it (its words in any
+    order), or by slot number.
 
     \b
     Examples:
       seawall sig del "udp sport 161"
+      seawall sig del "udp fragment len 1200-1499"
       seawall sig del 0
     """
     store = app.lists()

@@ -30,6 +30,7 @@ from seawall.cli.main import main as cli_main
 from seawall.control.datapath import abi, sigtable
 from seawall.control.datapath.abi import Event, Feature, FragClass, Reason
 from seawall.control.signature import Signature
+from seawall.control.tools.frames import frame as product_frame
 
 from frames import XDP_DROP, XDP_PASS, eth, frag6, ip4, ip6, udp
 
@@ -237,6 +238,46 @@ def test_fragment_histogram(datapath, cid, build, cls, tag_id, tags):
     assert out.reason == Reason.PASS_CLEAN
     moved = {b: n - before[(f, b)] for (f, b), n in datapath.features(watch).items()}
     assert moved == {b: int(b == cls) for b in range(abi.FRAG_BUCKETS)}, cid
+
+
+PRODUCT_FRAGS = [  # control/tools/frames.py's fragments (replay and bench build theirs so)
+    ("v4-whole", dict(), FragClass.NONE),
+    ("v4-first", dict(fragment=0), FragClass.FIRST),
+    ("v4-middle", dict(fragment=175), FragClass.LATER),
+    ("v4-last", dict(fragment=350, more=False), FragClass.LATER),
+    ("v4-offset-0-no-mf", dict(fragment=0, more=False), FragClass.NONE),
+    ("v6-whole", dict(v6=True), FragClass.NONE),
+    ("v6-first", dict(v6=True, fragment=0), FragClass.FIRST),
+    ("v6-middle", dict(v6=True, fragment=175), FragClass.LATER),
+    ("v6-last", dict(v6=True, fragment=350, more=False), FragClass.LATER),
+    ("v6-atomic", dict(v6=True, fragment=0, more=False), FragClass.NONE),
+]
+
+
+@pytest.mark.parametrize("vlan", [None, 12])
+@pytest.mark.parametrize("fid,kw,cls", PRODUCT_FRAGS, ids=[f[0] for f in PRODUCT_FRAGS])
+def test_product_frame_builder_fragments(datapath, rules, fid, kw, cls, vlan):
+    """The product's frame builder makes fragments the program classes as
+    they are meant, with the UDP ports in the first fragment only, and the
+    two rules of a fragmented reflection cut every one of these answers."""
+    kw = dict(kw)
+    src, dst = (REFLECTOR6, DST6) if kw.pop("v6", False) else (REFLECTOR4, DST4)
+    f = product_frame(src, dst, "udp", 53, 33333, length=1434, vlan=vlan, **kw)
+    assert len(f) == 1434
+    watch = [(Feature.FRAG, int(cls)), (Feature.SPORT, 53 if cls != FragClass.LATER else 0)]
+    before = datapath.features(watch)
+    out = datapath.run_counted(f)
+    assert out.reason == Reason.PASS_CLEAN and out.event(Event.FRAGMENT) == int(cls == FragClass.LATER)
+    assert {k: v - before[k] for k, v in datapath.features(watch).items()} == {k: 1 for k in watch}
+    rules(PORT_RULE, FRAG_RULE)
+    out = datapath.run_counted(f)
+    assert (out.retval, out.reason) == (XDP_DROP, Reason.DROP_SIG), fid
+
+
+def test_product_frame_builder_refuses_a_bad_offset():
+    for bad in (-1, 8192):
+        with pytest.raises(ValueError):
+            product_frame(REFLECTOR4, DST4, "udp", fragment=bad)
 
 
 def _dst_histogram(datapath) -> np.ndarray:
