@@ -14,7 +14,7 @@ sources die in its own routing table and never leave the lab (nor even
 ARP). The bridge has static FDB entries, so no frame is flooded to the
 wrong port.
 
-In: a short tag (names are sww-TAG-{s,w,c,a}). Out: a `Lab` whose
+In: a short tag (names are sww-PID-TAG-{s,w,c,a}, PID the creator's). Out: a `Lab` whose
 `start()` runs a command in one namespace (`nsenter --net`, which keeps
 the host's bpffs, unlike `ip netns exec`) and whose `close()` stops every
 process it started and deletes the namespaces; `lab()` is the context
@@ -66,7 +66,8 @@ class Lab:
     """The four namespaces and the processes started in them."""
 
     def __init__(self, tag: str | None = None):
-        tag = tag or uuid.uuid4().hex[:6]
+        # the creator's pid first: leftovers() then knows whose lab it is
+        tag = f"{os.getpid()}-{tag or uuid.uuid4().hex[:6]}"
         self.s, self.w, self.c, self.a = (f"{PREFIX}{tag}-{k}" for k in "swca")
         self.procs: list[subprocess.Popen] = []
         self.built: list[str] = []
@@ -167,9 +168,24 @@ class Lab:
 
 
 def leftovers() -> list[str]:
-    """Namespaces of an earlier lab that did not end (a kill -9)."""
+    """Namespaces of a lab whose creator is gone (a kill -9). A lab whose
+    creator still runs is another evaluation's, in use: never these."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return [ln.split()[0] for ln in out.splitlines() if ln.startswith(PREFIX)]
+    gone = []
+    for ln in out.splitlines():
+        name = ln.split()[0] if ln.split() else ""
+        pid = name[len(PREFIX):].split("-")[0]
+        if name.startswith(PREFIX) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            gone.append(name)
+    return gone
+
+
+def others() -> int:
+    """Labs of other live processes running now (they share the CPUs)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    mine = f"{PREFIX}{os.getpid()}-"
+    return sum(1 for ln in out.splitlines() if ln.startswith(PREFIX) and ln.split()[0].endswith("-s")
+               and not ln.startswith(mine))
 
 
 @contextmanager

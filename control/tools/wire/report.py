@@ -1,5 +1,7 @@
 """The report of `seawall evaluate --wire`: one markdown row per scenario
 (median and worst over its runs), and the JSON document with every run.
+"(N shared)" after the runs says that N of them ran while another
+evaluation's lab ran on the same machine, sharing its CPUs.
 
 In: the run dicts of runner.run_matrix. Out: text. Pure.
 """
@@ -72,6 +74,9 @@ def summarise(runs: list) -> list[dict]:
             "alarm_runs": sum(bool(r.get("alarm_raised")) for r in ok),
             "seconds_per_run": _median([r["duration_s"] for r in rs]),
             "xdp_modes": sorted({r.get("xdp_mode") or "none" for r in ok}),
+            # runs during which another lab ran on this machine (shared CPUs)
+            "shared_runs": sum(bool(r.get("marks", {}).get("other_labs_at_start") or
+                                    r.get("marks", {}).get("other_labs_at_end")) for r in ok),
         })
     return out
 
@@ -93,6 +98,7 @@ def table(runs: list) -> str:
             cut_in, cut, after, total = "no flood", "–", "–", "–"
         p99 = f"{_fmt_ms(s['p99_calm_ms'])} → {_fmt_ms(s['p99_attack_ms'])}"
         err = f" ({s['errors']} failed)" if s["errors"] else ""
+        err += f" ({s['shared_runs']} shared)" if s["shared_runs"] else ""
         lines.append(f"| {s['scenario']} | {s['runs']}{err} | {cut_in} | {cut} | {after} | {total} | "
                      f"{'–' if s['legit_blocked_worst'] is None else s['legit_blocked_worst']} | "
                      f"{_pct(s['success_worst'])} | {p99} | {s['alarm_runs']}/{s['runs'] - s['errors']} | "

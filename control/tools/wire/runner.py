@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 from seawall.control.tools.wire import customers as customers_mod
 from seawall.control.tools.wire import floods, measure, probes
-from seawall.control.tools.wire.lab import (ALL_CUSTOMERS, CUSTOMER_IN_BOTNET, CUSTOMERS, HTTP_PORT, IF_ATTACKER,
-                                            IF_SERVER, NOT_ATTACK, SERVER, Lab, LabError, leftovers, wait_for)
+from seawall.control.tools.wire.lab import (CUSTOMER_IN_BOTNET, CUSTOMERS, HTTP_PORT, IF_ATTACKER, IF_SERVER,
+                                            NOT_ATTACK, SERVER, Lab, LabError, leftovers, others, wait_for)
 from seawall.control.tools.wire.scenarios import Scenario
 
 #: sources in use in calm: the customer inside the botnet's /24 first, then 40 of the customers' /24
@@ -130,6 +130,8 @@ def run_once(sc: Scenario, opts: Options, hooks: dict | None = None) -> dict:
     lab = Lab(tag)
     run = Run(sc, opts, lab, rundir)
     try:
+        run.marks["other_labs_at_start"] = others()
+        run.marks["loadavg_at_start"] = os.getloadavg()[0]
         lab.build()
         flood_at, acts = _timeline(sc)
         if hooks.get("no_daemon"):
@@ -180,6 +182,8 @@ def run_once(sc: Scenario, opts: Options, hooks: dict | None = None) -> dict:
                 arg(run)
         cust.wait(timeout=total + 60)
         run.marks["xdp_mode"] = xdp_mode(lab)
+        run.marks["other_labs_at_end"] = others()
+        run.marks["loadavg_at_end"] = os.getloadavg()[0]
         for p in senders:
             p.wait(timeout=30)
         for p in samplers:
