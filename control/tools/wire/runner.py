@@ -122,7 +122,6 @@ def _timeline(sc: Scenario) -> tuple[float | None, list]:
 
 def run_once(sc: Scenario, opts: Options, hooks: dict | None = None) -> dict:
     hooks = hooks or {}
-    say = opts.say or (lambda _m: None)
     tag = uuid.uuid4().hex[:6]
     rundir = os.path.join(opts.workdir, f"{sc.name.replace('@', '-')}-{tag}")
     os.makedirs(rundir)
@@ -206,12 +205,12 @@ def _figures(run: Run, sc: Scenario, srv_file: str, snd_file: str, cust_file: st
     scols, srows = probes.load(srv_file)
     _, trows = probes.load(snd_file)
     segs = measure.flood(trows, scols, srows) if sc.bursts else []
-    if segs:
-        a_start, a_end = segs[0].start, segs[-1].end
-    else:
-        a_start, a_end = t0 + flood_at, t0 + flood_at + sc.flood_seconds
     with open(cust_file) as f:
         cj = json.load(f)
+    if segs:
+        a_start, a_end = segs[0].start, segs[-1].end
+    else:  # a flash crowd: its phases run on the customers' own clock
+        a_start, a_end = cj["t0"] + flood_at, cj["t0"] + flood_at + sc.flood_seconds
     calm_from = max(cj["t0"] + 1.0, a_start - 10.0)
     if sc.start == "fresh" and run.daemon_starts:
         calm_from = max(calm_from, run.daemon_starts[0] + 5.0)  # past the daemon's compile and attach
