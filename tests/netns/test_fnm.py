@@ -148,9 +148,11 @@ def test_config_and_reports_parsed(tmp_path):
            "2026-11-30 05:46:19.468490 198.18.1.66:40000 > 198.18.0.1:9 protocol: udp frag: 0  packets: 1\n"
            "2026-11-30 05:46:19.468491 198.19.3.4:5 > 198.18.0.1:9 protocol: udp frag: 0  packets: 1\n"
            "2026-11-30 05:46:19.468492 198.18.1.66:40000 > 198.18.0.1:9 protocol: udp frag: 0  packets: 1\n")
-    p = parse_details(det)
+    det += "2026-11-30 05:46:19.468493 198.18.0.1:9 > 198.18.1.66:40000 protocol: udp frag: 0  packets: 1\n"
+    p = parse_details(det, "198.18.0.1")  # only what was sent to the victim
     assert p["fields"]["attack type"] == "udp_flood" and p["sources"] == ["198.18.1.66", "198.19.3.4"]
     assert p["dports"] == ["9"] and p["samples"] == 3
+    assert parse_details(det)["samples"] == 4 and parse_details(det)["sources"][0] == "198.18.1.66"
     files = {"/d/b": det.split("\n\n")[0], "/d/a": det}
     lines = ['{"t": 100.5, "ip": "198.18.0.1", "direction": "incoming", "pps": "4999", "action": "ban", '
              '"details": "/d/b"}',

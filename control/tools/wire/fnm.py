@@ -175,20 +175,28 @@ _PACKET = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}):(\d+)\s*>\s*(\d{1,3}(?:\.\d{1,3
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z ]+?):\s*(.+?)\s*$")
 
 
-def parse_details(text: str) -> dict:
+def parse_details(text: str, victim: str | None = None) -> dict:
     """FastNetMon's attack description (stdin of the notify script): its
     `Key: value` lines, and from the packet samples of attack_details the
-    sources, destination ports and protocols seen."""
+    sources, destination ports and protocols of the packets sent to
+    `victim` (all sampled packets without it). The samples are the first
+    packets of the victim's traffic its capture threads saw after the
+    ban, in both directions: under a spoofed flood they can be the
+    customers' only (seen in the lab: its thread on the flood's CPU lags),
+    so they say what FastNetMon reported, not what the attack was."""
     fields: dict = {}
     sources: dict = {}
     ports: dict = {}
     protos: dict = {}
-    samples = 0
+    samples = seen = 0
     for line in text.splitlines():
         m = _PACKET.search(line)
         if m:
+            seen += 1
+            src, _sport, dst, dport, proto = m.groups()
+            if victim is not None and dst != victim:
+                continue
             samples += 1
-            src, _sport, _dst, dport, proto = m.groups()
             sources[src] = sources.get(src, 0) + 1
             ports[dport] = ports.get(dport, 0) + 1
             protos[proto] = protos.get(proto, 0) + 1
@@ -197,7 +205,7 @@ def parse_details(text: str) -> dict:
         if f and f.group(1).strip().lower() not in fields:
             fields[f.group(1).strip().lower()] = f.group(2)
     out = {"fields": fields}
-    if samples:
+    if seen:
         def top(d: dict) -> list:
             return [k for k, _ in sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))]
         out.update(samples=samples, sources=top(sources), dports=top(ports), protocols=top(protos))
@@ -222,7 +230,8 @@ def merge_events(lines: list[str], read=lambda p: "", offset: float = 0.0) -> li
     out: list[dict] = []
     last_ban: dict = {}
     for d in raw:
-        det = parse_details(read(d.get("details", "")) if d.get("details") else "")
+        det = parse_details(read(d.get("details", "")) if d.get("details") else "",
+                            d["ip"] if d.get("direction") == "incoming" else None)
         if d["action"] == "attack_details":
             ban = last_ban.get(d["ip"])
             if ban is not None:
