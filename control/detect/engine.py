@@ -384,17 +384,19 @@ class Engine:
             unserved = self._unserved(sig)
             if unserved:
                 finding["why"] = unserved
-            elif legit is None or not mature:
-                continue  # nothing to tell a flood from the host's own traffic: no attacker
-            elif legit <= a.signature_max_legit:
+            elif legit is not None and mature:
+                if legit > a.signature_max_legit:
+                    finding["installed"] = False
+                    finding["note"] = (f"signature {sig.describe()} not installed: it matched {legit:.2%} of the "
+                                       "calm traffic" + ("; SYNs are left to the kernel's SYN cookies"
+                                                         if sig.proto == 6 and sig.tcp_flags == 0x02 else ""))
+                    findings.append(finding)
+                    continue
                 finding["legit_share"] = round(legit, 6)
+            elif signatures.amplified(sig):  # no baseline to ask
+                unserved = finding["why"] = signatures.amplified(sig)
             else:
-                finding["installed"] = False
-                finding["note"] = (f"signature {sig.describe()} not installed: it matched {legit:.2%} of the "
-                                   "calm traffic" + ("; SYNs are left to the kernel's SYN cookies"
-                                                     if sig.proto == 6 and sig.tcp_flags == 0x02 else ""))
-                findings.append(finding)
-                continue
+                continue  # nothing to tell a flood from the host's own traffic: no attacker
             findings.append(finding)
             key = sig.matcher()
             if key in self.sigs or len(self.sigs) >= a.max_signatures:

@@ -37,6 +37,23 @@ FIELDS = ((Feature.PROTO, "proto"), (Feature.DPORT, "dport"), (Feature.SPORT, "s
           (Feature.LEN, "len"), (Feature.FLAGS, "tcp_flags"))
 
 
+#: The largest frame a host's own query normally gets back from these
+#: reflection ports (DNS with EDNS, an NTP time answer, ...). Answers from
+#: them that are all larger are amplification, whoever asked: a rule on the
+#: port and such a length cannot cut the host's own lookups, so it needs
+#: no baseline (a daemon started during the flood cuts it).
+OWN_ANSWER_MAX = {53: 1280, 123: 128, 161: 512, 389: 512, 1900: 512, 11211: 512, 19: 512, 17: 512,
+                  111: 512, 137: 512, 3702: 512, 5353: 512}
+
+
+def amplified(sig: Signature) -> str:
+    """Why sig only matches amplified reflection answers, or ''."""
+    top = OWN_ANSWER_MAX.get(sig.sport) if sig.proto == 17 and sig.dport is None else None
+    if top is None or sig.len_min is None or sig.len_min < top:
+        return ""
+    return f"answers of {sig.len_min} bytes or more from udp port {sig.sport}: amplification (own answers are under {top})"
+
+
 @dataclass
 class Candidate:
     signature: Signature

@@ -394,3 +394,21 @@ def test_fragmented_reflection_gets_a_rule_for_each_kind_of_fragment():
     rules = sorted(a.signature.describe() for a in rep.actions if isinstance(a, SignatureAction))
     assert rules == ["udp fragment len 512-639 drop", "udp sport 53 len 1408-1535 drop"], rules
     assert rep.raised
+
+
+def test_daemon_started_during_an_ntp_reflection_cuts_its_amplified_answers():
+    """No baseline: answers of 384 bytes and more from port 123 are not the
+    host's own time answers (90 bytes)."""
+    r = Run(cfg())
+    ntp = [flow(f"172.16.{i // 250}.{i % 250 + 1}", 1, 17, 123, 1024 + (i * 7919) % 60000, 502) for i in range(20000)]
+    rep = r.step(quiet(1) + ntp)
+    sigs = [a for a in rep.actions if isinstance(a, SignatureAction)]
+    assert rep.raised and [a.signature.describe() for a in sigs] == ["udp sport 123 len 384-511 drop"]
+    assert "amplification" in sigs[0].evidence["unserved"]
+
+
+def test_small_answers_from_port_53_need_a_baseline():
+    r = Run(cfg())
+    dns = [flow(f"172.16.{i // 250}.{i % 250 + 1}", 1, 17, 53, 1024 + (i * 7919) % 60000, 100) for i in range(20000)]
+    rep = r.step(quiet(1) + dns)
+    assert not rep.actions
