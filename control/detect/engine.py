@@ -315,10 +315,10 @@ class Engine:
         n_all = np.bincount(inv, minlength=n_groups)
         n_heavy = np.bincount(inv, weights=is_heavy, minlength=n_groups)
         agg = (n_heavy >= a.aggregate_min) & (n_heavy == n_all)
-        if agg.any():
-            regs = self.base.regulars.sources.network(a.aggregate_v4, a.aggregate_v6)
-            good = (masked.find(regs) >= 0) | self._customers(src)
-            agg &= np.bincount(inv, weights=good, minlength=n_groups) == 0
+        if agg.any():  # the good: busy in the baseline, or customers now (silent this cycle or not)
+            good = [self.base.regulars.sources] + ([self.serving.peers] if self.serving is not None else [])
+            nets = Sources.concat([g.network(a.aggregate_v4, a.aggregate_v6) for g in good])
+            agg &= np.bincount(inv, weights=masked.find(nets) >= 0, minlength=n_groups) == 0
         # each group's heavy members, in index order, as contiguous runs
         by_group = heavy[np.argsort(inv[heavy], kind="stable")]
         group_of = inv[by_group]

@@ -245,6 +245,9 @@ class SimServing:
 
     def __init__(self, customers: np.ndarray):
         self.customer_addrs = np.sort(customers.astype(np.uint64))
+        n = len(self.customer_addrs)
+        z = np.zeros(n, np.uint64)
+        self.peers = Sources(np.full(n, 4, np.uint8), z, self.customer_addrs, z, z, z)
 
     def customers(self, src: Sources) -> np.ndarray:
         i = np.minimum(np.searchsorted(self.customer_addrs, src.lo), max(len(self.customer_addrs) - 1, 0))

@@ -32,8 +32,12 @@ class Serving:
     """detect/serving.Serving's queries, for a host serving TCP 443 and 80
     and UDP 53 to the customers in 10.0.0.0/24."""
 
+    def __init__(self, extra=()):
+        self.peers = Sources.from_addresses([f"10.0.0.{i}" for i in range(1, 256)] + list(extra),
+                                            [1] * (255 + len(extra)))
+
     def customers(self, src: Sources) -> np.ndarray:
-        return (src.ver == 4) & ((src.lo >> np.uint64(8)) == np.uint64(0x0A0000))
+        return src.find(self.peers) >= 0
 
     def no_collateral(self, proto, dport, sport=None):
         if dport not in ({443, 80} if proto == 6 else {53} if proto == 17 else set()):
@@ -232,6 +236,17 @@ def test_no_aggregate_over_a_customer_in_the_bots_24():
     blocked = {str(a.prefix) for a in rep.actions}
     assert "203.0.113.0/24" not in blocked and len(blocked) == 60
     assert f"{customer}/32" not in blocked
+
+
+def test_no_aggregate_over_a_customer_silent_this_cycle():
+    """The customer in the bots' /24 holds a connection but sent nothing in
+    this cycle: its /24 is still not blocked whole."""
+    r = Run(cfg())
+    r.eng.serving = Serving(extra=["203.0.113.200"])
+    r.calm(10)
+    rep = r.step(legit(r.t + 1) + botnet())
+    blocked = {str(a.prefix) for a in rep.actions}
+    assert "203.0.113.0/24" not in blocked and len(blocked) == 60
 
 
 def test_no_aggregate_over_a_source_busy_in_the_baseline():
