@@ -377,6 +377,10 @@ class Engine:
         mature = base.seconds >= self.cfg.detection.warmup
         actions, findings = [], []
         for cand in signatures.derive(obs.hist, base.share, calm, obs.dt, excess, a.signature_min_share):
+            wide = cand.broader
+            if wide is not None and (self._unserved(wide.signature) or wide.legit is not None and mature
+                                     and wide.legit <= a.signature_max_legit):
+                cand = wide  # as safe without the length: it takes every size
             sig, legit = cand.signature, cand.legit
             finding = {"kind": "signature", "rule": sig.describe(), "excess_pps": round(excess)}
             # What no socket serves cannot cut a customer; else the calm

@@ -58,6 +58,10 @@ def amplified(sig: Signature) -> str:
 class Candidate:
     signature: Signature
     legit: Optional[float]  # calm share of its rarest field; None: no baseline
+    #: the same rule without its length range, when it has other fields
+    #: (a reflection's answers come in several sizes): preferred when it is
+    #: as safe
+    broader: Optional["Candidate"] = None
 
 
 def _pick(hist: dict, share: dict, calm: float, dt: float, excess: float, min_share: float,
@@ -138,5 +142,10 @@ def derive(hist: dict, share: dict, calm: float, dt: float, excess: float, min_s
         return out  # a whole protocol is too broad a signature
     sig = Signature(proto=proto, dport=fields.get("dport"), sport=fields.get("sport"),
                     tcp_flags=fields.get("tcp_flags"), **_length(fields))
-    out.append(Candidate(sig, _legit(shares, fields)))
+    broader = None
+    if "len" in fields and any(k in fields for k in ("dport", "sport", "tcp_flags")):
+        rest = [k for k in fields if k != "len"]
+        broader = Candidate(Signature(proto=proto, dport=fields.get("dport"), sport=fields.get("sport"),
+                                      tcp_flags=fields.get("tcp_flags")), _legit(shares, rest))
+    out.append(Candidate(sig, _legit(shares, fields), broader))
     return out

@@ -407,7 +407,8 @@ def test_fragmented_reflection_gets_a_rule_for_each_kind_of_fragment():
     r.t += 1
     rep = r.eng.step(obs)
     rules = sorted(a.signature.describe() for a in rep.actions if isinstance(a, SignatureAction))
-    assert rules == ["udp fragment len 512-639 drop", "udp sport 53 len 1408-1535 drop"], rules
+    # the first fragments: port 53 was never a source port while calm, so the rule takes every size
+    assert rules == ["udp fragment len 512-639 drop", "udp sport 53 drop"], rules
     assert rep.raised
 
 
