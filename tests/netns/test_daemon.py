@@ -21,8 +21,9 @@ def dlab(seawall_env):
         yield lab
 
 
-def test_flood_is_cut_and_customers_stay_served(dlab, tmp_path):
-    lab = dlab
+def ready(lab, tmp_path) -> tuple:
+    """(config, flood config): the lab's daemon config and the attacker's
+    trafgen file written, both interfaces attached, the server up."""
     cfg = tmp_path / "seawall.toml"
     cfg.write_text(LAB_CONFIG)
     conf = tmp_path / "flood.cfg"
@@ -31,18 +32,28 @@ def test_flood_is_cut_and_customers_stay_served(dlab, tmp_path):
     lab.seawall("attach", "swa0")
     lab.http_server()
     time.sleep(0.5)
+    return cfg, conf
+
+
+def attacker_blocked(lab, t0: float, within: float):
+    """Seconds from t0 until `block list` shows the attacker, or None."""
+    while time.monotonic() - t0 < within:
+        blocks = json.loads(lab.seawall("block", "list", "--json").stdout)
+        if any(b["cidr"] == f"{ATTACKER}/32" for b in blocks):
+            return time.monotonic() - t0
+        time.sleep(0.1)
+    return None
+
+
+def test_flood_is_cut_and_customers_stay_served(dlab, tmp_path):
+    lab = dlab
+    cfg, conf = ready(lab, tmp_path)
     daemon = lab.daemon(str(cfg), "sws0", "swa0")
     clients = lab.clients(duration=16, rate=60)
     time.sleep(7)  # warm-up and baseline on customer traffic only
     t_flood = time.monotonic()
     flood = lab.flood(str(conf), pps=40000, seconds=6)
-    blocked_at = None
-    while time.monotonic() - t_flood < 6:
-        blocks = json.loads(lab.seawall("block", "list", "--json").stdout)
-        if any(b["cidr"] == f"{ATTACKER}/32" for b in blocks):
-            blocked_at = time.monotonic() - t_flood
-            break
-        time.sleep(0.1)
+    blocked_at = attacker_blocked(lab, t_flood, 6)
     flood.wait(30)
     out, _ = clients.communicate(timeout=60)
     summary = json.loads(out)
@@ -83,14 +94,7 @@ def test_restart_in_the_middle_of_a_flood_judges_it_against_the_saved_baseline(d
     from seawall.control.service import persist
 
     lab = dlab
-    cfg = tmp_path / "seawall.toml"
-    cfg.write_text(LAB_CONFIG)
-    conf = tmp_path / "flood.cfg"
-    write_flood_conf(conf)
-    lab.seawall("attach", "sws0")
-    lab.seawall("attach", "swa0")
-    lab.http_server()
-    time.sleep(0.5)
+    cfg, conf = ready(lab, tmp_path)
     clients = lab.clients(duration=26, rate=60)
     daemon = lab.daemon(str(cfg), "sws0", "swa0")
     time.sleep(8)  # calm: customers only
@@ -103,17 +107,10 @@ def test_restart_in_the_middle_of_a_flood_judges_it_against_the_saved_baseline(d
     assert 300 <= ref_before < 3000, ref_before  # the customers' busy rate (or the lab's floor)
 
     flood = lab.flood(str(conf), pps=40000, seconds=10)
-    t_flood = time.monotonic()
     time.sleep(3)
     daemon = lab.daemon(str(cfg), "sws0", "swa0")
     t_start = time.monotonic()
-    blocked_at = None
-    while time.monotonic() - t_start < 6:
-        blocks = json.loads(lab.seawall("block", "list", "--json").stdout)
-        if any(b["cidr"] == f"{ATTACKER}/32" for b in blocks):
-            blocked_at = time.monotonic() - t_start
-            break
-        time.sleep(0.1)
+    blocked_at = attacker_blocked(lab, t_start, 6)
     flood.wait(30)
     time.sleep(1)
     daemon.send_signal(signal.SIGTERM)

@@ -319,13 +319,20 @@ def test_flash_crowd_raises_no_alarm_and_is_reported_once():
 
 # --- pulses -------------------------------------------------------------------------------
 
-def test_block_still_dropping_at_its_end_is_renewed_and_escalated():
+def blocked_for_ten_seconds() -> tuple:
+    """(Run, the blocked Prefix, its expiry): a source flooded at t = 11
+    and got a first offence's block, 10 s with this config."""
     r = Run(cfg(ttl={"base": 10}))
     r.calm(10)
     r.step(legit(r.t + 1) + flood("198.51.100.7", 20000))
     p = Prefix.parse("198.51.100.7/32")
     expiry, ttl = r.eng.active[p]
     assert ttl == 10
+    return r, p, expiry
+
+
+def test_block_still_dropping_at_its_end_is_renewed_and_escalated():
+    r, p, expiry = blocked_for_ten_seconds()
     while r.t + 2 < expiry:
         r.calm(1)
     assert r.eng.expiring(float(r.t + 1), 2.0) == [p]
@@ -338,11 +345,7 @@ def test_block_still_dropping_at_its_end_is_renewed_and_escalated():
 
 
 def test_block_idle_in_its_second_half_expires():
-    r = Run(cfg(ttl={"base": 10}))
-    r.calm(10)
-    r.step(legit(r.t + 1) + flood("198.51.100.7", 20000))
-    p = Prefix.parse("198.51.100.7/32")
-    expiry, _ = r.eng.active[p]
+    r, p, expiry = blocked_for_ten_seconds()
     while r.t + 1 < expiry:
         r.calm(1)
     obs = observe(float(r.t + 1), legit(r.t + 1))
