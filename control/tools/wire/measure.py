@@ -142,13 +142,17 @@ def counters_delta(server_cols: list, server_rows: list, start: float, end: floa
     return {c: int(srv[i1, k] - srv[i0, k]) for k, c in enumerate(server_cols) if c != "t"}
 
 
-def sampling(rows: list) -> dict:
-    """The real sampling of a file: median and worst step, in ms."""
+def sampling(rows: list, window: tuple[float, float] | None = None) -> dict:
+    """The real sampling of a file: median and worst step, in ms, over the
+    whole file and (worst_in_attack_ms) over the attack window."""
     if len(rows) < 2:
-        return {"samples": len(rows), "median_ms": None, "worst_ms": None}
-    d = np.diff(np.asarray([r[0] for r in rows]))
+        return {"samples": len(rows), "median_ms": None, "worst_ms": None, "worst_in_attack_ms": None}
+    t = np.asarray([r[0] for r in rows])
+    d = np.diff(t)
+    inside = d[(t[1:] >= window[0]) & (t[:-1] <= window[1])] if window else d
     return {"samples": len(rows), "median_ms": round(float(np.median(d)) * 1000, 2),
-            "worst_ms": round(float(d.max()) * 1000, 2)}
+            "worst_ms": round(float(d.max()) * 1000, 2),
+            "worst_in_attack_ms": round(float(inside.max()) * 1000, 2) if len(inside) else None}
 
 
 # --- customers ------------------------------------------------------------
