@@ -30,7 +30,10 @@ from seawall.control.errors import SeawallError, UsageError
 @click.option("--seawall", "seawall_exe", metavar="PATH", type=click.Path(dir_okay=False),
               help="--wire: the seawall to evaluate [default: the one beside this Python]")
 @click.option("--keep", is_flag=True, help="--wire: keep the samples and logs (their folder is printed)")
-def evaluate(seed, interval, as_json, wire, scenarios, runs, quick, pps, capture_dir, seawall_exe, keep):
+@click.option("--fastnetmon", is_flag=True,
+              help="--wire: also run FastNetMon Community on the lab's port mirror, and report when it would have "
+                   "blackholed the victim")
+def evaluate(seed, interval, as_json, wire, scenarios, runs, quick, pps, capture_dir, seawall_exe, keep, fastnetmon):
     """Run the evaluation harness: simulated legitimate traffic and attacks
     through the real scoring engine. No root needed.
 
@@ -44,12 +47,13 @@ def evaluate(seed, interval, as_json, wire, scenarios, runs, quick, pps, capture
       seawall evaluate --seed 2
       sudo seawall evaluate --wire --quick
       sudo seawall evaluate --wire --scenario botnet --scenario syn --runs 3 --json
+      sudo seawall evaluate --wire --fastnetmon --runs 5
     """
     if wire:
-        _evaluate_wire(scenarios, runs, quick, pps, capture_dir, seawall_exe, keep, as_json)
+        _evaluate_wire(scenarios, runs, quick, pps, capture_dir, seawall_exe, keep, as_json, fastnetmon)
         return
-    if scenarios or runs or quick or seawall_exe or keep:
-        raise UsageError("--scenario, --runs, --quick, --seawall and --keep go with --wire")
+    if scenarios or runs or quick or seawall_exe or keep or fastnetmon:
+        raise UsageError("--scenario, --runs, --quick, --seawall, --keep and --fastnetmon go with --wire")
     from seawall.control.tools import harness
 
     results = harness.run_all(seed=seed, dt=interval)
@@ -61,7 +65,7 @@ def evaluate(seed, interval, as_json, wire, scenarios, runs, quick, pps, capture
         raise SeawallError("a scenario missed its bound")
 
 
-def _evaluate_wire(names, runs, quick, pps, capture_dir, seawall_exe, keep, as_json) -> None:
+def _evaluate_wire(names, runs, quick, pps, capture_dir, seawall_exe, keep, as_json, fastnetmon=False) -> None:
     import shutil
     import time
 
@@ -73,12 +77,12 @@ def _evaluate_wire(names, runs, quick, pps, capture_dir, seawall_exe, keep, as_j
         raise UsageError(f"--scenario: {e}") from None
     exe = seawall_exe or runner.default_seawall()
     try:
-        runner.check_tools(scs, capture_dir, exe)
+        runner.check_tools(scs, capture_dir, exe, fastnetmon)
     except RuntimeError as e:
         raise SeawallError(str(e)) from None
     n = runs or (1 if quick else 5)
     opts = runner.Options(seawall=exe, workdir=runner.workdir(), capture_dir=capture_dir,
-                          say=lambda m: click.echo(f"wire: {m}", err=True))
+                          say=lambda m: click.echo(f"wire: {m}", err=True), fastnetmon=fastnetmon)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t = time.monotonic()
     try:

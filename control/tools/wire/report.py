@@ -77,16 +77,31 @@ def summarise(runs: list) -> list[dict]:
             # runs during which another lab ran on this machine (shared CPUs)
             "shared_runs": sum(bool(r.get("marks", {}).get("other_labs_at_start") or
                                     r.get("marks", {}).get("other_labs_at_end")) for r in ok),
+            **_fastnetmon([r["fastnetmon"] for r in ok if r.get("fastnetmon")]),
         })
     return out
+
+
+def _fastnetmon(fs: list) -> dict:
+    """FastNetMon's figures over the runs it ran in (fnm.figures)."""
+    if not fs:
+        return {}
+    bans = [NEVER if f["detect_s"] is None else f["detect_s"] for f in fs]
+    return {"fnm_runs": len(fs), "fnm_ban_runs": int(sum(b != NEVER for b in bans)),
+            "fnm_ban_median": _never(_median(bans)), "fnm_ban_worst": _never(max(bans)),
+            "fnm_false_bans": sum(f["false_bans"] for f in fs)}
 
 
 def table(runs: list) -> str:
     head = ("| scenario | runs | cut in | cut median / worst (s) | passed after cut median / worst | "
             "passed in total median / worst | legit sources blocked (worst) | customers' success (worst) | "
             "p99 calm → attack (ms) | alarm raised | s/run |")
-    lines = [head, "|" + "---|" * 11]
-    for s in summarise(runs):
+    summ = summarise(runs)
+    fnm = any("fnm_runs" in s for s in summ)
+    if fnm:  # FastNetMon beside seawall: when it would have blackholed the victim
+        head += " FastNetMon ban median / worst (s) |"
+    lines = [head, "|" + "---|" * (12 if fnm else 11)]
+    for s in summ:
         if s["flood"]:
             cut_in = f"{s['cut_runs']}/{s['runs'] - s['errors']}"
             cut = f"{_fmt_s(s['cut_median'])} / {_fmt_s(s['cut_worst'])}"
@@ -102,8 +117,16 @@ def table(runs: list) -> str:
         lines.append(f"| {s['scenario']} | {s['runs']}{err} | {cut_in} | {cut} | {after} | {total} | "
                      f"{'–' if s['legit_blocked_worst'] is None else s['legit_blocked_worst']} | "
                      f"{_pct(s['success_worst'])} | {p99} | {s['alarm_runs']}/{s['runs'] - s['errors']} | "
-                     f"{_fmt_ms(s['seconds_per_run'])} |")
+                     f"{_fmt_ms(s['seconds_per_run'])} |" + (_fnm_cell(s) if fnm else ""))
     return "\n".join(lines)
+
+
+def _fnm_cell(s: dict) -> str:
+    if "fnm_runs" not in s:
+        return " – |"
+    if not s["flood"]:
+        return f" {s['fnm_false_bans']} bans |"
+    return f" {_fmt_s(s['fnm_ban_median'])} / {_fmt_s(s['fnm_ban_worst'])} |"
 
 
 def _fmt_ms(x) -> str:

@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass
 
 from seawall.control.tools.wire import customers as customers_mod
+from seawall.control.tools.wire import fnm as fnm_mod
 from seawall.control.tools.wire import floods, measure, probes
 from seawall.control.tools.wire.lab import (CUSTOMER_IN_BOTNET, CUSTOMERS, HTTP_PORT, IF_ATTACKER, IF_SERVER,
                                             NOT_ATTACK, SERVER, Lab, LabError, leftovers, others, wait_for)
@@ -54,6 +55,7 @@ class Options:
     capture_dir: str = floods.DEFAULT_CAPTURE_DIR
     hz: float = 100.0
     say: object = None  # callable(str) for progress
+    fastnetmon: bool = False  # FastNetMon Community on the lab's port mirror, beside the daemon (fnm.py)
 
 
 class Run:
@@ -70,6 +72,20 @@ class Run:
         self.daemon_stops: list = []
         self.marks: dict = {}
         self._readers: list = []
+        self.fnms: list = []  # FastNetMon instances, in start order
+
+    def start_fnm(self) -> None:
+        """FastNetMon on the port mirror of the server's switch port (it
+        sees every frame before seawall's XDP could drop one), started with
+        the daemon; lab.close() stops it whatever happens."""
+        f = fnm_mod.FastNetMon.mirror(self.lab, os.path.join(self.rundir, f"fnm{len(self.fnms)}"))
+        f.start(wait=False)  # its capture opens about a second later: f.started_at
+        self.lab.procs.append(f.proc)
+        self.fnms.append(f)
+
+    def stop_fnm(self) -> None:
+        for f in self.fnms:
+            f.stop()
 
     def seawall(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """The seawall CLI in the server's namespace, on this run's paths."""
@@ -169,7 +185,9 @@ def run_once(sc: Scenario, opts: Options, hooks: dict | None = None) -> dict:
             time.sleep(max(0.0, t0 + when - time.monotonic()))
             if what == "daemon":
                 run.start_daemon()
-            elif what == "restart":
+                if opts.fastnetmon:
+                    run.start_fnm()
+            elif what == "restart":  # FastNetMon goes on: it keeps no state for a restart to test
                 run.stop_daemon()
                 run.start_daemon()
             elif what == "burst":
@@ -188,6 +206,7 @@ def run_once(sc: Scenario, opts: Options, hooks: dict | None = None) -> dict:
         for p in samplers:
             Lab.stop(p)
         run.stop_daemon()
+        run.stop_fnm()
         for th in run._readers:
             th.join(5)
         sender_err = [p.stderr.read().decode(errors="replace")[-300:] for p in senders if p.returncode not in (0,)]
@@ -225,6 +244,7 @@ def _figures(run: Run, sc: Scenario, srv_file: str, snd_file: str, cust_file: st
     first = segs[0] if segs else None
     later = [s.passed_total for s in segs[1:]]
     unrelated = [ev for _t, ev in run.events if "text" in ev and "Traceback" in ev["text"]]
+    fnm_events = sorted((e for f in run.fnms for e in f.events()), key=lambda e: e["mono"])
     return {
         "scenario": sc.name, "start": sc.start, "note": sc.note,
         "bursts": [[b.start, b.seconds, b.pps, b.kind] for b in sc.bursts],
@@ -251,6 +271,9 @@ def _figures(run: Run, sc: Scenario, srv_file: str, snd_file: str, cust_file: st
         "marks": {k: v for k, v in run.marks.items() if k not in ("bursts", "xdp_mode")},
         "attack_window": [round(a_start, 4), round(a_end, 4)],
         "duration_s": round(time.monotonic() - began, 1),
+        "fastnetmon": None if not run.fnms else {
+            **fnm_mod.figures(fnm_events, a_start, window_end, SERVER),
+            "ready_s": [None if f.started_at is None else round(f.started_at - a_start, 3) for f in run.fnms]},
     }
 
 
@@ -276,7 +299,7 @@ def _after_cut(segs: list) -> float | None:
     return round(a / n, 5) if n else 0.0
 
 
-def check_tools(scs: list, capture_dir: str, seawall: str) -> None:
+def check_tools(scs: list, capture_dir: str, seawall: str, fastnetmon: bool = False) -> None:
     """Refuse to start (RuntimeError, one line) without root or a tool."""
     if os.geteuid() != 0:
         raise RuntimeError("`seawall evaluate --wire` needs root (namespaces, XDP); run it with sudo")
@@ -293,6 +316,8 @@ def check_tools(scs: list, capture_dir: str, seawall: str) -> None:
             raise RuntimeError(f"{tool} is not installed (scripts/setup installs what the lab needs)")
     if not os.access(seawall, os.X_OK):
         raise RuntimeError(f"{seawall}: no seawall executable there")
+    if fastnetmon and not os.access(fnm_mod.FASTNETMON, os.X_OK):
+        raise RuntimeError("fastnetmon is not installed (scripts/setup --test installs it)")
 
 
 def run_matrix(scs: list, runs: int, opts: Options) -> list[dict]:
