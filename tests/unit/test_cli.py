@@ -291,11 +291,16 @@ def test_real_sigint_exits_130(tmp_path):
     import textwrap
 
     script = textwrap.dedent("""
-        import os, signal, sys
+        import os, signal, sys, time
         from seawall.cli.main import cli, main
         def check(file):
             os.kill(os.getpid(), signal.SIGINT)
-            signal.pause()  # not reached: the signal is handled on return from kill
+            # Python runs its handler at the next check of its eval loop,
+            # which may come after a call has begun: signal.pause() could
+            # then wait for a second signal (it hung once in CI). A sleep
+            # loop checks again at every turn.
+            while True:
+                time.sleep(0.05)
         cli.commands["config"].commands["check"].callback = check
         sys.exit(main(["config", "check", "seawall.toml"]))
     """)
