@@ -41,15 +41,10 @@ from seawall.control.datapath.abi import Feature
 BINS_PER_DECADE = 40
 NBINS = 9 * BINS_PER_DECADE + 1  # up to 1e9 packets/s
 #: The histograms whose buckets are volume dimensions of their own.
-VOLUME_FEATURES = (Feature.PROTO, Feature.DPORT, Feature.SPORT)
+VOLUME_FEATURES = (Feature.PROTO, Feature.DPORT, Feature.SPORT, Feature.DST, Feature.FRAG)
 #: At most this many buckets are tracked per feature (the busiest).
 MAX_KEYS = 512
 FORMAT = 1  # of to_arrays()
-
-
-def _optional_features() -> tuple:
-    """DST and FRAG, where this build's datapath has them."""
-    return tuple(getattr(Feature, n) for n in ("DST", "FRAG") if hasattr(Feature, n))
 
 
 def rate_bin(rate):
@@ -108,23 +103,25 @@ class Volumes:
 
     def reference(self, floor: float, sizes: dict) -> tuple:
         """(total reference, {Feature: per-bucket reference array}): each the
-        learnt busy rate, never under floor. Cached until the next learn."""
-        key = (floor, tuple(sorted(sizes.items())))
-        if self._refs is not None and self._refs[0] == key:
-            return self._refs[1], self._refs[2]
-        if self.weight > 0:
-            tot = max(floor, float(bin_top(_quantile_bins(self.total[None, :], self.weight, self.quantile)[0])))
-        else:
+        learnt busy rate, never under floor. Cached per floor, the total and
+        each feature's array apart (callers ask for different features),
+        until the next learn."""
+        if self._refs is None or self._refs[0] != floor:
             tot = floor
+            if self.weight > 0:
+                tot = max(floor, float(bin_top(_quantile_bins(self.total[None, :], self.weight, self.quantile)[0])))
+            self._refs = (floor, tot, {})
+        _, tot, cache = self._refs
         per = {}
         for f, k in sizes.items():
-            ref = np.full(k, floor)
-            keys = self.keys.get(f)
-            if keys is not None and len(keys) and self.weight > 0:
-                b = _quantile_bins(self.hist[f], self.weight, self.quantile)
-                ref[keys] = np.maximum(floor, np.where(b > 0, bin_top(b), 0.0))
-            per[f] = ref
-        self._refs = (key, tot, per)
+            if (f, k) not in cache:
+                ref = np.full(k, floor)
+                keys = self.keys.get(f)
+                if keys is not None and len(keys) and self.weight > 0:
+                    b = _quantile_bins(self.hist[f], self.weight, self.quantile)
+                    ref[keys] = np.maximum(floor, np.where(b > 0, bin_top(b), 0.0))
+                cache[(f, k)] = ref
+            per[f] = cache[(f, k)]
         return tot, per
 
     def learn(self, t: float, dt: float, total_rate: float, rates: dict, floor: float,
@@ -249,7 +246,7 @@ class Baseline:
         n = float(hist[Feature.PROTO].sum())
         if n <= 0 or dt <= 0:
             return  # silence teaches nothing
-        rates = {f: hist[f] / dt for f in VOLUME_FEATURES + _optional_features() if f in hist}
+        rates = {f: hist[f] / dt for f in VOLUME_FEATURES if f in hist}
         self.volumes.learn(t, dt, n / dt, rates, floor, learn_ratio, refs)
         a = min(1.0, dt / self.mix_window)
         self.calm_pps.update(n / dt, a)

@@ -53,7 +53,6 @@ from seawall.control.config import Config
 from seawall.control.datapath.abi import Feature
 from seawall.control.detect.baseline import VOLUME_FEATURES, Baseline, Ewma, Regulars  # noqa: F401 (re-exported)
 from seawall.control.detect import signatures
-from seawall.control.detect.baseline import _optional_features
 from seawall.control.signature import PROTO_NAMES, Signature
 
 FEATURE_NAMES = {f: f.name.lower() for f in Feature}
@@ -157,7 +156,7 @@ class Engine:
     # --- scoring -----------------------------------------------------------
 
     def _rates(self, obs: Observation) -> dict:
-        return {f: obs.hist[f] / obs.dt for f in VOLUME_FEATURES + _optional_features() if f in obs.hist}
+        return {f: obs.hist[f] / obs.dt for f in VOLUME_FEATURES if f in obs.hist}
 
     def volume(self, obs: Observation) -> tuple:
         """(ratio, where): the cycle's largest rate over its reference."""
@@ -397,8 +396,8 @@ class Engine:
                     findings.append(finding)
                     continue
                 finding["legit_share"] = round(legit, 6)
-            elif signatures.amplified(sig):  # no baseline to ask
-                unserved = finding["why"] = signatures.amplified(sig)
+            elif amplified := signatures.amplified(sig):  # no baseline to ask
+                unserved = finding["why"] = amplified
             else:
                 continue  # nothing to tell a flood from the host's own traffic: no attacker
             findings.append(finding)
