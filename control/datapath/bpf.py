@@ -419,6 +419,33 @@ class Map:
             first = False
         return keys[:n], vals[:n]
 
+    def lookup_slice(self, cursor: Optional[bytes], count: int) -> tuple:
+        """Read up to `count` entries of a hash map with one
+        BPF_MAP_LOOKUP_BATCH, from `cursor` (None: the start). Returns
+        (keys, values, cursor): the arrays as lookup_batch's, and the cursor
+        to pass next time, None once the map's end was reached. The kernel
+        stops before a hash bucket that would not fit, so a slice may hold
+        fewer than `count` entries before the end."""
+        room = max(count, 1)
+        keys = np.empty((room, self.key_size), np.uint8)
+        vals = np.empty((room, self.buf_size), np.uint8)
+        in_b = ctypes.create_string_buffer(max(8, self.key_size))
+        out_b = ctypes.create_string_buffer(max(8, self.key_size))
+        if cursor is not None:
+            ctypes.memmove(in_b, cursor, min(len(cursor), len(in_b)))
+        attr = _BatchAttr(in_batch=0 if cursor is None else ctypes.addressof(in_b),
+                          out_batch=ctypes.addressof(out_b), keys=keys.ctypes.data,
+                          values=vals.ctypes.data, count=max(count, 1), map_fd=self.fd)
+        end = False
+        try:
+            call(BPF_MAP_LOOKUP_BATCH, attr, f"{self.name}: batch lookup")
+        except BpfError as e:
+            if e.errno != errno.ENOENT:
+                raise
+            end = True
+        n = attr.count
+        return keys[:n], vals[:n], None if end else out_b.raw
+
     def update_batch(self, keys: np.ndarray, values: np.ndarray, flags: int = BPF_ANY) -> int:
         """BPF_MAP_UPDATE_BATCH; returns how many were written. On failure
         the BpfError carries `written`: the kernel stops at the first entry
