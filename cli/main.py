@@ -29,9 +29,11 @@ from seawall.control.state import Paths
               help="bpffs folder of the pinned maps [default: /sys/fs/bpf/seawall; env SEAWALL_BPFFS]")
 @click.option("--state-dir", metavar="DIR", envvar="SEAWALL_STATE_DIR",
               help="journal folder [default: /var/lib/seawall; env SEAWALL_STATE_DIR]")
+@click.option("--cache-dir", metavar="DIR", envvar="SEAWALL_CACHE_DIR",
+              help="compiled programs, to load without clang [default: /var/cache/seawall; env SEAWALL_CACHE_DIR]")
 @click.version_option(package_name="seawall", prog_name=PROG)
 @click.pass_context
-def cli(ctx, pin_root, state_dir):
+def cli(ctx, pin_root, state_dir, cache_dir):
     """seawall: drop DDoS floods at the NIC with XDP, keep customers served.
 
     \b
@@ -41,7 +43,7 @@ def cli(ctx, pin_root, state_dir):
       seawall block list --json
       seawall stats
     """
-    ctx.obj = App(Paths.from_env(pin_root, state_dir))
+    ctx.obj = App(Paths.from_env(pin_root, state_dir, cache_dir))
 
 
 for module in (ifaces, lists, sig, service, tools, serving):

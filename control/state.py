@@ -8,13 +8,18 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Optional
 
 from seawall.control.errors import SeawallError
 
-# Default locations; the CLI's --bpffs/--state-dir and the SEAWALL_BPFFS /
-# SEAWALL_STATE_DIR environment variables override them.
+# Default locations; the CLI's --bpffs/--state-dir/--cache-dir and the
+# SEAWALL_BPFFS / SEAWALL_STATE_DIR / SEAWALL_CACHE_DIR environment
+# variables override them.
 DEFAULT_BPFFS = "/sys/fs/bpf/seawall"
 DEFAULT_STATE_DIR = "/var/lib/seawall"
+# The compiled-object cache (datapath/objcache.py): survives reboots, and
+# is not the state dir, which a fresh install starts without.
+DEFAULT_CACHE_DIR = "/var/cache/seawall"
 
 
 def private_makedirs(path: str) -> None:
@@ -37,12 +42,14 @@ def private_makedirs(path: str) -> None:
 class Paths:
     pin_root: str = DEFAULT_BPFFS  # bpffs folder of the pinned maps
     state_dir: str = DEFAULT_STATE_DIR  # journal and lock
+    cache_dir: Optional[str] = None  # compiled-object cache; None: always compile
 
     @classmethod
-    def from_env(cls, pin_root=None, state_dir=None) -> "Paths":
+    def from_env(cls, pin_root=None, state_dir=None, cache_dir=None) -> "Paths":
         return cls(
             pin_root or os.environ.get("SEAWALL_BPFFS") or DEFAULT_BPFFS,
             state_dir or os.environ.get("SEAWALL_STATE_DIR") or DEFAULT_STATE_DIR,
+            cache_dir or os.environ.get("SEAWALL_CACHE_DIR") or DEFAULT_CACHE_DIR,
         )
 
     @property

@@ -25,10 +25,12 @@ import numpy as np
 _SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386, "ppc64le": 361, "s390x": 351, "riscv64": 280}
 
 # enum bpf_cmd (include/uapi/linux/bpf.h)
+BPF_MAP_CREATE = 0
 BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
 BPF_MAP_DELETE_ELEM = 3
 BPF_MAP_GET_NEXT_KEY = 4
+BPF_PROG_LOAD = 5
 BPF_OBJ_PIN = 6
 BPF_OBJ_GET = 7
 BPF_PROG_TEST_RUN = 10
@@ -111,6 +113,18 @@ class _BatchAttr(ctypes.Structure):
         ("elem_flags", ctypes.c_uint64),
         ("flags", ctypes.c_uint64),
     ]
+
+
+class _MapCreateAttr(ctypes.Structure):
+    _fields_ = [(f, ctypes.c_uint32) for f in ("map_type", "key_size", "value_size", "max_entries", "map_flags",
+                                                "inner_map_fd", "numa_node")] + [("map_name", ctypes.c_char * 16)]
+
+
+class _ProgLoadAttr(ctypes.Structure):
+    _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32), ("insns", ctypes.c_uint64),
+                ("license", ctypes.c_uint64), ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
+                ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32), ("prog_flags", ctypes.c_uint32),
+                ("prog_name", ctypes.c_char * 16)]
 
 
 class _InfoAttr(ctypes.Structure):
@@ -202,6 +216,34 @@ def obj_pin(fd: int, path: str) -> None:
     p = ctypes.create_string_buffer(os.fsencode(path))
     attr = _ObjAttr(pathname=ctypes.addressof(p), bpf_fd=fd)
     call(BPF_OBJ_PIN, attr, f"pin {path}")
+
+
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, flags: int = 0, name: str = "") -> int:
+    """BPF_MAP_CREATE without BTF, the name cut to 15 characters as bcc does: a new fd."""
+    attr = _MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
+                          max_entries=max_entries, map_flags=flags, map_name=name.encode()[:15])
+    return call(BPF_MAP_CREATE, attr, f"create map {name}")
+
+
+def prog_load(prog_type: int, insns: bytes, license: str, name: str = "", kern_version: int = 0,
+              log_level: int = 0, log_size: int = 1 << 16) -> tuple:
+    """BPF_PROG_LOAD of instructions whose map fds are in place, no BTF:
+    (fd, verifier log; log_level 4 gives its figures). A refusal raises
+    BpfError ending with the log's last line."""
+    code = ctypes.create_string_buffer(bytes(insns), len(insns))
+    lic = ctypes.create_string_buffer(license.encode())
+    size = log_size if log_level else 0
+    log = ctypes.create_string_buffer(max(size, 1))
+    attr = _ProgLoadAttr(prog_type=prog_type, insn_cnt=len(insns) // 8, insns=ctypes.addressof(code),
+                         license=ctypes.addressof(lic), log_level=log_level, log_size=size,
+                         log_buf=ctypes.addressof(log) if size else 0, kern_version=kern_version,
+                         prog_name=name.encode()[:15])
+    try:
+        fd = call(BPF_PROG_LOAD, attr, f"load program {name}")
+    except BpfError as e:  # the log's last line says why
+        last = log.value.decode(errors="replace").strip().splitlines()[-1:]
+        raise BpfError(e.errno, e.strerror + "".join(f" ({ln[:200]})" for ln in last)) from None
+    return fd, log.value.decode(errors="replace")
 
 
 def pinned_map_id(path: str) -> Optional[int]:

@@ -90,7 +90,8 @@ class Interfaces:
             finally:
                 store.close()
 
-        loader.attach(ifname, self.paths.pin_root, mode, flags, before_attach=before_attach)
+        loader.attach(ifname, self.paths.pin_root, mode, flags, before_attach=before_attach,
+                      cache_dir=self.paths.cache_dir)
         return self.status(ifname), "attached"
 
     def detach(self, ifname: str) -> None:

@@ -2,6 +2,8 @@
 
 Everything after loading goes through pinned objects and raw bpf(2) calls
 (datapath/bpf.py), so the CLI's list and stats commands never compile.
+Given a cache folder, a load keeps what bcc compiled (datapath/objcache.py)
+and the next load of the same program skips clang.
 
 The pin layout: the host-wide maps (lists, their derived maps, the
 signature table) straight under the pin root, shared by every interface;
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Callable, Optional
 
-from seawall.control.datapath import abi, bpf, counters, hosts, sigtable, summary, tries
+from seawall.control.datapath import abi, bpf, counters, hosts, objcache, sigtable, summary, tries
 from seawall.control.errors import SeawallError
 from seawall.control.state import private_makedirs
 
@@ -40,6 +42,7 @@ MAPS = (*tries.SPECS, *hosts.SPECS, *summary.SPECS, *sigtable.SPECS, *counters.S
 HOST_MAPS = tuple(s for s in MAPS if s.scope == bpf.HOST)
 #: the pinned program in an interface's folder (its maps are counters.PINNED)
 PROG_PIN = "prog"
+BPF_PROG_TYPE_XDP = 6  # enum bpf_prog_type (include/uapi/linux/bpf.h)
 
 
 def xdp_dir() -> str:
@@ -99,44 +102,107 @@ def ensure_bpffs(pin_root: str) -> None:
 
 def cflags(pin_root: str, iface_dir: str, defines: Optional[dict] = None) -> list:
     """Compiler flags: include path, pin paths and tunables, one per element."""
-    flags = ["-I", xdp_dir(), f'-DPIN_ROOT="{pin_root}"', f'-DIFACE_PIN_DIR="{iface_dir}"',
-             f"-DSW_NR_CPUS={bpf.possible_cpus()}"]
+    return pin_flags(pin_root, iface_dir) + code_flags(defines)
+
+
+def pin_flags(pin_root: str, iface_dir: str) -> list:
+    return [f'-DPIN_ROOT="{pin_root}"', f'-DIFACE_PIN_DIR="{iface_dir}"']
+
+
+def code_flags(defines: Optional[dict] = None) -> list:
+    """The flags that change the instructions: the include path, the CPU
+    count and the tunables (the pin paths only tell bcc where the maps are)."""
+    flags = ["-I", xdp_dir(), f"-DSW_NR_CPUS={bpf.possible_cpus()}"]
     for name, value in sorted((defines or {}).items()):
         flags.append(f"-D{name}={int(value)}")
     return flags
 
 
+def cache_key(src: str, flags: list, func: str, include: Optional[str]) -> str:
+    """The object cache's key for a build: every file of xdp/, the source
+    and forced include wherever they are, the flags that change code (the
+    folder of xdp/ itself left out), the kernel and its headers, and bcc."""
+    import bcc
+
+    top = xdp_dir()
+    files = {}
+    for folder, dirs, names in os.walk(top):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in names:
+            if not name.endswith(".pyc"):
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:
+                    files[os.path.relpath(path, top)] = f.read()
+    for role, path in (("source", src), ("include", include)):
+        if path:
+            with open(path, "rb") as f:
+                files[f"<{role}>"] = f.read()
+    release = os.uname().release
+    headers = [os.path.realpath(f"/lib/modules/{release}/{d}") for d in ("build", "source")]
+    return objcache.key(files, [f.replace(top, "<xdp>") for f in flags],
+                        {"func": func, "kernel": release, "headers": headers, "bcc": bcc.__version__})
+
+
 @dataclass
 class Loaded:
-    """A compiled and loaded program; keep it alive while the fd is used."""
+    """A loaded program; keep it alive while the fd is used. `bpf` is the
+    bcc object when it was compiled, None when it came from the cache."""
 
-    bpf: object  # bcc.BPF
+    bpf: object  # bcc.BPF or None
     prog_fd: int
     pin_root: str
     iface_dir: str
+    func: str = PROG_NAME
+
+    @property
+    def cached(self) -> bool:
+        return self.bpf is None
 
     def close(self) -> None:
-        self.bpf.cleanup()
+        if self.bpf is not None:
+            self.bpf.cleanup()
+        elif self.prog_fd >= 0:
+            os.close(self.prog_fd)
+            self.prog_fd = -1
 
 
 def load(pin_root: str, iface_dir: str, defines: Optional[dict] = None, source: str = SOURCE,
-         func: str = PROG_NAME, include: Optional[str] = None) -> Loaded:
+         func: str = PROG_NAME, include: Optional[str] = None, cache_dir: Optional[str] = None) -> Loaded:
     """Compile a program of xdp/ (xdp/seawall.c unless told) with bcc and
     load it. Creates (or opens) the host-wide maps under pin_root and the
     interface's maps under iface_dir. `defines` override tunables.h;
     `include` is a header of xdp/ force-included ahead of the source (the
-    bench builds its profile variants so, xdp/bench/profile.h)."""
-    try:
-        from bcc import BPF
-    except ImportError as e:  # pragma: no cover - setup installs it
-        raise SeawallError("bcc is not importable: run scripts/setup (Debian's python3-bpfcc)") from e
+    bench builds its profile variants so, xdp/bench/profile.h).
+
+    cache_dir: the object cache's folder. A build found there loads without
+    clang (the same maps opened or created, the same instructions); a
+    compile fills it. Any mismatch compiles, with a warning."""
     ensure_bpffs(pin_root)
     private_makedirs(iface_dir)  # and ifaces/ above it: 0700 whatever the umask
     retire_stale_summaries(pin_root, int((defines or {}).get("LIST_SUMMARY_LOG2", abi.LIST_SUMMARY_LOG2)))
     src = os.path.join(xdp_dir(), source)
-    flags = cflags(pin_root, iface_dir, defines)
-    if include is not None:
-        flags += ["-include", os.path.join(xdp_dir(), include)]
+    forced = os.path.join(xdp_dir(), include) if include is not None else None
+    flags = code_flags(defines) + (["-include", forced] if forced else [])
+    folders = {bpf.HOST: pin_root, bpf.IFACE: iface_dir}
+    cache = objcache.Cache(cache_dir) if cache_dir else None
+    k = cache_key(src, flags, func, forced) if cache else None
+    entry = cache.get(k) if cache else None
+    keep = False
+    if entry is not None:
+        fd, keep = objcache.instantiate(entry, folders)
+        if fd is not None:
+            return Loaded(None, fd, pin_root, iface_dir, func)
+    loaded = _compile(src, pin_flags(pin_root, iface_dir) + flags, func, pin_root, iface_dir)
+    if cache is not None and not keep:
+        _remember(cache, k, loaded)
+    return loaded
+
+
+def _compile(src: str, flags: list, func: str, pin_root: str, iface_dir: str) -> Loaded:
+    try:
+        from bcc import BPF
+    except ImportError as e:  # pragma: no cover - setup installs it
+        raise SeawallError("bcc is not importable: run scripts/setup (Debian's python3-bpfcc)") from e
     with _CapturedOutput() as out:
         try:
             b = BPF(src_file=src.encode(), cflags=flags)
@@ -148,7 +214,22 @@ def load(pin_root: str, iface_dir: str, defines: Optional[dict] = None, source: 
     if err is not None:
         hint = _diagnostic(out.text)
         raise SeawallError(f"cannot compile or load {src}: {err}" + (f" ({hint})" if hint else "")) from err
-    return Loaded(b, fn.fd, pin_root, iface_dir)
+    return Loaded(b, fn.fd, pin_root, iface_dir, func)
+
+
+def _remember(cache: objcache.Cache, k: str, loaded: Loaded) -> None:
+    """Put what bcc has just loaded into the cache (or say why not)."""
+    from bcc import lib
+
+    b = loaded.bpf
+    entry, why = objcache.record(
+        k, loaded.func, BPF_PROG_TYPE_XDP, lib.bpf_module_license(b.module).decode(),
+        lib.bpf_module_kern_version(b.module), b.dump_func(loaded.func.encode()), loaded.prog_fd,
+        {bpf.HOST: loaded.pin_root, bpf.IFACE: loaded.iface_dir}, {s.name: s.scope for s in MAPS})
+    if entry is None:
+        objcache.log.warning("object cache: %s not cached: %s", loaded.func, why)
+    else:
+        cache.put(entry)
 
 
 def retire_stale_summaries(pin_root: str, log2: int) -> bool:
@@ -217,13 +298,14 @@ def _diagnostic(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def ensure_global_maps(pin_root: str) -> None:
+def ensure_global_maps(pin_root: str, cache_dir: Optional[str] = None) -> None:
     """Create the host-wide maps if absent, so lists can be edited before
-    any interface is attached. Compiles once; a no-op when they exist."""
+    any interface is attached. Compiles once (or loads from the object
+    cache in cache_dir); a no-op when they exist."""
     if host_maps_pinned(pin_root):
         return
     scratch = os.path.join(ifaces_dir(pin_root), "scratch-%d" % os.getpid())
-    loaded = load(pin_root, scratch)
+    loaded = load(pin_root, scratch, cache_dir=cache_dir)
     loaded.close()
     shutil.rmtree(scratch, ignore_errors=True)
 
@@ -236,12 +318,14 @@ def ifindex(ifname: str) -> int:
 
 
 def attach(ifname: str, pin_root: str, mode: str = "auto", config_flags: int = 0,
-           defines: Optional[dict] = None, before_attach: Optional[Callable[[], None]] = None) -> str:
+           defines: Optional[dict] = None, before_attach: Optional[Callable[[], None]] = None,
+           cache_dir: Optional[str] = None) -> str:
     """Load a program instance for ifname, pin it and attach it.
 
     mode: auto (native, falling back to generic), native or generic.
     before_attach: called once the program and its maps exist, before it
     sees a packet (to fill maps that loading has just created).
+    cache_dir: the object cache (load()), None to always compile.
     Returns the mode actually used. The program stays attached after this
     process exits (netlink attachment holds it).
     """
@@ -251,17 +335,17 @@ def attach(ifname: str, pin_root: str, mode: str = "auto", config_flags: int = 0
     # show as a stale interface in status and break stats.
     new_dir = not os.path.isdir(folder)
     try:
-        return _load_and_attach(ifname, pin_root, folder, mode, config_flags, defines, before_attach)
+        return _load_and_attach(ifname, pin_root, folder, mode, config_flags, defines, before_attach, cache_dir)
     except BaseException:
         if new_dir:
             shutil.rmtree(folder, ignore_errors=True)
         raise
 
 
-def _load_and_attach(ifname, pin_root, folder, mode, config_flags, defines, before_attach) -> str:
+def _load_and_attach(ifname, pin_root, folder, mode, config_flags, defines, before_attach, cache_dir) -> str:
     from bcc import BPF
 
-    loaded = load(pin_root, folder, defines)
+    loaded = load(pin_root, folder, defines, cache_dir=cache_dir)
     try:
         # configure before attaching: a --monitor attach must never drop
         counters.write_flags(folder, config_flags)
@@ -275,7 +359,7 @@ def _load_and_attach(ifname, pin_root, folder, mode, config_flags, defines, befo
     used = None
     for m in tried:
         try:
-            BPF.attach_xdp(ifname, loaded.bpf.funcs[PROG_NAME.encode()], MODE_FLAGS[m])
+            BPF.attach_xdp(ifname, BPF.Function(loaded.bpf, PROG_NAME.encode(), loaded.prog_fd), MODE_FLAGS[m])
             used = m
             break
         except Exception as e:  # bcc raises plain Exception

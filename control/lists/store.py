@@ -165,12 +165,12 @@ class ListStore:
         if not (tries.pinned(pin_root) and sigtable.pinned(pin_root)):
             if not create:
                 raise SeawallError(f"no seawall maps under {pin_root} (nothing attached or listed yet)")
-            loader.ensure_global_maps(pin_root)  # compiles once to create the pinned maps
+            loader.ensure_global_maps(pin_root, paths.cache_dir)  # compiles once to create the pinned maps
             # Fresh maps (first use, or bpffs emptied by a reboot): put back
             # what the journal says is still in force.
             self.restored = self.restore()
         elif create and not loader.host_maps_pinned(pin_root):
-            loader.ensure_global_maps(pin_root)  # lists made by an older seawall: add the derived maps
+            loader.ensure_global_maps(pin_root, paths.cache_dir)  # lists made by an older seawall: add the derived maps
         self._complete_summaries()
 
     def close(self) -> None:
