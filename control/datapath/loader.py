@@ -167,7 +167,8 @@ class Loaded:
 
 
 def load(pin_root: str, iface_dir: str, defines: Optional[dict] = None, source: str = SOURCE,
-         func: str = PROG_NAME, include: Optional[str] = None, cache_dir: Optional[str] = None) -> Loaded:
+         func: str = PROG_NAME, include: Optional[str] = None, cache_dir: Optional[str] = None,
+         meanwhile: Optional[Callable[[], None]] = None) -> Loaded:
     """Compile a program of xdp/ (xdp/seawall.c unless told) with bcc and
     load it. Creates (or opens) the host-wide maps under pin_root and the
     interface's maps under iface_dir. `defines` override tunables.h;
@@ -176,7 +177,12 @@ def load(pin_root: str, iface_dir: str, defines: Optional[dict] = None, source: 
 
     cache_dir: the object cache's folder. A build found there loads without
     clang (the same maps opened or created, the same instructions); a
-    compile fills it. Any mismatch compiles, with a warning."""
+    compile fills it. Any mismatch compiles, with a warning.
+
+    meanwhile: called once, when the maps exist and before the program
+    can be attached: on a cache hit while the kernel verifies it (which
+    takes most of a second), after the load otherwise. If it raises, the
+    program is closed and its exception raised."""
     ensure_bpffs(pin_root)
     private_makedirs(iface_dir)  # and ifaces/ above it: 0700 whatever the umask
     retire_stale_summaries(pin_root, int((defines or {}).get("LIST_SUMMARY_LOG2", abi.LIST_SUMMARY_LOG2)))
@@ -187,15 +193,32 @@ def load(pin_root: str, iface_dir: str, defines: Optional[dict] = None, source: 
     cache = objcache.Cache(cache_dir) if cache_dir else None
     k = cache_key(src, flags, func, forced) if cache else None
     entry = cache.get(k) if cache else None
-    keep = False
+    keep, once = False, _Once(meanwhile)
     if entry is not None:
-        fd, keep = objcache.instantiate(entry, folders)
+        fd, keep = objcache.instantiate(entry, folders, once)
         if fd is not None:
             return Loaded(None, fd, pin_root, iface_dir, func)
     loaded = _compile(src, pin_flags(pin_root, iface_dir) + flags, func, pin_root, iface_dir)
     if cache is not None and not keep:
         _remember(cache, k, loaded)
+    try:
+        once()
+    except BaseException:
+        loaded.close()
+        raise
     return loaded
+
+
+class _Once:
+    """A callable that calls fn the first time only (none: does nothing)."""
+
+    def __init__(self, fn: Optional[Callable[[], None]]):
+        self.fn = fn
+
+    def __call__(self) -> None:
+        fn, self.fn = self.fn, None
+        if fn is not None:
+            fn()
 
 
 def _compile(src: str, flags: list, func: str, pin_root: str, iface_dir: str) -> Loaded:
@@ -323,8 +346,9 @@ def attach(ifname: str, pin_root: str, mode: str = "auto", config_flags: int = 0
     """Load a program instance for ifname, pin it and attach it.
 
     mode: auto (native, falling back to generic), native or generic.
-    before_attach: called once the program and its maps exist, before it
-    sees a packet (to fill maps that loading has just created).
+    before_attach: called once the maps exist (while the kernel verifies
+    the program, on a cache hit), before the program sees a packet (to
+    fill maps that loading has just created).
     cache_dir: the object cache (load()), None to always compile.
     Returns the mode actually used. The program stays attached after this
     process exits (netlink attachment holds it).
@@ -345,15 +369,13 @@ def attach(ifname: str, pin_root: str, mode: str = "auto", config_flags: int = 0
 def _load_and_attach(ifname, pin_root, folder, mode, config_flags, defines, before_attach, cache_dir) -> str:
     from bcc import BPF
 
-    loaded = load(pin_root, folder, defines, cache_dir=cache_dir)
-    try:
+    def prepare() -> None:
         # configure before attaching: a --monitor attach must never drop
         counters.write_flags(folder, config_flags)
         if before_attach is not None:
             before_attach()
-    except BaseException:
-        loaded.close()
-        raise
+
+    loaded = load(pin_root, folder, defines, cache_dir=cache_dir, meanwhile=prepare)
     tried = ["native", "generic"] if mode == "auto" else [mode]
     last_err = None
     used = None

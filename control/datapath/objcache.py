@@ -40,8 +40,9 @@ import logging
 import os
 import struct
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from seawall.control.datapath import bpf
 from seawall.control.state import private_makedirs
@@ -299,8 +300,8 @@ def record(k: str, func: str, prog_type: int, license: str, kern_version: int, i
         maps.append(MapRecord(name, scope, pin, info.type, info.key_size, info.value_size, info.max_entries,
                               info.map_flags, tuple(at)))
     tag = bytes(bpf.prog_info(prog_fd).tag).hex()
-    return Entry(k, func, prog_type, license, kern_version, tag, patch(insns, {i: 0 for m in maps for i in m.slots}),
-                 tuple(maps)), None
+    zeroed = patch(insns, {i: 0 for m in maps for i in m.slots})
+    return Entry(k, func, prog_type, license, kern_version, tag, zeroed, tuple(maps)), None
 
 
 class _Mismatch(Exception):
@@ -327,14 +328,19 @@ def _open_map(rec: MapRecord, folders: dict) -> int:
     return fd
 
 
-def instantiate(entry: Entry, folders: dict) -> tuple:
+def instantiate(entry: Entry, folders: dict, meanwhile: Optional[Callable[[], None]] = None) -> tuple:
     """Load a cached program: its maps opened or created in folders
     ({bpf.HOST: pin root, bpf.IFACE: interface folder}), their fds patched
     in, BPF_PROG_LOAD, the tag checked. Returns (the program's fd, None),
     or (None, keep) when the caller must compile instead (why is logged):
     keep says the entry is sound and the pins are odd (a map of another
     size pinned there), so the compile must not overwrite the entry with
-    what it makes of those odd maps."""
+    what it makes of those odd maps.
+
+    meanwhile: called once the maps exist, while the kernel verifies the
+    program in another thread (the verifier takes most of a second here,
+    in the kernel, without the GIL); its exception is raised after the
+    verifier is done, the program closed."""
     fds = []
     try:
         where = {}
@@ -342,16 +348,52 @@ def instantiate(entry: Entry, folders: dict) -> tuple:
             fd = _open_map(rec, folders)
             fds.append(fd)
             where.update({i: fd for i in rec.slots})
-        prog_fd, _ = bpf.prog_load(entry.prog_type, patch(entry.insns, where), entry.license, entry.func,
-                                   entry.kern_version)
+        prog_fd = _verify(entry, patch(entry.insns, where), meanwhile)
         tag = bytes(bpf.prog_info(prog_fd).tag).hex()
         if tag != entry.tag:
             os.close(prog_fd)
             raise OSError(f"the kernel's tag {tag} is not the compiled program's {entry.tag}")
         return prog_fd, None
+    except _Theirs as e:  # meanwhile's own failure: the caller's to see, not a reason to compile
+        raise e.error from None
     except (_Mismatch, OSError) as e:
         log.warning("object cache: cannot use the cached %s (%s): compiling", entry.func, e)
         return None, isinstance(e, _Mismatch)
     finally:
         for fd in fds:
             os.close(fd)
+
+
+class _Theirs(Exception):
+    """What meanwhile() raised, carried past the handlers of the cache's own errors."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _verify(entry: Entry, insns: bytes, meanwhile: Optional[Callable[[], None]]) -> int:
+    """BPF_PROG_LOAD, with meanwhile() run beside it: the program's fd."""
+    if meanwhile is None:
+        return bpf.prog_load(entry.prog_type, insns, entry.license, entry.func, entry.kern_version)[0]
+    out: dict = {}
+
+    def load() -> None:
+        try:
+            out["fd"] = bpf.prog_load(entry.prog_type, insns, entry.license, entry.func, entry.kern_version)[0]
+        except OSError as e:
+            out["error"] = e
+
+    verifier = threading.Thread(target=load, name="verifier", daemon=True)
+    verifier.start()
+    try:
+        meanwhile()
+    except BaseException as e:
+        verifier.join()
+        if "fd" in out:
+            os.close(out["fd"])
+        raise _Theirs(e) from None
+    verifier.join()
+    if "error" in out:
+        raise out["error"]
+    return out["fd"]

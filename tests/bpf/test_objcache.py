@@ -232,3 +232,38 @@ def test_the_key_follows_the_code_not_the_pins():
     assert base != loader.cache_key(src, loader.code_flags({"MAX_SIGNATURES": 8}), loader.PROG_NAME, None)
     assert base != loader.cache_key(src, loader.code_flags(), "other_func", None)
     assert not any("PIN_ROOT" in f for f in loader.code_flags())
+
+
+def test_meanwhile_runs_once_with_the_maps_there_and_its_error_is_not_a_cache_miss(paths):
+    seen = []
+
+    def meanwhile(name):
+        def run():
+            folder = loader.iface_dir(paths.pin_root, name)
+            there = all(s.pinned(folder) for s in counters.PINNED) and loader.host_maps_pinned(paths.pin_root)
+            seen.append((name, there))
+        return run
+
+    def loads(name, fn):
+        return loader.load(paths.pin_root, loader.iface_dir(paths.pin_root, name), cache_dir=paths.cache_dir,
+                           meanwhile=fn)
+
+    first = loads("compiled", meanwhile("compiled"))  # compiled: after the load
+    second = loads("hit", meanwhile("hit"))  # a hit: beside the verifier
+    try:
+        assert not first.cached and second.cached
+        assert seen == [("compiled", True), ("hit", True)]
+    finally:
+        first.close()
+        second.close()
+
+    class Refused(OSError):
+        pass
+
+    def fails():
+        raise Refused(5, "the restore failed")
+
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(Refused):
+        loads("failing", fails)  # an OSError of its own: raised, not taken for a cache miss
+    assert set(os.listdir("/proc/self/fd")) == before  # the program and maps closed
