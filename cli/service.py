@@ -17,7 +17,7 @@ from seawall.control.errors import UsageError
 @click.option("--interface", "-i", "interfaces", type=IFACE, multiple=True,
               help="attach to and watch IFACE (repeatable) [default: every attached interface]")
 @click.option("--monitor", is_flag=True, default=None, help="decide and log, enforce nothing")
-@click.option("--interval", metavar="DURATION", help="cycle length, 100ms to 10s [default: 1s]")
+@click.option("--interval", metavar="DURATION", help="cycle length, 100ms to 10s [default: 250ms]")
 @click.option("--cycles", type=click.IntRange(1), hidden=True, help="stop after N cycles (tests)")
 @pass_app
 def run(app, config_path, interfaces, monitor, interval, cycles):

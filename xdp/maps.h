@@ -111,6 +111,17 @@ BPF_TABLE_PINNED("lru_percpu_hash", __u32, struct sw_source, src_v4,
 BPF_TABLE_PINNED("lru_percpu_hash", struct in6_addr, struct sw_source, src_v6,
 		 MAX_SOURCES_V6, IFACE_PIN_DIR "/src_v6", 0);
 
+/* Hot sources: the tracked sources that sent config.hot_pkts packets on
+ * one CPU in one epoch (one daemon cycle), counted again here from then
+ * on while they stay hot, per CPU. With a large source table the daemon
+ * reads this one every cycle and the table itself a slice at a time (a
+ * batch read of a million per-CPU entries takes half a second). Only
+ * written while config.hot_pkts is set. */
+BPF_TABLE_PINNED("lru_percpu_hash", __u32, struct sw_source, hot_v4,
+		 HOT_SOURCES_V4, IFACE_PIN_DIR "/hot_v4", 0);
+BPF_TABLE_PINNED("lru_percpu_hash", struct in6_addr, struct sw_source, hot_v6,
+		 HOT_SOURCES_V6, IFACE_PIN_DIR "/hot_v6", 0);
+
 /* Packets and bytes matched per signature slot. Per-CPU. */
 BPF_TABLE_PINNED("percpu_array", __u32, struct sw_counter, sig_hits,
 		 MAX_SIGNATURES, IFACE_PIN_DIR "/sig_hits", 0);

@@ -308,52 +308,98 @@ static __always_inline int (admit)(__u32 hash)
 }
 
 /* No time stamp: the daemon scores what changed between two reads, and
- * a stamp cost 12 ns a packet on the pass path (BENCHMARKS.md). */
-static __always_inline void (source_bump)(struct sw_source *s, __u64 len,
-					int syn)
+ * a stamp cost 12 ns a packet on the pass path (BENCHMARKS.md). With hot
+ * marks off (hot_pkts 0, the default tables) that is all; with them on,
+ * the source's count in this epoch on this CPU. Returns whether the
+ * source is hot on this CPU: hot_pkts packets in this epoch, or in the
+ * previous one. */
+static __always_inline int (source_bump)(struct sw_source *s, __u64 len,
+				       int syn, __u32 epoch, __u32 hot_pkts)
 {
 	s->packets += 1;
 	s->bytes += len;
 	s->syns += syn;
+	if (!hot_pkts)
+		return 0;
+	if (s->epoch != epoch) {
+		s->was_hot = s->epoch + 1 == epoch && s->epoch_pkts >= hot_pkts;
+		s->epoch = epoch;
+		s->epoch_pkts = 0;
+	}
+	if (s->epoch_pkts < 0xffff)
+		s->epoch_pkts += 1;
+	return s->was_hot || s->epoch_pkts >= hot_pkts;
+}
+
+/* A hot source's packet, counted again in the hot table (per-CPU: no
+ * atomics); the packets before it turned hot are only in the source table. */
+static __always_inline void (hot_bump)(struct sw_source *h, __u64 len, int syn)
+{
+	h->packets += 1;
+	h->bytes += len;
+	h->syns += syn;
 }
 
 static __always_inline void (account_v4)(__u32 saddr, __u32 hash, __u64 len,
-				       int syn)
+				       int syn, __u32 epoch, __u32 hot_pkts)
 {
 	struct sw_source *s;
 	struct sw_source fresh = {};
 
 	s = src_v4.lookup(&saddr);
 	if (s) {
-		source_bump(s, len, syn);
 		count_event(SW_EV_SRC_HIT);
-		return;
+		if (!source_bump(s, len, syn, epoch, hot_pkts))
+			return;
+	} else {
+		if (!admit(hash))
+			return;
+		source_bump(&fresh, len, syn, epoch, hot_pkts);
+		if (src_v4.update(&saddr, &fresh) == 0)
+			count_event(SW_EV_SRC_INSERT);
+		if (fresh.epoch_pkts < hot_pkts || !hot_pkts)
+			return;
 	}
-	if (!admit(hash))
-		return;
-	source_bump(&fresh, len, syn);
-	if (src_v4.update(&saddr, &fresh) == 0)
-		count_event(SW_EV_SRC_INSERT);
+	s = hot_v4.lookup(&saddr);
+	if (s) {
+		hot_bump(s, len, syn);
+	} else {
+		__builtin_memset(&fresh, 0, sizeof(fresh));
+		hot_bump(&fresh, len, syn);
+		hot_v4.update(&saddr, &fresh);
+	}
 }
 
 /* saddr: a copy on the stack (the map key), not a packet pointer. */
 static __always_inline void (account_v6)(struct in6_addr *saddr,
-				       __u32 hash, __u64 len, int syn)
+				       __u32 hash, __u64 len, int syn,
+				       __u32 epoch, __u32 hot_pkts)
 {
 	struct sw_source *s;
 	struct sw_source fresh = {};
 
 	s = src_v6.lookup(saddr);
 	if (s) {
-		source_bump(s, len, syn);
 		count_event(SW_EV_SRC_HIT);
-		return;
+		if (!source_bump(s, len, syn, epoch, hot_pkts))
+			return;
+	} else {
+		if (!admit(hash))
+			return;
+		source_bump(&fresh, len, syn, epoch, hot_pkts);
+		if (src_v6.update(saddr, &fresh) == 0)
+			count_event(SW_EV_SRC_INSERT);
+		if (fresh.epoch_pkts < hot_pkts || !hot_pkts)
+			return;
 	}
-	if (!admit(hash))
-		return;
-	source_bump(&fresh, len, syn);
-	if (src_v6.update(saddr, &fresh) == 0)
-		count_event(SW_EV_SRC_INSERT);
+	s = hot_v6.lookup(saddr);
+	if (s) {
+		hot_bump(s, len, syn);
+	} else {
+		__builtin_memset(&fresh, 0, sizeof(fresh));
+		hot_bump(&fresh, len, syn);
+		hot_v6.update(saddr, &fresh);
+	}
 }
 
 /* L4 ports and SYN flag. Ports are returned in host byte order; 0 when the
@@ -640,10 +686,15 @@ int xdp_seawall(struct xdp_md *ctx)
 	}
 
 	/* 4. accounting */
-	if (v6)
-		account_v6(&saddr6, hash, len, syn);
-	else
-		account_v4(saddr4, hash, len, syn);
+	{
+		__u32 epoch = cfg ? cfg->epoch : 0;
+		__u32 hot_pkts = cfg ? cfg->hot_pkts : 0;
+
+		if (v6)
+			account_v6(&saddr6, hash, len, syn, epoch, hot_pkts);
+		else
+			account_v4(saddr4, hash, len, syn, epoch, hot_pkts);
+	}
 	account_features(hash, proto, sport, dport, len, flags, frag, dst);
 
 out:

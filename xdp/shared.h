@@ -76,8 +76,10 @@ struct sw_counter {
 };
 
 struct sw_config {
-	__u32 flags; /* SW_CFG_* */
-	__u32 pad;
+	__u16 flags;    /* SW_CFG_* (was a u32: the same bytes on little-endian) */
+	__u16 hot_pkts; /* a source's packets on one CPU in one epoch that mark
+			 * it hot (hot_v4/hot_v6); 0: no hot marks */
+	__u32 epoch;    /* the daemon's cycle number, written each cycle */
 };
 
 /* LPM trie keys; addresses in network byte order. */
@@ -108,6 +110,10 @@ struct sw_source {
 	__u64 packets;
 	__u64 bytes;
 	__u64 syns;    /* TCP segments with SYN set and ACK clear */
+	/* Kept only while the daemon asks for hot marks (config.hot_pkts): */
+	__u32 epoch;      /* the config's epoch of this CPU's last packet */
+	__u16 epoch_pkts; /* this CPU's packets in that epoch (saturates) */
+	__u16 was_hot;    /* this CPU's previous epoch was that one and hot */
 };
 
 /* Signature rule match bits: which fields of struct sw_sig are compared. */

@@ -48,6 +48,13 @@
 #ifndef MAX_SOURCES_V6
 #define MAX_SOURCES_V6 16384
 #endif
+/* Hot source marks kept (LRU): enough for a botnet's members at once. */
+#ifndef HOT_SOURCES_V4
+#define HOT_SOURCES_V4 32768
+#endif
+#ifndef HOT_SOURCES_V6
+#define HOT_SOURCES_V6 8192
+#endif
 
 /* Admission doorkeeper: slots (power of two) remembering a source tag; a
  * source is inserted into the LRU only on its second sighting in its slot,

@@ -150,6 +150,8 @@ LIST_SUMMARY_LOG2 = 24  # bits per list summary, as a log
 BLOCK_EXPIRED_HOPS = 4
 MAX_SOURCES_V4 = 65536
 MAX_SOURCES_V6 = 16384
+HOT_SOURCES_V4 = 32768
+HOT_SOURCES_V6 = 8192
 ADMIT_SLOTS = 65536
 ADMIT_RATE = 4096  # LRU inserts per second per CPU
 ADMIT_BURST = 1024
@@ -166,7 +168,8 @@ LAST_HIT_GRANULARITY_NS = 1_000_000_000
 
 #: the tunables above, by their C name
 TUNABLES = ("VLAN_MAX_DEPTH", "IPV6_EXT_MAX_CHAIN", "MAX_ALLOW_ENTRIES", "MAX_BLOCK_ENTRIES",
-            "LIST_SUMMARY_LOG2", "BLOCK_EXPIRED_HOPS", "MAX_SOURCES_V4", "MAX_SOURCES_V6", "ADMIT_SLOTS",
+            "LIST_SUMMARY_LOG2", "BLOCK_EXPIRED_HOPS", "MAX_SOURCES_V4", "MAX_SOURCES_V6", "HOT_SOURCES_V4",
+            "HOT_SOURCES_V6", "ADMIT_SLOTS",
             "ADMIT_RATE", "ADMIT_BURST", "MAX_SIGNATURES", "SRC_BUCKETS", "PORT_BUCKETS", "PROTO_BUCKETS",
             "LEN_CLASSES", "FLAG_BUCKETS", "FRAG_BUCKETS", "DST_BUCKETS", "LEN_CLASS_WIDTH",
             "LAST_HIT_GRANULARITY_NS")
@@ -251,7 +254,7 @@ class SwCounter(ctypes.Structure):
 
 
 class SwConfig(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
+    _fields_ = [("flags", ctypes.c_uint16), ("hot_pkts", ctypes.c_uint16), ("epoch", ctypes.c_uint32)]
 
 
 class SwLpmV4(ctypes.Structure):
@@ -282,6 +285,9 @@ class SwSource(ctypes.Structure):
         ("packets", ctypes.c_uint64),
         ("bytes", ctypes.c_uint64),
         ("syns", ctypes.c_uint64),
+        ("epoch", ctypes.c_uint32),
+        ("epoch_pkts", ctypes.c_uint16),
+        ("was_hot", ctypes.c_uint16),
     ]
 
 

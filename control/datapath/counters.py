@@ -1,6 +1,6 @@
 """The per-interface maps: owner of config, stats, events, features,
-src_v4, src_v6 and sig_hits (pinned in the interface's own folder), and of
-the program's private scratch maps.
+src_v4, src_v6, hot_v4, hot_v6 and sig_hits (pinned in the interface's own
+folder), and of the program's private scratch maps.
 
 Reads land straight in numpy arrays: one batch syscall per chunk of
 entries, never one per entry, per-CPU values summed over CPUs. Raw bpf(2),
@@ -9,13 +9,17 @@ no bcc.
 
 from __future__ import annotations
 
+import ctypes
+from typing import Optional
+
 import numpy as np
 
 from seawall.control.addr import Sources
 from seawall.control.datapath import abi, bpf
 from seawall.control.datapath.bpf import IFACE, SCRATCH, MapSpec
 
-#: slot 0: the interface's flags (abi.CfgFlag), flipped at run time
+#: slot 0: the interface's flags (abi.CfgFlag), flipped at run time, and
+#: the daemon's epoch and hot threshold, written each cycle
 CONFIG = MapSpec("config", IFACE, bpf.MAP_TYPE_ARRAY, abi.U32, abi.SwConfig, 1)
 #: packets and bytes by abi.Reason, per CPU
 STATS = MapSpec("stats", IFACE, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.SwCounter, abi.REASON_MAX)
@@ -28,6 +32,11 @@ SOURCES = {
     4: MapSpec("src_v4", IFACE, bpf.MAP_TYPE_LRU_PERCPU_HASH, abi.IN_ADDR, abi.SwSource, abi.MAX_SOURCES_V4),
     6: MapSpec("src_v6", IFACE, bpf.MAP_TYPE_LRU_PERCPU_HASH, abi.IN6_ADDR, abi.SwSource, abi.MAX_SOURCES_V6),
 }
+#: the hot sources (maps.h), counted again since they turned hot
+HOT = {
+    4: MapSpec("hot_v4", IFACE, bpf.MAP_TYPE_LRU_PERCPU_HASH, abi.IN_ADDR, abi.SwSource, abi.HOT_SOURCES_V4),
+    6: MapSpec("hot_v6", IFACE, bpf.MAP_TYPE_LRU_PERCPU_HASH, abi.IN6_ADDR, abi.SwSource, abi.HOT_SOURCES_V6),
+}
 #: packets and bytes matched per signature slot, per CPU
 SIG_HITS = MapSpec("sig_hits", IFACE, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.SwCounter, abi.MAX_SIGNATURES)
 
@@ -38,7 +47,7 @@ ADMIT_TAGS = MapSpec("admit_tags", SCRATCH, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, 
 ADMIT_BUDGET = MapSpec("admit_budget", SCRATCH, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.SwAdmitBucket, 1)
 STAMP_CACHE = MapSpec("stamp_cache", SCRATCH, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.SwStamp, 1)
 
-SPECS = (CONFIG, STATS, EVENTS, FEATURES, SOURCES[4], SOURCES[6], SIG_HITS,
+SPECS = (CONFIG, STATS, EVENTS, FEATURES, SOURCES[4], SOURCES[6], HOT[4], HOT[6], SIG_HITS,
          SIG_RATE, ADMIT_TAGS, ADMIT_BUDGET, STAMP_CACHE)
 PINNED = tuple(s for s in SPECS if s.scope == IFACE)
 
@@ -54,11 +63,20 @@ def read_flags(iface_dir: str) -> int:
     return abi.SwConfig.from_buffer_copy(raw).flags if raw else 0
 
 
+def _rewrite_config(m: bpf.Map, **fields) -> None:
+    """Change some fields of the config slot, keeping the others."""
+    raw = m.lookup(_SLOT0)
+    cfg = abi.SwConfig.from_buffer_copy(raw[:ctypes.sizeof(abi.SwConfig)]) if raw else abi.SwConfig()
+    for k, v in fields.items():
+        setattr(cfg, k, int(v))
+    m.update(_SLOT0, bytes(cfg))
+
+
 def write_flags(iface_dir: str, flags: int) -> None:
     """Set the interface's flags (monitor mode): the program reads them per
     packet, so no reload is needed."""
     with CONFIG.open(iface_dir) as m:
-        m.update(_SLOT0, bytes(abi.SwConfig(flags=int(flags))))
+        _rewrite_config(m, flags=flags)
 
 
 class IfaceCounters:
@@ -68,12 +86,15 @@ class IfaceCounters:
         self.iface_dir = iface_dir
         self.features = FEATURES.open(iface_dir)
         self.sources = {v: spec.open(iface_dir) for v, spec in SOURCES.items()}
+        self.hot = {v: spec.open(iface_dir) for v, spec in HOT.items()}
+        self.config = CONFIG.open(iface_dir)
         self.stats = STATS.open(iface_dir)
         self.events = EVENTS.open(iface_dir)
         self.sig_hits = SIG_HITS.open(iface_dir)
 
     def close(self) -> None:
-        for m in (self.features, *self.sources.values(), self.stats, self.events, self.sig_hits):
+        for m in (self.features, *self.sources.values(), *self.hot.values(), self.config, self.stats,
+                  self.events, self.sig_hits):
             m.close()
 
     def __enter__(self) -> "IfaceCounters":
@@ -93,6 +114,42 @@ class IfaceCounters:
             keys, vals = m.lookup_batch()
             rows[v] = (keys, m.cpu_sum(vals, 3))
         return Sources.from_kernel(*rows[4], *rows[6])
+
+    def source_capacity(self) -> int:
+        """How many sources the interface's tables can track."""
+        return sum(m.max_entries for m in self.sources.values())
+
+    def write_epoch(self, epoch: int, hot_pkts: int) -> None:
+        """Start an epoch (the daemon's cycle) and set the hot threshold:
+        a source's packets on one CPU in one epoch that make it hot (0:
+        no hot marks, the program then keeps no epoch counts)."""
+        _rewrite_config(self.config, epoch=epoch & 0xFFFFFFFF, hot_pkts=max(0, min(int(hot_pkts), 0xFFFF)))
+
+    def read_hot(self) -> Sources:
+        """The hot sources, with what they sent since they turned hot
+        (cumulative, like read_sources)."""
+        rows = {}
+        for v, m in self.hot.items():
+            keys, vals = m.lookup_batch()
+            rows[v] = (keys, m.cpu_sum(vals, 3))
+        return Sources.from_kernel(*rows[4], *rows[6])
+
+    def read_slice(self, version: int, cursor: Optional[bytes], count: int) -> tuple:
+        """(sources, last_epoch, cursor) of up to `count` tracked sources of
+        one family, read from `cursor` (None: the start; a None cursor back
+        means the table's end was reached). sources: cumulative counters;
+        last_epoch: the latest epoch in which any CPU counted the source
+        (kept while hot marks are on)."""
+        m = self.sources[version]
+        keys, vals, nxt = m.lookup_slice(cursor, count)
+        per_cpu = np.ascontiguousarray(vals).view(np.uint32).reshape(len(vals), m.ncpu, m.stride // 4)
+        epoch_word = abi.SwSource.epoch.offset // 4
+        last = per_cpu[:, :, epoch_word].max(axis=1) if len(vals) else np.zeros(0, np.uint32)
+        counts = m.cpu_sum(vals, 3) if len(vals) else np.zeros((0, 3), np.uint64)
+        none = {4: np.zeros((0, 4), np.uint8), 6: np.zeros((0, 16), np.uint8)}
+        k4, v4 = (keys, counts) if version == 4 else (none[4], np.zeros((0, 3), np.uint64))
+        k6, v6 = (keys, counts) if version == 6 else (none[6], np.zeros((0, 3), np.uint64))
+        return Sources.from_kernel(k4, v4, k6, v6), last, nxt
 
     def read_stats(self) -> np.ndarray:
         """(REASON_MAX, 2): packets and bytes per abi.Reason."""

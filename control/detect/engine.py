@@ -82,6 +82,9 @@ class Observation:
     #: for decisions about to expire (Engine.expiring): the time of their
     #: last drop, on the same clock as t (the kernel's own stamps)
     last_hits: dict = field(default_factory=dict)
+    #: False when `sources` may miss active sources (a large table not yet
+    #: read round once): then no prefix is blocked whole
+    members_known: bool = True
 
     @property
     def packets(self) -> float:
@@ -313,7 +316,7 @@ class Engine:
         inv, n_groups = group_labels(masked.ver, masked.hi, masked.lo)
         n_all = np.bincount(inv, minlength=n_groups)
         n_heavy = np.bincount(inv, weights=is_heavy, minlength=n_groups)
-        agg = (n_heavy >= a.aggregate_min) & (n_heavy == n_all)
+        agg = (n_heavy >= a.aggregate_min) & (n_heavy == n_all) & obs.members_known
         if agg.any():  # the good: busy in the baseline, or customers now (silent this cycle or not)
             good = [self.base.regulars.sources] + ([self.serving.peers] if self.serving is not None else [])
             nets = Sources.concat([g.network(a.aggregate_v4, a.aggregate_v6) for g in good])

@@ -25,10 +25,11 @@ from seawall.control.datapath import loader
 from seawall.control.datapath.counters import IfaceCounters
 from seawall.control.datapath.interfaces import Interfaces
 from seawall.control.detect.engine import BlockAction, CycleReport, Engine, Observation, SignatureAction
-from seawall.control.detect.observe import Snapshot, observe
+from seawall.control.detect.observe import observe
 from seawall.control.errors import SeawallError, UsageError
 from seawall.control.lists.store import ListStore, NotDurable
 from seawall.control.service import persist
+from seawall.control.service.sources import SourceReader
 from seawall.control.signature import Signature
 from seawall.control.state import Clock, Paths
 
@@ -72,6 +73,7 @@ class Daemon:
         self.reload = False
         self.attached_here: list = []
         self.counters: dict = {}  # interface -> IfaceCounters
+        self.readers: dict = {}  # interface -> SourceReader of its counters
         self.snapshots: dict = {}  # interface -> Snapshot of the last cycle
         self.store: Optional[ListStore] = None
         self.engine: Optional[Engine] = None
@@ -135,6 +137,8 @@ class Daemon:
         interfaces it attached; `seawall bench` for its scratch maps."""
         self.store = store
         self.counters = dict(counters)
+        self.readers = {n: SourceReader(c, self.cfg.daemon.interval, self.cfg.attribution.returning_min_pps)
+                        for n, c in self.counters.items()}
         base, said = persist.load(self.paths.baseline, self.cfg, time.monotonic(), self.clock.wall())
         event("baseline", result=said)
         self.engine = Engine(self.cfg, self._allowed, base)
@@ -220,7 +224,7 @@ class Daemon:
 
     def snapshot(self) -> dict:
         """{interface: Snapshot} of the counters now."""
-        return {name: Snapshot(c.read_features(), c.read_sources()) for name, c in self.counters.items()}
+        return {name: r.read() for name, r in self.readers.items()}
 
     def observe(self, dt: float) -> Observation:
         cur = self.snapshot()
@@ -514,6 +518,8 @@ class Daemon:
             self._write_owned([])  # left attached on purpose: the operator's now
         if self.metrics_server is not None:
             self.metrics_server[0].shutdown()
+        for r in self.readers.values():
+            r.close()
         for c in self.counters.values():
             c.close()
         if self.store is not None:

@@ -121,6 +121,16 @@ class Datapath:
         s = m.cpu_sum(raw, 3)
         return abi.SwSource(packets=int(s[0]), bytes=int(s[1]), syns=int(s[2]))
 
+    def hot(self, addr: str) -> Optional[abi.SwSource]:
+        """The hot table's counters for one address, summed over CPUs."""
+        p = Prefix.parse(addr)
+        m = self.counters.hot[p.version]
+        raw = m.lookup(p.packed)
+        if raw is None:
+            return None
+        s = m.cpu_sum(raw, 3)
+        return abi.SwSource(packets=int(s[0]), bytes=int(s[1]), syns=int(s[2]))
+
     def tracked(self, version: int) -> int:
         """Number of tracked sources of one family."""
         return sum(1 for _ in self.counters.sources[version].keys())
@@ -184,9 +194,10 @@ class Datapath:
         for lst in ("block", "allow"):
             for v in (4, 6):
                 self._empty(self.trie(lst, v))
-        for m in self.counters.sources.values():
+        for m in (*self.counters.sources.values(), *self.counters.hot.values()):
             self._empty(m)
         self.set_config(0)
+        self.counters.write_epoch(0, 0)
         for m in self._scratch.values():
             self._zero_array(m)
 

@@ -226,3 +226,54 @@ def test_dropped_packets_leave_histograms_alone(datapath):
     f0 = datapath.features(keys)
     assert datapath.run(frame) == XDP_DROP
     assert datapath.features(keys) == f0
+
+
+# --- hot marks (a large table's per-cycle view) ------------------------------
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_a_source_turns_hot_at_the_threshold_and_stays_hot_one_epoch(datapath, version):
+    src = "198.18.9.7" if version == 4 else "2001:2:0:9::7"
+    l3 = ip4(src) if version == 4 else ip6(src)
+    frame = bytes(eth() / l3 / udp(dport=53) / Raw(b"q" * 40))
+    datapath.run(frame)  # the doorkeeper's first sighting: not tracked yet
+    datapath.counters.write_epoch(5, 3)
+    datapath.run(frame)  # admitted: 1 packet in epoch 5
+    datapath.run(frame)
+    assert datapath.hot(src) is None, "2 packets of 3 needed: not hot yet"
+    datapath.run(frame)  # the third: hot from this packet on
+    assert datapath.hot(src).packets == 1
+    datapath.run(frame, repeat=4)
+    h = datapath.hot(src)
+    assert (h.packets, h.bytes) == (5, 5 * len(frame))
+    assert datapath.source(src).packets == 7, "the source table counts every packet"
+
+    datapath.counters.write_epoch(6, 3)  # next epoch: hot in the last one, so hot at once
+    datapath.run(frame)
+    assert datapath.hot(src).packets == 6
+    datapath.counters.write_epoch(8, 3)  # an epoch skipped: it has to earn it again
+    datapath.run(frame, repeat=2)
+    assert datapath.hot(src).packets == 6
+    datapath.run(frame)
+    assert datapath.hot(src).packets == 7
+    sl, last, _ = datapath.counters.read_slice(version, None, 1024)
+    assert len(sl) == 1 and int(last[0]) == 8, "the table keeps the source's last epoch"
+
+
+def test_no_hot_marks_while_the_threshold_is_zero(datapath):
+    frame = bytes(eth() / ip4("198.18.9.8") / udp(dport=53))
+    datapath.counters.write_epoch(3, 0)
+    datapath.run(frame, repeat=50)
+    assert datapath.source("198.18.9.8").packets == 49
+    assert datapath.hot("198.18.9.8") is None
+    sl, last, _ = datapath.counters.read_slice(4, None, 1024)
+    assert int(last[0]) == 0, "no epoch is kept without hot marks"
+
+
+def test_monitor_flag_and_hot_marks_share_the_config_slot(datapath):
+    datapath.counters.write_epoch(9, 2)
+    datapath.set_config(abi.CfgFlag.MONITOR)
+    cfg = abi.SwConfig.from_buffer_copy(datapath.counters.config.lookup(b"\0" * 4))
+    assert (cfg.flags, cfg.epoch, cfg.hot_pkts) == (abi.CfgFlag.MONITOR, 9, 2)
+    datapath.counters.write_epoch(10, 2)
+    assert abi.SwConfig.from_buffer_copy(datapath.counters.config.lookup(b"\0" * 4)).flags == abi.CfgFlag.MONITOR

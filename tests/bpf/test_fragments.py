@@ -22,8 +22,8 @@ import random
 
 import numpy as np
 import pytest
-from scapy.layers.inet import IP, TCP, UDP, fragment
-from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
+from scapy.layers.inet import TCP, UDP, fragment
+from scapy.layers.inet6 import IPv6ExtHdrFragment, fragment6
 from scapy.packet import Raw
 
 from seawall.cli.main import main as cli_main

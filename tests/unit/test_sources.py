@@ -268,3 +268,23 @@ def test_delta_of_a_restarted_counter_is_its_current_value(rows):
     prev = make({a: tuple(c + p + 1 for c, p in zip(cur, pre)) for a, (cur, pre) in rows.items()})
     cur = make({a: c for a, (c, _) in rows.items()})
     assert as_dict(delta(cur, prev)) == {a: c for a, (c, _) in rows.items()}
+
+
+# --- a large table's partial reads (detect/observe.seen_rows) ---------------
+
+
+def test_seen_rows_are_the_recently_active_not_hot_sources_one_packet_each():
+    from seawall.control.detect.observe import seen_rows
+
+    swept = Sources.from_addresses(["198.18.0.1", "198.18.0.2", "198.18.0.3", "2001:2::9"],
+                                   [10, 4, 7, 3], [10 * 600, 4 * 80, 7 * 1500, 3 * 100], [0, 4, 1, 0])
+    hot = Sources.from_addresses(["198.18.0.3"], [5])
+    last = np.array([12, 9, 12, 11], np.uint32)
+    got = seen_rows(swept, last, 11, hot)
+    assert [str(got.prefix(i)) for i in range(len(got))] == ["198.18.0.1/32", "2001:2::9/128"]
+    assert got.packets.tolist() == [1, 1]
+    assert got.bytes.tolist() == [600, 100], "each at its mean packet size"
+    assert got.syns.tolist() == [0, 0]
+    syn = seen_rows(swept, last, 0, Sources.empty())
+    assert syn.syns.tolist() == [0, 1, 0, 0], "a source of mostly SYNs counts as one SYN"
+    assert len(seen_rows(swept, last, 13, hot)) == 0

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from seawall.control.config import Config, DetectionConfig, MetricsConfig
+from seawall.control.config import Config, DaemonConfig, DetectionConfig, MetricsConfig
 from seawall.control.datapath import abi, loader
 from seawall.control.datapath.counters import IfaceCounters
 from seawall.control.detect.observe import Snapshot, observe
@@ -49,17 +49,24 @@ class CycleSim:
         self.addrs = self.rng.choice(2**32 - 1, size=n, replace=False).astype(np.uint32) + np.uint32(1)
         self.keys = self.addrs.astype(">u4").view(np.uint8).reshape(-1, 4)
         self.cum = np.zeros((n, 3), np.uint64)  # packets, bytes, syns
+        self.hot_cum = np.zeros((n, 3), np.uint64)  # the same, counted while hot
+        self.was_hot = np.zeros(n, bool)
         self.feat = np.zeros(self.counters.features.max_entries, np.uint64)
         self.offsets = abi.feature_offsets()
         self.step(attack=False)
         # warm-up 0: the engine scores from its fourth cycle on
-        cfg = Config(detection=DetectionConfig(warmup=0.0), metrics=MetricsConfig(enabled=False))
+        # cycles of one second, as cycle() scores them
+        cfg = Config(daemon=DaemonConfig(interval=1.0), detection=DetectionConfig(warmup=0.0),
+                     metrics=MetricsConfig(enabled=False))
         self.d = Daemon(cfg, paths)
         self.d.watch({iface: self.counters}, self.store)
 
     def step(self, attack: bool) -> None:
         """One cycle's traffic: every source 1 + Poisson(2) packets of a
-        web mix; under attack, 1% of them send 5,000 UDP packets each."""
+        web mix; under attack, 1% of them send 5,000 UDP packets each. The
+        counters go in as the datapath would count them on CPU 0: with a
+        large table, the epoch counts too and the hot table (maps.h) for
+        the sources at the daemon's hot threshold."""
         n, rng = self.n, self.rng
         pk = 1 + rng.poisson(2.0, n).astype(np.uint64)
         heavy = np.zeros(n, bool)
@@ -71,6 +78,20 @@ class CycleSim:
         self.cum[:, 2] += (pk // np.uint64(8))
         vals = np.zeros((n, self.ncpu, self.stride // 8), np.uint64)
         vals[:, 0, :3] = self.cum
+        cfg = abi.SwConfig.from_buffer_copy(self.counters.config.lookup(b"\0" * 4))
+        if cfg.hot_pkts:
+            hot = (pk >= cfg.hot_pkts) | self.was_hot
+            vals[:, 0, 3] = (np.uint64(cfg.epoch) | (np.minimum(pk, 0xFFFF) << np.uint64(32))
+                             | (self.was_hot.astype(np.uint64) << np.uint64(48)))
+            # a source turning hot is counted in the hot table from its
+            # hot_pkts-th packet on
+            add = np.where(self.was_hot, pk, pk - np.minimum(pk, np.uint64(cfg.hot_pkts - 1)))
+            self.hot_cum[hot] += np.stack([add, add * np.uint64(600), add // np.uint64(8)], axis=1)[hot]
+            self.was_hot = pk >= cfg.hot_pkts
+            idx = np.flatnonzero(hot)
+            hv = np.zeros((len(idx), self.ncpu, self.stride // 8), np.uint64)
+            hv[:, 0, :3] = self.hot_cum[idx]
+            self.counters.hot[4].update_batch(self.keys[idx], hv.view(np.uint8).reshape(len(idx), -1))
         self.counters.sources[4].update_batch(self.keys, vals.view(np.uint8).reshape(n, -1))
         # the feature histograms of the same packets
         total = int(pk.sum())
