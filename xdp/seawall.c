@@ -254,10 +254,18 @@ static __always_inline int (check_block_v6)(const struct in6_addr *saddr,
 
 /* --- accounting ------------------------------------------------------------ */
 
+/* This CPU's counter of a histogram slot: a CPU writes only its own
+ * region of the features array (maps.h), so a plain add is enough. */
 static __always_inline void (feature_bump)(__u32 slot)
 {
-	__u64 *v = features.lookup(&slot);
+	__u32 cpu = bpf_get_smp_processor_id();
+	__u32 idx;
+	__u64 *v;
 
+	if (cpu >= SW_NR_CPUS)
+		return;
+	idx = cpu * FEAT_SLOTS + slot;
+	v = features.lookup(&idx);
 	if (v)
 		*v += 1;
 }

@@ -10,6 +10,7 @@ no bcc.
 from __future__ import annotations
 
 import ctypes
+import mmap
 from typing import Optional
 
 import numpy as np
@@ -25,8 +26,9 @@ CONFIG = MapSpec("config", IFACE, bpf.MAP_TYPE_ARRAY, abi.U32, abi.SwConfig, 1)
 STATS = MapSpec("stats", IFACE, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.SwCounter, abi.REASON_MAX)
 #: counts by abi.Event, per CPU
 EVENTS = MapSpec("events", IFACE, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.U64, abi.EVENT_MAX)
-#: cumulative feature histograms, back to back (abi.feature_offsets), per CPU
-FEATURES = MapSpec("features", IFACE, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.U64, abi.FEATURE_SLOTS)
+#: cumulative feature histograms, back to back (abi.feature_offsets): one
+#: region of FEATURE_SLOTS per possible CPU, mapped into memory to be read
+FEATURES = MapSpec("features", IFACE, bpf.MAP_TYPE_ARRAY, abi.U32, abi.U64, abi.FEATURE_SLOTS * bpf.possible_cpus())
 #: tracked sources, by address (network order)
 SOURCES = {
     4: MapSpec("src_v4", IFACE, bpf.MAP_TYPE_LRU_PERCPU_HASH, abi.IN_ADDR, abi.SwSource, abi.MAX_SOURCES_V4),
@@ -52,6 +54,15 @@ SPECS = (CONFIG, STATS, EVENTS, FEATURES, SOURCES[4], SOURCES[6], HOT[4], HOT[6]
 PINNED = tuple(s for s in SPECS if s.scope == IFACE)
 
 _SLOT0 = b"\0" * 4
+
+
+def _map_memory(m: bpf.Map) -> mmap.mmap:
+    """An array map made with BPF_F_MMAPABLE, mapped read-only."""
+    size = -(-m.value_size * m.max_entries // mmap.PAGESIZE) * mmap.PAGESIZE
+    try:
+        return mmap.mmap(m.fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+    except OSError as e:
+        raise bpf.BpfError(e.errno, f"{m.name}: cannot map it into memory: {e.strerror}") from e
 
 
 def read_flags(iface_dir: str) -> int:
@@ -85,14 +96,22 @@ class IfaceCounters:
     def __init__(self, iface_dir: str):
         self.iface_dir = iface_dir
         self.features = FEATURES.open(iface_dir)
+        # a program of an older build, still attached, has them per CPU
+        self._features_mem = _map_memory(self.features) if not self.features.percpu else None
         self.sources = {v: spec.open(iface_dir) for v, spec in SOURCES.items()}
-        self.hot = {v: spec.open(iface_dir) for v, spec in HOT.items()}
+        # a program of an older build, still attached, has no hot table
+        self.hot = {v: spec.open(iface_dir) for v, spec in HOT.items() if spec.pinned(iface_dir)}
         self.config = CONFIG.open(iface_dir)
         self.stats = STATS.open(iface_dir)
         self.events = EVENTS.open(iface_dir)
         self.sig_hits = SIG_HITS.open(iface_dir)
 
     def close(self) -> None:
+        try:
+            if self._features_mem is not None:
+                self._features_mem.close()
+        except BufferError:  # a caller still holds a view of it: the GC unmaps it
+            pass
         for m in (self.features, *self.sources.values(), *self.hot.values(), self.config, self.stats,
                   self.events, self.sig_hits):
             m.close()
@@ -104,8 +123,12 @@ class IfaceCounters:
         self.close()
 
     def read_features(self) -> np.ndarray:
-        """abi.FEATURE_SLOTS cumulative packet counts."""
-        return self.features.read_array(1)[:, 0]
+        """abi.FEATURE_SLOTS cumulative packet counts, summed over CPUs."""
+        if self._features_mem is None:
+            return self.features.read_array(1)[:, 0]
+        ncpu = self.features.max_entries // abi.FEATURE_SLOTS
+        regions = np.frombuffer(self._features_mem, np.uint64, count=ncpu * abi.FEATURE_SLOTS)
+        return regions.reshape(ncpu, abi.FEATURE_SLOTS).sum(axis=0, dtype=np.uint64)
 
     def read_sources(self) -> Sources:
         """Every tracked source with its cumulative counters."""
@@ -114,6 +137,12 @@ class IfaceCounters:
             keys, vals = m.lookup_batch()
             rows[v] = (keys, m.cpu_sum(vals, 3))
         return Sources.from_kernel(*rows[4], *rows[6])
+
+    @property
+    def hot_marks(self) -> bool:
+        """Whether the attached program keeps hot marks (every build since
+        the hot table; an older one, still attached, is read whole)."""
+        return len(self.hot) == len(HOT)
 
     def source_capacity(self) -> int:
         """How many sources the interface's tables can track."""

@@ -135,18 +135,23 @@ class Summaries:
             return
         m = self._maps[SUMMARIES[(lst, version)]]
         start, end = spans(version, keys, self.log2(m))
-        if len(keys) <= 4 and int((end - start).max()) <= 64:
-            # the common case, one entry: read and write one word (an
-            # aligned run of at most 64 bits never straddles two)
-            for w in sorted(set((start >> 6).tolist())):
-                key = np.array([w], "=u4").tobytes()
-                old = int(np.frombuffer(m.lookup(key), "=u8")[0])
-                new = old
-                for a, b in zip(start.tolist(), end.tolist()):
-                    if a >> 6 == w:
-                        new |= ((1 << (b - a)) - 1) << (a & 63)
-                if new != old:
-                    m.update(key, np.array([new], "=u8").tobytes())
+        first, last = start >> 6, (end - 1) >> 6
+        if int((last - first + 1).sum()) <= SPARSE_WORDS:
+            # a few entries (one from the CLI, a cycle's blocks from the
+            # daemon): read and write only the words they touch; a whole
+            # summary is 262,144 words, 76 ms to read
+            touched = np.unique(np.concatenate([np.arange(a, b + 1) for a, b in
+                                                zip(first.tolist(), last.tolist())])).astype(np.uint32)
+            old = np.array([int(np.frombuffer(m.lookup(w.tobytes()), "=u8")[0]) for w in touched], np.uint64)
+            local = np.zeros(int(touched[-1]) - int(touched[0]) + 1, np.uint64)
+            base = int(touched[0])
+            local[touched - base] = old
+            set_spans(local, start - (base << 6), end - (base << 6))
+            new = local[touched - base]
+            changed = new != old
+            if changed.any():
+                m.update_batch(touched[changed].view(np.uint8).reshape(-1, 4),
+                               np.ascontiguousarray(new[changed]).view(np.uint8).reshape(-1, 8))
             return
         words = self._read(m)
         before = words.copy()
@@ -191,6 +196,8 @@ class Summaries:
 
 
 _SLOT0 = b"\0" * 4
+#: summary words a mark reads and writes one by one, rather than the map whole
+SPARSE_WORDS = 2048
 
 
 def pinned(pin_root: str) -> bool:

@@ -255,6 +255,32 @@ class ListStore:
             lambda _: encode_many("block", now, [tries.cidr(p) for p in prefixes], **fields), durable)
         return [(Entry(p, "block", expires_at, reason, source, now), r) for p, r in zip(prefixes, replaced)]
 
+    def block_add_each(self, items: list, source: str = "manual", durable: bool = True) -> list:
+        """Add or replace blocks, each with its own ttl, reason and extra
+        fields: items are (prefix, ttl, reason, extra). One lock, one batch
+        write per list and one journal append for all (the daemon's blocks
+        of one cycle: 256 at most, 0.3 ms each when added one by one).
+        Returns [(Entry, replaced)] in the order given."""
+        items = list(items)
+        if not items:
+            return []
+        now = self.clock.wall()
+        expiry = [self._expires(ttl) for _, ttl, _, _ in items]
+        flags = abi.BlockFlag.AUTO if source == "auto" else 0
+        prefixes = [p for p, _, _, _ in items]
+        expires_ns = np.array([ns for _, ns in expiry], np.uint64)
+
+        def records(_) -> str:
+            return "".join(encode(record("block", now, tries.cidr(p), expires_at=at, reason=reason, source=source,
+                                         **(extra or {})))
+                           for (p, _, reason, extra), (at, _) in zip(items, expiry))
+
+        replaced = self._commit(
+            self._put("block", prefixes, lambda idx, plens: tries.block_values(plens, expires_ns[idx], flags)),
+            records, durable)
+        return [(Entry(p, "block", at, reason, source, now), r)
+                for (p, _, reason, _), (at, _), r in zip(items, expiry, replaced)]
+
     def block_del(self, prefixes: Iterable[Prefix]) -> list:
         """Remove blocks; [found] in the order given."""
         return self._del("block", "unblock", list(prefixes))

@@ -287,8 +287,7 @@ class Daemon:
             event("note", text=rep.note)
         try:
             with self.store.journal.batched():  # one fsync for the cycle's decisions
-                for act in rep.actions:
-                    self.apply(act)
+                self.apply_all(rep.actions)
         except OSError as e:
             self._state_failed(e)
         self.last = rep
@@ -351,28 +350,52 @@ class Daemon:
             event("housekeeping", **done)
         return done
 
-    def apply(self, act) -> None:
+    def apply_all(self, actions: list) -> None:
+        """Carry out a cycle's decisions: the blocks in one write (one lock,
+        one journal append), then the signatures."""
+        blocks = [a for a in actions if isinstance(a, BlockAction)]
+        if blocks:
+            self._apply_blocks(blocks)
+        for act in actions:
+            if not isinstance(act, BlockAction):
+                self.apply(act)
+
+    def _apply_blocks(self, acts: list, counted: bool = False) -> None:
         monitor = self.cfg.daemon.monitor
-        self.decisions += 1
-        kind = ("would_" if monitor else "") + ("block" if isinstance(act, BlockAction) else "signature")
-        self.decisions_by[kind] += 1
-        if isinstance(act, BlockAction):
-            fields = dict(cidr=str(act.prefix), ttl=round(act.ttl), reason=act.reason, **act.evidence)
-            if monitor:
-                event("would_block", **fields)
-                return
+        kind = "would_block" if monitor else "block"
+        if not counted:
+            self.decisions += len(acts)
+            self.decisions_by[kind] += len(acts)
+        said = [dict(cidr=str(a.prefix), ttl=round(a.ttl), reason=a.reason, **a.evidence) for a in acts]
+        if not monitor:
+            items = [(a.prefix, int(a.ttl), a.reason,
+                      {"score": a.evidence.get("score"), "moved": a.evidence.get("moved"),
+                       "offence": self.engine.offences.get(a.prefix, (1, 0))[0]}) for a in acts]
             try:
-                self.store.block_add([act.prefix], int(act.ttl), act.reason, source="auto", durable=False,
-                                     extra={"score": act.evidence.get("score"), "moved": act.evidence.get("moved"),
-                                            "offence": self.engine.offences.get(act.prefix, (1, 0))[0]})
+                self.store.block_add_each(items, source="auto", durable=False)
                 self._state_ok()
-            except NotDurable as e:  # journal unwritable: the kernel entry stands
+            except NotDurable as e:  # journal unwritable: the kernel entries stand
                 self._state_failed(e.error)
             except SeawallError as e:  # refused, no state directory, or held locked: nothing was changed
-                event("block_failed", cidr=str(act.prefix), error=str(e))
+                if len(acts) > 1:  # all or nothing: one refused entry must not hold back the others
+                    for a in acts:
+                        self._apply_blocks([a], counted=True)
+                    return
+                event("block_failed", cidr=said[0]["cidr"], error=str(e))
                 return
-            event("block", **fields)
-        elif isinstance(act, SignatureAction):
+        for f in said:
+            event(kind, **f)
+
+    def apply(self, act) -> None:
+        """Carry out one decision (apply_all batches a cycle's blocks)."""
+        if isinstance(act, BlockAction):
+            self._apply_blocks([act])
+            return
+        monitor = self.cfg.daemon.monitor
+        self.decisions += 1
+        kind = "would_signature" if monitor else "signature"
+        self.decisions_by[kind] += 1
+        if isinstance(act, SignatureAction):
             fields = dict(rule=act.signature.describe(), ttl=round(act.ttl), reason=act.reason, **act.evidence)
             if monitor:
                 event("would_signature", **fields)

@@ -42,7 +42,7 @@ class SourceReader:
 
     def __init__(self, counters: IfaceCounters, interval: float, min_pps: float):
         self.counters = counters
-        self.partial = counters.source_capacity() > FULL_READ_MAX
+        self.partial = counters.hot_marks and counters.source_capacity() > FULL_READ_MAX
         ncpu = counters.sources[4].ncpu
         self.hot_pkts = hot_threshold(min_pps, interval, ncpu) if self.partial else 0
         self.epoch = 0

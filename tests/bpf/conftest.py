@@ -87,12 +87,6 @@ class Datapath:
 
     # --- counters ----------------------------------------------------------
 
-    @staticmethod
-    def _percpu_u64(m: bpf.Map, key: int, field: int = 0) -> int:
-        raw = m.lookup(key.to_bytes(4, "little"))
-        assert raw is not None, f"{m.name}[{key}] missing (array index out of range?)"
-        return int(m.cpu_sum(raw)[field])
-
     def reasons(self) -> np.ndarray:
         """Packets per reason, summed over CPUs (signed, for deltas)."""
         return self.counters.read_stats()[:, 0].astype(np.int64)
@@ -105,7 +99,7 @@ class Datapath:
 
     def feature(self, feat: abi.Feature, bucket: int) -> int:
         assert 0 <= bucket < abi.FEATURE_SIZES[feat]
-        return self._percpu_u64(self.counters.features, self.offsets[feat] + bucket)
+        return int(self.counters.read_features()[self.offsets[feat] + bucket])
 
     def features(self, wanted: dict) -> dict:
         """{(feature, bucket): count} for the (feature, bucket) pairs given."""

@@ -376,7 +376,6 @@ class Fuzz:
         self.dp = dp
         self.maps = {f"{lst}_v{v}": dp.lists.maps.trie(lst, v) for lst, v in tries.TRIES}
         self.maps["sigs"], self.maps["sig_meta"] = dp.lists.sigs.sigs, dp.lists.sigs.meta
-        self.features = dp.counters.features
         self.offsets = abi.feature_offsets()
 
     def counters(self):
@@ -391,11 +390,8 @@ class Fuzz:
                 o[Feature.DST] + d.dst]
 
     def read_features(self, slots: list) -> Counter:
-        c = Counter()
-        for s in set(slots):
-            raw = self.features.lookup(s.to_bytes(4, "little"))
-            c[s] = int(self.features.cpu_sum(raw)[0])
-        return c
+        h = self.dp.counters.read_features()
+        return Counter({s: int(h[s]) for s in set(slots)})
 
     def summaries(self, how: str) -> None:
         """Where the program has list summaries (datapath/summary.py):

@@ -22,10 +22,11 @@ import numpy as np
 from seawall.control.config import Config, DaemonConfig, DetectionConfig, MetricsConfig
 from seawall.control.datapath import abi, loader
 from seawall.control.datapath.counters import IfaceCounters
-from seawall.control.detect.observe import Snapshot, observe
+from seawall.control.detect.observe import observe
 from seawall.control.errors import SeawallError
 from seawall.control.lists.store import ListStore
 from seawall.control.service.daemon import Daemon
+from seawall.control.service.sources import SLICE
 from seawall.control.state import Paths
 from seawall.control.tools.bench.report import Case, Params, Report
 
@@ -51,7 +52,7 @@ class CycleSim:
         self.cum = np.zeros((n, 3), np.uint64)  # packets, bytes, syns
         self.hot_cum = np.zeros((n, 3), np.uint64)  # the same, counted while hot
         self.was_hot = np.zeros(n, bool)
-        self.feat = np.zeros(self.counters.features.max_entries, np.uint64)
+        self.feat = np.zeros(abi.FEATURE_SLOTS, np.uint64)
         self.offsets = abi.feature_offsets()
         self.step(attack=False)
         # warm-up 0: the engine scores from its fourth cycle on
@@ -112,11 +113,9 @@ class CycleSim:
             flood = total - legit
             for feat, b in ((F.DPORT, 9), (F.PROTO, 17), (F.LEN, 0), (F.FLAGS, 0), (F.SPORT, 40000)):
                 h[off[feat] + b] += np.uint64(flood)
-        fm = self.counters.features
-        keys = np.arange(fm.max_entries, dtype=np.uint32).view(np.uint8).reshape(-1, 4)
-        fv = np.zeros((fm.max_entries, fm.ncpu, fm.stride // 8), np.uint64)
-        fv[:, 0, 0] = h
-        fm.update_batch(keys, fv.view(np.uint8).reshape(fm.max_entries, -1))
+        # CPU 0's region of the features array (maps.h)
+        keys = np.arange(len(h), dtype=np.uint32).view(np.uint8).reshape(-1, 4)
+        self.counters.features.update_batch(keys, h.view(np.uint8).reshape(len(h), -1))
 
     def cycle(self, attack: bool = False) -> tuple:
         """(seconds, report) of one Daemon.cycle after one step() of traffic."""
@@ -144,17 +143,28 @@ def _median_seconds(fn: Callable, times: int = 3) -> float:
 
 def _stages(sim: CycleSim, cycles: int = 3) -> dict:
     """Where a cycle's time goes, each part timed on its own through the
-    same public interfaces the daemon uses (median seconds of `cycles`):
-    the two map reads, and the pure part (deltas and the engine step on
-    snapshots already in memory; fresh cycles, the same baseline)."""
+    same interfaces the daemon's reader uses (median seconds of `cycles`):
+    the feature histograms, the sources (the whole table, or with a large
+    one the hot table and one slice: service/sources.py), and the pure part
+    (deltas and the engine step on snapshots already in memory; fresh
+    cycles, the same baseline)."""
     c = sim.counters
+    reader = sim.d.readers[sim.iface]
+
+    def read_sources() -> None:
+        if reader.partial:
+            c.read_hot()
+            c.read_slice(4, None, SLICE)
+        else:
+            c.read_sources()
+
     out = {"read_features": _median_seconds(c.read_features, cycles),
-           "read_sources": _median_seconds(c.read_sources, cycles)}
+           "read_sources": _median_seconds(read_sources, cycles)}
     pure = []
     for _ in range(cycles):
-        before = {sim.iface: Snapshot(c.read_features(), c.read_sources())}
+        before = {sim.iface: reader.read()}
         sim.step(attack=False)
-        after = {sim.iface: Snapshot(c.read_features(), c.read_sources())}
+        after = {sim.iface: reader.read()}
         t = time.perf_counter()
         sim.d.engine.step(observe(time.monotonic(), 1.0, after, before))
         pure.append(time.perf_counter() - t)
