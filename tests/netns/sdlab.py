@@ -4,14 +4,16 @@ systemd runs as PID 1 of a new PID and mount namespace:
 
     unshare --pid --fork --mount --mount-proc --propagation private sh -c '
         mount -t tmpfs tmpfs /var/lib     # StateDirectory=seawall lands here
+        mount -t tmpfs tmpfs /var/cache   # and CacheDirectory=seawall here
         bind the lab's server netns to /var/lib/swt-netns/server
         mount -t tmpfs tmpfs /run         # units, config, logs live here
         exec env container=seawall-test systemd --system --unit=swt-idle.target'
 
 Why each step:
-- /run and /var/lib are tmpfs inside the new mount namespace, so the unit
-  files (/run/systemd/system), the config, the log and the state directory
-  vanish with it; the host's /run, /var/lib and /etc are never written.
+- /run, /var/lib and /var/cache are tmpfs inside the new mount namespace,
+  so the unit files (/run/systemd/system), the config, the log, the state
+  directory and the object cache vanish with it; the host's /run,
+  /var/lib, /var/cache and /etc are never written.
 - /run/netns/NAME is hidden once /run is replaced, so the server netns is
   bind-mounted to /var/lib/swt-netns/server first: NetworkNamespacePath=
   points there.
@@ -47,6 +49,7 @@ Description=seawall test: nothing but the units the test starts
 INNER = r"""
 set -e
 mount -t tmpfs -o mode=0755 swt-var-lib /var/lib
+mount -t tmpfs -o mode=0755 swt-var-cache /var/cache
 mkdir -p /var/lib/swt-netns
 touch /var/lib/swt-netns/server
 mount --bind "/run/netns/$1" /var/lib/swt-netns/server
