@@ -9,7 +9,7 @@ from seawall.cli.params import DURATION, REASON
 from seawall.control.duration import format_duration
 from seawall.control.errors import SeawallError, UsageError
 from seawall.control.lists.journal import iso
-from seawall.control.signature import Signature, parse_len_range, parse_proto, parse_tcp_flags
+from seawall.control.signature import ICMP_PROTOS, Signature, parse_len_range, parse_proto, parse_tcp_flags
 
 
 @click.group()
@@ -30,6 +30,9 @@ def sig():
 @click.option("--proto", required=True, metavar="PROTO", help="tcp, udp, icmp, icmpv6 or a number")
 @click.option("--dport", type=click.IntRange(0, 65535), help="destination port (tcp/udp)")
 @click.option("--sport", type=click.IntRange(0, 65535), help="source port (tcp/udp), e.g. 161 for SNMP reflection")
+@click.option("--icmp-type", type=click.IntRange(0, 255), metavar="N",
+              help="ICMP type (icmp/icmpv6), e.g. 11 for time exceeded")
+@click.option("--icmp-code", type=click.IntRange(0, 255), metavar="N", help="ICMP code (icmp/icmpv6)")
 @click.option("--len", "length", metavar="MIN-MAX", help="frame length range in bytes, inclusive")
 @click.option("--flags", metavar="FLAGS", help="exact TCP flags, e.g. S for SYN-only")
 @click.option("--fragment", is_flag=True,
@@ -40,7 +43,7 @@ def sig():
 @click.option("--ttl", type=DURATION, metavar="DURATION", help="expire after this long [default: until removed]")
 @click.option("--reason", type=REASON, default="", help="why (shown by sig list)")
 @pass_app
-def sig_add(app, proto, dport, sport, length, flags, fragment, rate, ttl, reason):
+def sig_add(app, proto, dport, sport, icmp_type, icmp_code, length, flags, fragment, rate, ttl, reason):
     """Add a signature rule (or replace the rule matching the same packets).
 
     \b
@@ -50,9 +53,20 @@ def sig_add(app, proto, dport, sport, length, flags, fragment, rate, ttl, reason
       # a fragmented DNS reflection: its later fragments, then its first ones
       seawall sig add --proto udp --fragment --len 1200-1499 --ttl 10m --reason "DNS reflection"
       seawall sig add --proto udp --sport 53 --len 1200-1499 --ttl 10m --reason "DNS reflection"
+      # the ICMP errors a reflection's spoofed queries draw back (not code 4: path MTU discovery)
+      seawall sig add --proto icmp --icmp-type 3 --icmp-code 3 --ttl 10m
     """
     lo, hi = parse_len_range(length) if length else (None, None)
-    rule = Signature(parse_proto(proto), dport=dport, sport=sport, len_min=lo, len_max=hi,
+    number = parse_proto(proto)
+    if (icmp_type is not None or icmp_code is not None) and number not in ICMP_PROTOS:
+        raise UsageError("--icmp-type and --icmp-code need --proto icmp or icmpv6")
+    if (dport is not None or sport is not None) and number in ICMP_PROTOS:
+        raise UsageError("ICMP has no ports: give --icmp-type and --icmp-code")
+    if icmp_type is not None:
+        sport = icmp_type
+    if icmp_code is not None:
+        dport = icmp_code
+    rule = Signature(number, dport=dport, sport=sport, len_min=lo, len_max=hi,
                      tcp_flags=parse_tcp_flags(flags) if flags else None, rate_pps=rate or 0,
                      fragment=fragment)
     if rule.dport is None and rule.sport is None and rule.len_min is None and rule.tcp_flags is None \

@@ -2,7 +2,8 @@
 
 A signature stops a flood whose sources cannot be blocked (spoofed, or
 thousands of reflectors): protocol plus any of destination port, source
-port, frame-length range and exact TCP flags; or protocol, the fragment
+port (for ICMP: its type and code, which the datapath keeps where a port
+would be), frame-length range and exact TCP flags; or protocol, the fragment
 flag and a frame-length range for the non-first IP fragments of a
 fragmented flood, which carry no L4 header (its first fragments carry their
 ports and are matched by a port rule). Pure: the rule's kernel form is
@@ -20,6 +21,8 @@ import numpy as np
 from seawall.control.errors import UsageError
 
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
+#: protocols whose "ports" are the ICMP type (sport) and code (dport)
+ICMP_PROTOS = (1, 58)
 PROTO_NUMBERS = {v: k for k, v in PROTO_NAMES.items()}
 _FLAG_BITS = [(1, "F"), (2, "S"), (4, "R"), (8, "P"), (16, "A"), (32, "U")]
 
@@ -67,8 +70,12 @@ class Signature:
             raise UsageError("TCP flags must be 0-63")
         if not 0 <= self.rate_pps < 2**32:
             raise UsageError("rate must be 0 (drop) or a positive packets-per-second figure")
-        if (self.dport is not None or self.sport is not None) and self.proto not in (6, 17):
-            raise UsageError("ports only exist for tcp and udp")
+        if self.proto in ICMP_PROTOS:
+            for name, v in (("type", self.sport), ("code", self.dport)):
+                if v is not None and v > 255:
+                    raise UsageError(f"ICMP {name} {v} is out of range 0-255")
+        elif (self.dport is not None or self.sport is not None) and self.proto not in (6, 17):
+            raise UsageError("ports only exist for tcp and udp (and an ICMP type and code for icmp)")
         if self.tcp_flags is not None and self.proto != 6:
             raise UsageError("TCP flags need protocol tcp")
         if not isinstance(self.fragment, bool):
@@ -83,10 +90,11 @@ class Signature:
         parts = [PROTO_NAMES.get(self.proto, f"proto {self.proto}")]
         if self.fragment:
             parts.append("fragment")
+        icmp = self.proto in ICMP_PROTOS
         if self.sport is not None:
-            parts.append(f"sport {self.sport}")
+            parts.append(f"{'type' if icmp else 'sport'} {self.sport}")
         if self.dport is not None:
-            parts.append(f"dport {self.dport}")
+            parts.append(f"{'code' if icmp else 'dport'} {self.dport}")
         if self.len_min is not None:
             parts.append(f"len {self.len_min}-{self.len_max - 1}")
         if self.tcp_flags is not None:
@@ -154,7 +162,8 @@ class Signature:
         words = text.split()
         if not words:
             raise UsageError("an empty rule")
-        bad = UsageError(f"{text!r} is not a rule such as 'udp sport 161' or 'udp fragment len 1200-1499'")
+        bad = UsageError(f"{text!r} is not a rule such as 'udp sport 161', 'icmp type 3 code 3' or "
+                         "'udp fragment len 1200-1499'")
         if words[0] == "proto" and len(words) > 1:  # how `key` names a protocol without a name
             n = words[1]
             if not (n.isascii() and n.isdigit() and len(n) <= 3):
@@ -174,8 +183,11 @@ class Signature:
             if i + 1 >= len(rest):
                 raise bad
             v = rest[i + 1]
-            if w in ("sport", "dport") and w not in kw and v.isascii() and v.isdigit() and len(v) <= 5:
+            icmp = {"type": "sport", "code": "dport"} if proto in ICMP_PROTOS else {}
+            if w in ("sport", "dport") and not icmp and w not in kw and v.isascii() and v.isdigit() and len(v) <= 5:
                 kw[w] = int(v)
+            elif w in icmp and icmp[w] not in kw and v.isascii() and v.isdigit() and len(v) <= 3:
+                kw[icmp[w]] = int(v)
             elif w == "len" and "len_min" not in kw:
                 kw["len_min"], kw["len_max"] = parse_len_range(v)
             elif w == "flags" and "tcp_flags" not in kw:

@@ -378,6 +378,7 @@ class Engine:
         calm = base.calm_pps.mean if base.calm_pps.n else 0.0
         mature = base.seconds >= self.cfg.detection.warmup
         actions, findings = [], []
+        flood_cut = False  # a rule of this cycle's flood itself was found safe
         for cand in signatures.derive(obs.hist, base.share, calm, obs.dt, excess, a.signature_min_share):
             wide = cand.broader
             if wide is not None and (self._unserved(wide.signature) or wide.legit is not None and mature
@@ -401,8 +402,11 @@ class Engine:
                 finding["legit_share"] = round(legit, 6)
             elif amplified := signatures.amplified(sig):  # no baseline to ask
                 unserved = finding["why"] = amplified
+            elif cand.backscatter and flood_cut:  # the errors the flood just cut draws back
+                unserved = finding["why"] = "ICMP errors drawn back by the flood's spoofed packets"
             else:
                 continue  # nothing to tell a flood from the host's own traffic: no attacker
+            flood_cut = flood_cut or not cand.backscatter
             findings.append(finding)
             key = sig.matcher()
             if key in self.sigs or len(self.sigs) >= a.max_signatures:

@@ -14,6 +14,14 @@ two rules: its non-first fragments by protocol and the fragment flag
 by their ports like any other packet, once the non-first ones are taken
 out of the port histograms' "no port" bucket.
 
+The spoofed packets of a reflection also draw ICMP errors back from the
+reflectors' paths (backscatter: time exceeded, unreachable), a few
+percent of the flood; each (type, code) holding enough of the excess is a
+rule of its own, never "fragmentation needed" (ICMP type 3 code 4) nor
+ICMPv6's "packet too big", which path MTU discovery needs. The datapath
+keeps an ICMP type where a source port would be and its code where a
+destination port would be, so the port histograms count them.
+
 Each candidate comes with `legit`: the calm share of its rarest field, an
 upper bound of the share of calm traffic it would have matched (None when
 there is no baseline to say). The engine decides whether to install it.
@@ -32,6 +40,10 @@ from seawall.control.signature import Signature
 LIFT = 1.15  # a field's bucket holds this much more of the excess than of the calm traffic
 STRONG_LIFT = 3.0  # at least one field must be this concentrated
 FRAG_SHARE = 0.25  # non-first fragments taking this share of the excess get a rule of their own
+BACKSCATTER_SHARE = 0.005  # an ICMP error (type, code) taking this share of the excess gets a rule
+#: ICMP errors a spoofed flood draws back, per protocol: (unreachable, time
+#: exceeded) types, and the codes never to cut (path MTU discovery)
+BACKSCATTER = {1: (3, 11, (4,)), 58: (1, 3, ())}
 
 FIELDS = ((Feature.PROTO, "proto"), (Feature.DPORT, "dport"), (Feature.SPORT, "sport"),
           (Feature.LEN, "len"), (Feature.FLAGS, "tcp_flags"))
@@ -62,6 +74,8 @@ class Candidate:
     #: (a reflection's answers come in several sizes): preferred when it is
     #: as safe
     broader: Optional["Candidate"] = None
+    #: ICMP errors drawn back by the flood (not the flood itself)
+    backscatter: bool = False
 
 
 def _pick(hist: dict, share: dict, calm: float, dt: float, excess: float, min_share: float,
@@ -148,4 +162,47 @@ def derive(hist: dict, share: dict, calm: float, dt: float, excess: float, min_s
         broader = Candidate(Signature(proto=proto, dport=fields.get("dport"), sport=fields.get("sport"),
                                       tcp_flags=fields.get("tcp_flags")), _legit(shares, rest))
     out.append(Candidate(sig, _legit(shares, fields), broader))
+    return out + backscatter(hist, share, calm, dt, excess)
+
+
+def backscatter(hist: dict, share: dict, calm: float, dt: float, excess: float) -> list:
+    """Candidates for the ICMP errors in this cycle's excess: time exceeded
+    whole, unreachable by code (module docstring)."""
+    total = max(excess * dt, 1.0)
+
+    def extra(f, b) -> tuple:  # (count over the usual, calm share)
+        h = hist.get(f)
+        if h is None or b >= len(h):
+            return 0.0, None
+        s = share.get(f)
+        s = s if s is not None and s.shape == h.shape else None
+        calm_b = float(s[b]) if s is not None else None
+        return float(h[b]) - (calm_b or 0.0) * calm * dt, calm_b
+
+    def strong(n: float, calm_share: Optional[float]) -> bool:
+        return n >= BACKSCATTER_SHARE * total and n / total >= STRONG_LIFT * (calm_share or 0.0)
+
+    out = []
+    for proto, (unreach, exceeded, keep) in BACKSCATTER.items():
+        p, _ = extra(Feature.PROTO, proto)
+        if p < BACKSCATTER_SHARE * total:
+            continue
+        t_ex, s_ex = extra(Feature.SPORT, exceeded)
+        t_ex = min(t_ex, p)
+        if strong(t_ex, s_ex):
+            out.append(Candidate(Signature(proto, sport=exceeded), s_ex, backscatter=True))
+        t_un, s_un = extra(Feature.SPORT, unreach)
+        t_un = min(t_un, p)
+        if not strong(t_un, s_un):
+            continue
+        for code in range(16):
+            if code in keep:
+                continue
+            n, s_c = extra(Feature.DPORT, code)
+            if code == 0:
+                n -= max(t_ex, 0.0)  # time exceeded's own code is 0 too
+            n = min(n, t_un)
+            if strong(n, s_c):
+                legit = None if s_un is None or s_c is None else min(s_un, s_c)
+                out.append(Candidate(Signature(proto, sport=unreach, dport=code), legit, backscatter=True))
     return out

@@ -364,3 +364,23 @@ def test_truncated_at_every_length(datapath, base, listed):
     # the sweep exercised both sides of the boundary
     assert seen.get(Reason.PASS_MALFORMED) == min(saddr_end if listed == "blocked" else hdr_end,
                                                   len(full) + 1) - ETH_HLEN
+
+
+# --- ICMP error rules (a reflection's backscatter) --------------------------
+
+
+def test_icmp_type_and_code_rules_cut_those_errors_only(datapath):
+    """`icmp type 3 code 3` and `icmp type 11` drop port-unreachable and
+    time-exceeded; fragmentation-needed (type 3 code 4, path MTU
+    discovery) and echo pass."""
+    from seawall.control.signature import Signature
+
+    datapath.lists.sig_add(Signature.parse("icmp type 3 code 3"), None, "test")
+    datapath.lists.sig_add(Signature.parse("icmp type 11"), None, "test")
+    try:
+        for (t, c), want in (((3, 3), Reason.DROP_SIG), ((11, 0), Reason.DROP_SIG), ((11, 1), Reason.DROP_SIG),
+                             ((3, 4), Reason.PASS_CLEAN), ((3, 13), Reason.PASS_CLEAN), ((8, 0), Reason.PASS_CLEAN)):
+            out = datapath.run_counted(bytes(eth() / ip4("198.18.9.30") / icmp4(t, c)))
+            assert out.reason == want, (t, c, out.reason)
+    finally:
+        datapath.lists.sig_flush()

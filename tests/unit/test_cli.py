@@ -96,6 +96,8 @@ COMMAND_USAGE_ERRORS = {
     "v6 /15": (["block", "add", "2000::/15"], "--force"),
     "huge prefix after a good one": (["block", "add", "198.18.0.5", "0.0.0.0/0", "--ttl", "1h"], "0.0.0.0/0"),
     "signature on a whole protocol": (["sig", "add", "--proto", "udp"], "whole protocol"),
+    "icmp type on udp": (["sig", "add", "--proto", "udp", "--icmp-type", "3"], "--proto icmp"),
+    "ports on icmp": (["sig", "add", "--proto", "icmp", "--dport", "3"], "ICMP has no ports"),
 }
 
 

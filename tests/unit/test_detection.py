@@ -431,3 +431,62 @@ def test_small_answers_from_port_53_need_a_baseline():
     dns = [flow(f"172.16.{i // 250}.{i % 250 + 1}", 1, 17, 53, 1024 + (i * 7919) % 60000, 100) for i in range(20000)]
     rep = r.step(quiet(1) + dns)
     assert not rep.actions
+
+
+# --- ICMP backscatter -----------------------------------------------------------------------
+
+def snmp_reflection(n: int = 20000) -> list:
+    """SNMP answers (source port 161, 1,400 bytes) from n reflectors, and
+    the ICMP errors their spoofed queries drew back (7% of it, as in the
+    shared capture): time exceeded, port and host unreachable, admin
+    prohibited, and a few 'fragmentation needed' that path MTU discovery
+    needs."""
+    out = [flow(f"172.16.{i // 250}.{i % 250 + 1}", 1, 17, 161, 1024 + (i * 7919) % 60000, 1400) for i in range(n)]
+    k = n // 40
+    for j, (icmp_type, code, m) in enumerate(((11, 0, k), (3, 3, 2 * k), (3, 13, k // 2), (3, 1, k // 2), (3, 4, k // 4))):
+        out += [flow(f"172.20.{j}.{i % 250 + 1}", 1, 1, icmp_type, code, 70) for i in range(m)]
+    return out
+
+
+def icmp_rules(rep) -> list:
+    return sorted(a.signature.describe() for a in rep.actions
+                  if isinstance(a, SignatureAction) and a.signature.proto == 1)
+
+
+def test_a_reflections_icmp_backscatter_is_cut_with_it_but_never_fragmentation_needed():
+    r = Run(cfg())
+    r.calm(15)
+    rep = r.step(legit(r.t + 1) + snmp_reflection())
+    rules = sorted(a.signature.describe() for a in rep.actions if isinstance(a, SignatureAction))
+    assert "udp sport 161 drop" in rules, rules
+    assert icmp_rules(rep) == ["icmp type 11 drop", "icmp type 3 code 1 drop", "icmp type 3 code 13 drop",
+                               "icmp type 3 code 3 drop"], rules
+    kinds = [f for f in rep.findings if f.get("kind") == "signature"]
+    assert all(f.get("legit_share") is not None for f in kinds if f["rule"].startswith("icmp")), kinds
+
+
+def test_backscatter_without_a_baseline_follows_the_amplified_flood():
+    r = Run(cfg())
+    ntp = [flow(f"172.16.{i // 250}.{i % 250 + 1}", 1, 17, 123, 1024 + (i * 7919) % 60000, 502) for i in range(20000)]
+    errors = [flow(f"172.20.0.{i % 250 + 1}", 1, 1, 11, 0, 70) for i in range(800)]
+    rep = r.step(quiet(1) + ntp + errors)
+    assert icmp_rules(rep) == ["icmp type 11 drop"]
+    sig = next(a for a in rep.actions if a.signature.proto == 1)
+    assert "drawn back" in sig.evidence["unserved"]
+
+
+def test_icmp_errors_alone_without_a_baseline_are_not_cut():
+    """Nothing says they are not the host's own: no flood was cut with them."""
+    r = Run(cfg())
+    errors = [flow(f"172.20.0.{i % 250 + 1}", 1, 1, 3, 3, 70) for i in range(20000)]
+    assert not icmp_rules(r.step(quiet(1) + errors))
+
+
+def test_icmp_errors_the_calm_traffic_had_are_not_cut():
+    r = Run(cfg())
+    usual = [flow("10.0.0.9", 30, 1, 3, 3, 70)]  # the host's own lookups to a dead server, steadily
+    for _ in range(15):
+        r.step(legit(r.t + 1) + usual)
+    rep = r.step(legit(r.t + 1) + usual + snmp_reflection())
+    assert "icmp type 3 code 3 drop" not in icmp_rules(rep)
+    assert "icmp type 11 drop" in icmp_rules(rep)

@@ -39,9 +39,9 @@ SYN, ACK, FIN, RST, PSH, URG = 0x02, 0x10, 0x01, 0x04, 0x08, 0x20
     (dict(proto=6, tcp_flags=-1), "TCP flags must be 0-63"),
     (dict(proto=6, dport=443, rate_pps=-1), "rate must be 0"),
     (dict(proto=6, dport=443, rate_pps=2**32), "rate must be 0"),
-    (dict(proto=1, dport=80), "ports only exist for tcp and udp"),
-    (dict(proto=1, sport=8), "ports only exist for tcp and udp"),
-    (dict(proto=58, dport=0), "ports only exist for tcp and udp"),
+    (dict(proto=1, dport=300), "ICMP code 300 is out of range"),  # ICMP: a type and a code, each a byte
+    (dict(proto=1, sport=256), "ICMP type 256 is out of range"),
+    (dict(proto=58, dport=1000), "ICMP code 1000 is out of range"),
     (dict(proto=47, sport=1), "ports only exist for tcp and udp"),
     (dict(proto=17, tcp_flags=SYN), "TCP flags need protocol tcp"),
     (dict(proto=1, tcp_flags=0), "TCP flags need protocol tcp"),
@@ -247,7 +247,7 @@ def test_json_accepts_a_missing_rate():
 
 def test_json_refuses_a_bad_rule():
     with pytest.raises(UsageError):
-        Signature.from_json({"proto": 1, "dport": 80})
+        Signature.from_json({"proto": 1, "dport": 800})
 
 
 # --- matching ---------------------------------------------------------------------
@@ -465,3 +465,22 @@ def test_parse_len_range_is_inclusive(a, b):
     ones = np.full(4, 17, np.int64)
     assert sig.matches(ones, ones, ones, lengths, ones).tolist() == [False, True, True, False]
     assert sigtable.decode(sigtable.encode(sig, 0)) == sig
+
+
+@pytest.mark.parametrize("text,sig", [
+    ("icmp type 11", Signature(1, sport=11)),
+    ("icmp type 3 code 3", Signature(1, sport=3, dport=3)),
+    ("icmpv6 type 1 code 4 len 0-127", Signature(58, sport=1, dport=4, len_min=0, len_max=128)),
+])
+def test_icmp_rules_name_a_type_and_code(text, sig):
+    """The datapath keeps an ICMP type where a source port would be, its
+    code where a destination port would be; the text says type and code."""
+    assert Signature.parse(text) == sig
+    assert sig.key == text
+    assert Signature.parse(sig.describe()) == sig
+
+
+@pytest.mark.parametrize("text", ["icmp sport 3", "udp type 3", "icmp code 999", "icmp type 3 type 4"])
+def test_icmp_words_only_for_icmp(text):
+    with pytest.raises(UsageError):
+        Signature.parse(text)
