@@ -219,18 +219,36 @@ class SocketWatch:
         self._reader = reader
         self._latest: Optional[Serving] = None
         self._stop = threading.Event()
+        self._first = threading.Event()  # set once the first read is done, however it went
         self._thread: Optional[threading.Thread] = None
         self.error: Optional[str] = None
         self.read_seconds: Optional[float] = None
         self.reads = 0
 
-    def start(self) -> "SocketWatch":
+    def start(self, wait: bool = True) -> "SocketWatch":
+        """Start watching. wait: the first snapshot is read before start
+        returns (when it can be had); else in the thread, and first()
+        waits for it (a daemon attaching meanwhile)."""
         if self._thread is None:
             self._stop.clear()
-            self.refresh()  # the first snapshot before start returns, when it can be had
-            self._thread = threading.Thread(target=self._run, name="seawall-sockets", daemon=True)
+            self._first.clear()
+            if wait:
+                self._first_read()
+            self._thread = threading.Thread(target=self._run, args=(not wait,), name="seawall-sockets",
+                                            daemon=True)
             self._thread.start()
         return self
+
+    def _first_read(self) -> None:
+        try:
+            self.refresh()
+        finally:
+            self._first.set()
+
+    def first(self, timeout: float) -> Optional[Serving]:
+        """The first snapshot, waiting up to timeout seconds for it."""
+        self._first.wait(timeout)
+        return self._latest
 
     def refresh(self) -> Optional[Serving]:
         """Read now (in the caller's thread); the new snapshot, or None."""
@@ -250,7 +268,13 @@ class SocketWatch:
         self._latest = serving
         return serving
 
-    def _run(self) -> None:
+    def _run(self, first: bool = False) -> None:
+        if first:
+            try:
+                self._first_read()
+            except Exception as e:
+                log.exception("reading the host's sockets failed")
+                self.error = f"{type(e).__name__}: {e}"
         while not self._stop.wait(self.interval):
             try:
                 self.refresh()

@@ -37,6 +37,10 @@ log = logging.getLogger("seawall")
 
 #: seconds after which the allowlist is re-read even if the journal did not change
 ALLOW_REFRESH = 60.0
+#: the first cycle's length at most (the next ones are the interval's)
+FIRST_CYCLE = 0.1
+#: how long the first cycle waits for the first read of the host's sockets
+FIRST_SOCKETS_WAIT = 1.0
 
 
 def sd_notify(msg: str) -> bool:
@@ -91,6 +95,7 @@ class Daemon:
         self._held_said = False
         self.sockets = None  # datapath.sockets.SocketWatch, while run() runs
         self._saved_at = time.monotonic()
+        self._snapshot_at = time.monotonic()  # when watch() took the first snapshot
         self._sig_hits: dict = {}  # slot -> (packets so far, monotonic t of the last increase)
 
     # --- set-up ------------------------------------------------------------
@@ -145,6 +150,7 @@ class Daemon:
         self._seed_engine(journal if journal is not None else store.journal.read())
         self._saved_at = time.monotonic()
         self.snapshots = self.snapshot()
+        self._snapshot_at = time.monotonic()
 
     def _read_owned(self) -> list:
         try:
@@ -462,7 +468,14 @@ class Daemon:
 
     def run(self, max_cycles: Optional[int] = None) -> None:
         self._signals()
-        self.start()
+        # The host's sockets are read while the program loads and attaches
+        # (importing pyroute2's sock_diag and the first read take 0.1-0.2 s)
+        self.sockets = self._watch_sockets()
+        try:
+            self.start()
+        except BaseException:
+            self.sockets.stop()
+            raise
         interval = self.cfg.daemon.interval
         if self.cfg.metrics.enabled:
             from seawall.control.service.metrics import serve
@@ -476,12 +489,14 @@ class Daemon:
               bpffs=self.paths.pin_root, state_dir=self.paths.state_dir,
               metrics=f"http://{self.cfg.metrics.listen}:{self.cfg.metrics.port}/metrics"
               if self.cfg.metrics.enabled else None)
-        self.sockets = self._watch_sockets()
+        self._said_sockets(self.sockets)
         sd_notify("READY=1\nSTATUS=watching " + ", ".join(self.counters))
         self._housekeeper = threading.Thread(target=self._housekeep_loop, name="housekeeping", daemon=True)
         self._housekeeper.start()
-        last = time.monotonic()
-        next_t = last + interval
+        # the first cycle counts from the snapshot watch() took, and comes
+        # early: a daemon started during a flood acts on its first 100 ms
+        last = self._snapshot_at
+        next_t = last + min(interval, FIRST_CYCLE)
         n = 0
         try:
             while not self.stop:
@@ -511,11 +526,12 @@ class Daemon:
         Without it (sock_diag refused), detection goes on without."""
         from seawall.control.datapath.sockets import SocketWatch
 
-        watch = SocketWatch(interval=1.0).start()
-        s = watch.latest()
+        return SocketWatch(interval=1.0).start(wait=False)
+
+    def _said_sockets(self, watch) -> None:
+        s = watch.first(FIRST_SOCKETS_WAIT)
         event("sockets", result="watching" if s is not None else "unreadable: going on without",
               error=watch.error, **({"customers": len(s.peers), "listening": len(s.tcp_listening)} if s else {}))
-        return watch
 
     def shutdown(self) -> None:
         sd_notify("STOPPING=1")

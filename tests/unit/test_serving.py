@@ -401,6 +401,35 @@ def test_watch_that_never_reads():
         sockets.SocketWatch(interval=0)
 
 
+def test_watch_started_without_waiting_reads_first_in_its_thread():
+    """The daemon starts the watch before it loads its program: the first
+    read happens meanwhile, and first() waits for it, whatever it gave."""
+    gate = threading.Event()
+
+    class Slow(Reader):
+        def __call__(self):
+            gate.wait(5)
+            return super().__call__()
+
+    r = Slow()
+    w = sockets.SocketWatch(interval=10, reader=r).start(wait=False)
+    try:
+        assert w.latest() is None and r.calls == 0, "start(wait=False) returns before reading"
+        assert w.first(0.05) is None, "first() gives up after its timeout"
+        gate.set()
+        assert w.first(5) is not None and r.calls == 1
+    finally:
+        w.stop()
+    r = Reader()
+    r.fail = True
+    w = sockets.SocketWatch(interval=10, reader=r).start(wait=False)
+    try:
+        t = time.monotonic()
+        assert w.first(5) is None and time.monotonic() - t < 1, "a failed first read ends the wait too"
+    finally:
+        w.stop()
+
+
 # --- seawall serving ------------------------------------------------------------------------
 
 def run(capsys, *argv):
