@@ -245,10 +245,13 @@ def _remember(cache: objcache.Cache, k: str, loaded: Loaded) -> None:
     from bcc import lib
 
     b = loaded.bpf
-    entry, why = objcache.record(
-        k, loaded.func, BPF_PROG_TYPE_XDP, lib.bpf_module_license(b.module).decode(),
-        lib.bpf_module_kern_version(b.module), b.dump_func(loaded.func.encode()), loaded.prog_fd,
-        {bpf.HOST: loaded.pin_root, bpf.IFACE: loaded.iface_dir}, {s.name: s.scope for s in MAPS})
+    try:
+        entry, why = objcache.record(
+            k, loaded.func, BPF_PROG_TYPE_XDP, lib.bpf_module_license(b.module).decode(),
+            lib.bpf_module_kern_version(b.module), b.dump_func(loaded.func.encode()), loaded.prog_fd,
+            {bpf.HOST: loaded.pin_root, bpf.IFACE: loaded.iface_dir}, {s.name: s.scope for s in MAPS})
+    except Exception as e:  # the program is loaded: a cache that cannot record it is no failure
+        entry, why = None, f"{type(e).__name__}: {e}"
     if entry is None:
         objcache.log.warning("object cache: %s not cached: %s", loaded.func, why)
     else:

@@ -268,7 +268,10 @@ def _pins(folder: str) -> dict:
     except OSError:
         return out
     for name in names:
-        map_id = bpf.pinned_map_id(os.path.join(folder, name))  # None for a program's pin
+        try:
+            map_id = bpf.pinned_map_id(os.path.join(folder, name))
+        except OSError:  # a program's pin (the interface's "prog")
+            continue
         if map_id is not None:
             out[map_id] = name
     return out

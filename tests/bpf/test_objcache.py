@@ -267,3 +267,22 @@ def test_meanwhile_runs_once_with_the_maps_there_and_its_error_is_not_a_cache_mi
     with pytest.raises(Refused):
         loads("failing", fails)  # an OSError of its own: raised, not taken for a cache miss
     assert set(os.listdir("/proc/self/fd")) == before  # the program and maps closed
+
+
+def test_a_program_pinned_in_the_folder_is_no_map_to_record(paths):
+    """An interface folder holds the program's pin beside its maps (a
+    re-attach meets the old one): recording skips it."""
+    folder = loader.iface_dir(paths.pin_root, "again")
+    old = loader.load(paths.pin_root, folder)
+    bpf.obj_pin(old.prog_fd, os.path.join(folder, loader.PROG_PIN))
+    old.close()
+    new = load(paths, "again")
+    try:
+        assert not new.cached and len(entries(paths)) == 1
+    finally:
+        new.close()
+    again = load(paths, "again")
+    try:
+        assert again.cached
+    finally:
+        again.close()
