@@ -226,12 +226,12 @@ class ListMaps:
 
     # --- the derived maps ---------------------------------------------------------
 
-    def rebuild_derived(self) -> None:
+    def rebuild_derived(self, exact: bool = True) -> None:
         """Bring the host mirrors and the summaries in line with the tries,
         dropping the bits of entries since removed (they only cost trie
-        walks). Call it with the state lock held. Hosts first: the
-        summaries' flag, set last, says the derived maps were built from
-        the tries."""
+        walks; exact=False keeps them, Summaries.rebuild). Call it with the
+        state lock held. Hosts first: the summaries' flag, set last, says
+        the derived maps were built from the tries."""
         keys = {}
         for v, mirror in self.mirrors.items():  # one walk of each blocklist trie serves both
             t = self.trie("block", v)
@@ -240,7 +240,7 @@ class ListMaps:
             keys[("block", v)] = np.frombuffer(b"".join(k for k, _ in items), np.uint8).reshape(-1, t.key_size)
         for v in (4, 6):
             keys[("allow", v)] = self.trie("allow", v).key_rows()
-        self.summaries.rebuild(keys)
+        self.summaries.rebuild(keys, exact)
 
     def rebuild_summaries(self) -> None:
         """The summaries alone (after deletes: their mirror entries went with them)."""

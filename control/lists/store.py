@@ -506,7 +506,7 @@ class ListStore:
         try:
             with locked(self.paths):
                 if not self.maps.summaries.summarised():
-                    self.maps.rebuild_derived()
+                    self.maps.rebuild_derived(exact=False)  # never built: the set words suffice
         except (SeawallError, OSError):
             pass
 

@@ -189,3 +189,39 @@ def test_a_build_with_another_summary_size_retires_the_old_summaries(tmp_path):
         for lo in loaded:
             lo.close()
         shutil.rmtree(pin_root, ignore_errors=True)
+
+
+def test_summaries_never_built_get_only_their_set_words_written(dp):
+    """Opening a list store completes summaries never built (a first start:
+    the arrays are new and zeroed) by writing only the words with a bit
+    set, not 4 x 2 MiB of zeros; every entry's bit is set all the same. A
+    bit left from before stays set (a trie walk wasted, no verdict
+    changed; the entries below are in two words of 64 /24s); an explicit
+    rebuild still clears it."""
+    datapath = dp
+    datapath.block("198.18.50.1/32")
+    datapath.lists.block_del([Prefix.parse("198.18.50.1/32")])
+    datapath.block("198.19.60.0/24")
+    set_summarised(datapath, False)  # as if never built, with a stale bit in place
+    written = []
+    orig = bpf.Map.update_batch
+
+    def counting(self, keys, values, flags=bpf.BPF_ANY):
+        written.append((self.name, len(keys)))
+        return orig(self, keys, values, flags)
+
+    bpf.Map.update_batch = counting
+    try:
+        store = ListStore(datapath.paths)  # what attach does before the program sees a packet
+        store.close()
+    finally:
+        bpf.Map.update_batch = orig
+    assert datapath.lists.maps.summaries.summarised()
+    sums = {s.name for s in summary.SUMMARIES.values()}
+    assert [n for n, _ in written if n in sums] and all(k <= 1 for n, k in written if n in sums), written
+    assert bit_set(datapath, "block", "198.19.60.77")
+    assert bit_set(datapath, "block", "198.18.50.1"), "the stale bit stays"
+    assert verdict(datapath, "198.18.50.1") == (XDP_PASS, Reason.PASS_CLEAN)
+    assert verdict(datapath, "198.19.60.77") == (XDP_DROP, Reason.DROP_BLOCK)
+    datapath.lists.rebuild_derived()
+    assert not bit_set(datapath, "block", "198.18.50.1") and bit_set(datapath, "block", "198.19.60.77")
