@@ -28,6 +28,18 @@ def pytest_collection_modifyitems(config, items):
                     item.add_marker(pytest.mark.skip(reason="needs root (sudo scripts/test)"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_object_cache(tmp_path_factory):
+    """The compiled-object cache of every CLI and daemon the tests start
+    (default /var/cache/seawall) in a folder of the session's, so that no
+    test writes a real installation's; shared by the session, so they
+    load the program from it after the first compile, as an installed
+    host does."""
+    if "SEAWALL_CACHE_DIR" not in os.environ:
+        os.environ["SEAWALL_CACHE_DIR"] = str(tmp_path_factory.mktemp("objcache"))
+    yield
+
+
 @pytest.fixture
 def paths(tmp_path):
     """An isolated bpffs folder and state directory, removed afterwards."""

@@ -121,7 +121,8 @@ def code_flags(defines: Optional[dict] = None) -> list:
 def cache_key(src: str, flags: list, func: str, include: Optional[str]) -> str:
     """The object cache's key for a build: every file of xdp/, the source
     and forced include wherever they are, the flags that change code (the
-    folder of xdp/ itself left out), the kernel and its headers, and bcc."""
+    folder of xdp/ itself left out), the kernel and the headers bcc would
+    compile against (bcc's environment overrides included), and bcc."""
     import bcc
 
     top = xdp_dir()
@@ -139,6 +140,7 @@ def cache_key(src: str, flags: list, func: str, include: Optional[str]) -> str:
                 files[f"<{role}>"] = f.read()
     release = os.uname().release
     headers = [os.path.realpath(f"/lib/modules/{release}/{d}") for d in ("build", "source")]
+    headers += [os.environ.get(v, "") for v in ("BCC_KERNEL_SOURCE", "BCC_KERNEL_MODULES_SUFFIX")]
     return objcache.key(files, [f.replace(top, "<xdp>") for f in flags],
                         {"func": func, "kernel": release, "headers": headers, "bcc": bcc.__version__})
 

@@ -50,6 +50,7 @@ from seawall.control.state import private_makedirs
 log = logging.getLogger("seawall.cache")
 
 FORMAT = 1  # bump when an entry's layout or meaning changes
+KEEP = 16  # entries kept, the most recently written: one a build (upgrades, tunables)
 
 BPF_LD_IMM64 = 0x18  # BPF_LD | BPF_IMM | BPF_DW: two instruction slots
 BPF_CALL = 0x85  # BPF_JMP | BPF_CALL
@@ -247,6 +248,7 @@ class Cache:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path(entry.key))
+            self._prune()
             return True
         except OSError as e:
             log.warning("object cache: cannot write %s (%s)", self.path(entry.key), e.strerror or e)
@@ -256,6 +258,17 @@ class Cache:
                 except OSError:
                     pass
             return False
+
+
+    def _prune(self) -> None:
+        """Remove all but the KEEP entries written last (older builds')."""
+        try:
+            names = [n for n in os.listdir(self.folder) if n.startswith("prog-")]
+            stamped = sorted(((os.stat(os.path.join(self.folder, n)).st_mtime_ns, n) for n in names), reverse=True)
+            for _, name in stamped[KEEP:]:
+                os.unlink(os.path.join(self.folder, name))
+        except OSError:
+            pass  # another process pruning at the same time
 
 
 # --- the kernel side: record after bcc's load, instantiate on a hit -----------------

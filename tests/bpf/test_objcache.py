@@ -286,3 +286,11 @@ def test_a_program_pinned_in_the_folder_is_no_map_to_record(paths):
         assert again.cached
     finally:
         again.close()
+
+
+def test_bccs_header_overrides_are_in_the_key(monkeypatch):
+    """BCC_KERNEL_SOURCE names other headers to compile against: another build."""
+    src = os.path.join(loader.xdp_dir(), loader.SOURCE)
+    base = loader.cache_key(src, loader.code_flags(), loader.PROG_NAME, None)
+    monkeypatch.setenv("BCC_KERNEL_SOURCE", "/usr/src/elsewhere")
+    assert loader.cache_key(src, loader.code_flags(), loader.PROG_NAME, None) != base

@@ -3,6 +3,7 @@ an entry's encoding and every way a stored entry can be wrong (no root)."""
 
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
@@ -99,3 +100,36 @@ def test_a_map_record_names_what_differs_in_a_pinned_map():
     assert rec.fits(info) is None
     info.max_entries = 32
     assert "32" in rec.fits(info)
+
+
+def test_the_folder_keeps_the_entries_written_last(tmp_path, monkeypatch):
+    monkeypatch.setattr(objcache, "KEEP", 3)
+    cache = objcache.Cache(str(tmp_path / "cache"))
+    for i in range(5):
+        assert cache.put(entry(key=f"{i:064x}"))
+        os.utime(cache.path(f"{i:064x}"), ns=(i * 10**9, i * 10**9))
+    cache._prune()
+    assert sorted(os.listdir(cache.folder)) == [f"prog-{i:064x}.json" for i in (2, 3, 4)]
+    assert cache.get(f"{4:064x}") == entry(key=f"{4:064x}")
+    assert cache.get(f"{0:064x}") is None
+    assert oct(os.stat(cache.folder).st_mode & 0o777) == "0o700"
+
+
+def test_a_corrupt_file_is_refused_with_one_line_and_removed(tmp_path, caplog):
+    cache = objcache.Cache(str(tmp_path / "cache"))
+    k = "a" * 64
+    cache.put(entry(key=k))
+    with open(cache.path(k), "r+b") as f:
+        f.truncate(100)
+    with caplog.at_level("WARNING", logger="seawall.cache"):
+        assert cache.get(k) is None
+    [rec] = caplog.records
+    assert "corrupt entry" in rec.getMessage() and "\n" not in rec.getMessage()
+    assert not os.path.exists(cache.path(k))
+
+
+def test_an_entry_filed_under_another_key_is_refused(tmp_path):
+    cache = objcache.Cache(str(tmp_path / "cache"))
+    cache.put(entry(key="b" * 64))
+    os.rename(cache.path("b" * 64), cache.path("c" * 64))
+    assert cache.get("c" * 64) is None
