@@ -173,6 +173,13 @@ class Entry:
             raise
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"malformed ({type(e).__name__}: {e})") from None
+        for m in maps:
+            numbers = (m.type, m.key_size, m.value_size, m.max_entries, m.flags, *m.slots)
+            pin_ok = m.pin == "" if m.scope == bpf.SCRATCH else \
+                m.scope in (bpf.HOST, bpf.IFACE) and m.pin not in ("", ".", "..") and "/" not in m.pin
+            if not (isinstance(m.name, str) and isinstance(m.pin, str) and pin_ok
+                    and all(type(n) is int and n >= 0 for n in numbers)):
+                raise ValueError(f"malformed map record {m.name!r}")
         slots, why = scan(entry.insns)
         if why or sorted(i for ix in slots.values() for i in ix) != sorted(i for m in maps for i in m.slots):
             raise ValueError(why or "map references do not match the instructions")

@@ -3,6 +3,7 @@ an entry's encoding and every way a stored entry can be wrong (no root)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 
@@ -133,3 +134,11 @@ def test_an_entry_filed_under_another_key_is_refused(tmp_path):
     cache.put(entry(key="b" * 64))
     os.rename(cache.path("b" * 64), cache.path("c" * 64))
     assert cache.get("c" * 64) is None
+
+
+@pytest.mark.parametrize("field, value", [("scope", "elsewhere"), ("pin", "../../etc/x"), ("pin", ""),
+                                          ("max_entries", "16"), ("slots", (0, -5))])
+def test_a_map_record_out_of_shape_is_refused(field, value):
+    maps = (objcache.MapRecord(**{**dataclasses.asdict(entry().maps[0]), field: value}), entry().maps[1])
+    with pytest.raises(ValueError, match="malformed map record"):
+        objcache.Entry.decode(entry(maps=maps).encode())
