@@ -38,6 +38,19 @@ class DaemonConfig:
     log_level: str = "info"
     housekeeping: float = 60.0  # seconds between prunes of expired blocks and journal compactions
     baseline_save: float = 30.0  # seconds between saves of the learnt baseline to the state directory
+    # tracked-source tables of the interfaces the daemon attaches (xdp/tunables.h):
+    # past 131,072 in all they are read through the hot table (service/sources.py)
+    sources_v4: int = 65536
+    sources_v6: int = 16384
+
+    def defines(self) -> dict:
+        """The tunables.h values a build for these settings is compiled
+        with: none at the defaults (the build `seawall attach` makes)."""
+        out = {}
+        for name, key in (("sources_v4", "MAX_SOURCES_V4"), ("sources_v6", "MAX_SOURCES_V6")):
+            if getattr(self, name) != getattr(DaemonConfig, name):
+                out[key] = getattr(self, name)
+        return out
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,8 @@ _RULES: dict = {
         "log_level": ("str", lambda x: x in ("debug", "info", "warning", "error"), "debug, info, warning or error"),
         "housekeeping": ("duration", lambda x: 1 <= x <= 86400, "between 1s and 1d"),
         "baseline_save": ("duration", lambda x: 1 <= x <= 86400, "between 1s and 1d"),
+        "sources_v4": ("int", lambda x: 1024 <= x <= 16777216, "an integer from 1024 to 16777216"),
+        "sources_v6": ("int", lambda x: 1024 <= x <= 16777216, "an integer from 1024 to 16777216"),
     },
     "detection": {
         "threshold": ("float", lambda x: x > 1, "a number > 1"),

@@ -56,8 +56,10 @@ class Interfaces:
     def all(self) -> list:
         return [self.status(n) for n in self.names()]
 
-    def attach(self, ifname: str, mode: str = "auto", monitor: bool = False) -> tuple:
-        """Returns (status, action) with action 'attached' or 'updated'."""
+    def attach(self, ifname: str, mode: str = "auto", monitor: bool = False, defines: Optional[dict] = None) -> tuple:
+        """Returns (status, action) with action 'attached' or 'updated'.
+        defines: tunables.h values for the build a new attach loads (an
+        interface already attached keeps its program and tables)."""
         xs = netlink.xdp_state(ifname)  # raises for an unknown interface
         flags = abi.CfgFlag.MONITOR if monitor else 0
         if xs.prog_id is not None:
@@ -90,7 +92,7 @@ class Interfaces:
             finally:
                 store.close()
 
-        loader.attach(ifname, self.paths.pin_root, mode, flags, before_attach=before_attach,
+        loader.attach(ifname, self.paths.pin_root, mode, flags, defines=defines, before_attach=before_attach,
                       cache_dir=self.paths.cache_dir)
         return self.status(ifname), "attached"
 

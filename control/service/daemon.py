@@ -108,7 +108,8 @@ class Daemon:
         ifs = Interfaces(self.paths)
         owned = self._read_owned()
         for name in self.interfaces:
-            st, action = ifs.attach(name, self.cfg.daemon.mode, self.cfg.daemon.monitor)
+            st, action = ifs.attach(name, self.cfg.daemon.mode, self.cfg.daemon.monitor,
+                                    self.cfg.daemon.defines())
             # attached now, or by an earlier run of the daemon that did not
             # get to detach it (a crash): either way it is ours to detach
             if action == "attached" or name in owned:

@@ -13,7 +13,7 @@ import pytest
 
 from seawall.cli.main import main
 from seawall.control import config
-from seawall.control.config import Config, ConfigError
+from seawall.control.config import Config, ConfigError, DaemonConfig
 from seawall.control.errors import UsageError
 
 
@@ -84,6 +84,8 @@ VALID = {
         "log_level": ('"debug"', "debug"),
         "housekeeping": ('"5m"', 300.0),
         "baseline_save": ('"1m"', 60.0),
+        "sources_v4": ("1048576", 1048576),
+        "sources_v6": ("131072", 131072),
     },
     "detection": {
         "warmup": ('"30s"', 30.0),
@@ -516,3 +518,16 @@ def test_check_directory(tmp_path, capsys):
     code, out, err = check(capsys, tmp_path)
     assert (code, out) == (2, "")
     assert err.count("\n") == 1 and "directory" in err
+
+
+def test_source_tables_default_to_the_builds_and_change_it_only_when_set():
+    from seawall.control.config import from_dict
+    from seawall.control.datapath import abi
+
+    d = DaemonConfig()
+    assert (d.sources_v4, d.sources_v6) == (abi.MAX_SOURCES_V4, abi.MAX_SOURCES_V6)
+    assert d.defines() == {}, "the default build: the same program (and cache entry) as seawall attach"
+    big = from_dict({"daemon": {"sources_v4": 1048576}}, "t").daemon
+    assert big.defines() == {"MAX_SOURCES_V4": 1048576}
+    with pytest.raises(ConfigError, match="sources_v6"):
+        from_dict({"daemon": {"sources_v6": 10}}, "t")
