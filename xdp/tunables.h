@@ -48,12 +48,24 @@
 #ifndef MAX_SOURCES_V6
 #define MAX_SOURCES_V6 16384
 #endif
-/* Hot source marks kept (LRU): enough for a botnet's members at once. */
+/* Hot sources kept (LRU): enough for a botnet's members at once when
+ * the source tables are too large to be read whole every cycle (past
+ * 131,072 in all: service/sources.py's FULL_READ_MAX); a token size
+ * otherwise, where the hot table is never used (a per-CPU LRU is
+ * allocated whole when the program loads: 32k entries took 20 ms of a
+ * daemon's start). */
+#if MAX_SOURCES_V4 + MAX_SOURCES_V6 > 131072
+#define SW_HOT_V4_DEFAULT 32768
+#define SW_HOT_V6_DEFAULT 8192
+#else
+#define SW_HOT_V4_DEFAULT 256
+#define SW_HOT_V6_DEFAULT 64
+#endif
 #ifndef HOT_SOURCES_V4
-#define HOT_SOURCES_V4 32768
+#define HOT_SOURCES_V4 SW_HOT_V4_DEFAULT
 #endif
 #ifndef HOT_SOURCES_V6
-#define HOT_SOURCES_V6 8192
+#define HOT_SOURCES_V6 SW_HOT_V6_DEFAULT
 #endif
 
 /* Admission doorkeeper: slots (power of two) remembering a source tag; a

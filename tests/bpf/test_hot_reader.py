@@ -76,6 +76,9 @@ def test_hot_sources_exact_the_rest_seen_and_complete_after_a_lap(big):
     ncpu = c.sources[4].ncpu
     r = srcmod.SourceReader(c, interval=0.25, min_pps=20.0)
     assert r.partial and r.hot_pkts == srcmod.hot_threshold(20.0, 0.25, ncpu)
+    # tunables.h sizes the hot table for a table too large to read whole
+    assert (c.hot[4].max_entries, c.hot[6].max_entries) == (32768, 8192)
+    assert srcmod.FULL_READ_MAX == 131072, "tunables.h's SW_HOT_*_DEFAULT switch says 131072 too"
     hot_at = r.hot_pkts
     prev = {"big": r.read()}
     send(loaded, "198.18.7.1", 1 + 30)  # the doorkeeper takes the first: 30 counted

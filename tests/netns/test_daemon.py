@@ -126,3 +126,49 @@ def test_restart_in_the_middle_of_a_flood_judges_it_against_the_saved_baseline(d
     assert after.volumes.reference(300, {})[0] <= 1.5 * ref_before + 1, "the flood was learnt"
     print(f"restarted 3 s into the flood: blocked {blocked_at:.2f} s after the start; busy rate "
           f"{ref_before:.0f} pps before, {after.volumes.reference(300, {})[0]:.0f} pps after; alarm {alarm}")
+
+
+def test_a_large_source_table_is_read_through_the_hot_table_and_still_cuts(dlab, tmp_path, seawall_env):
+    """With `sources_v4` past what is read whole each cycle, the daemon
+    attaches a build with the larger table, reads it through the hot table
+    and slices (service/sources.py), and still blocks the flooding source
+    within a second or so while the customers stay served."""
+    from seawall.control.datapath import abi, counters, loader
+
+    lab = dlab
+    big = 262144
+    cfg = tmp_path / "seawall.toml"
+    cfg.write_text(LAB_CONFIG.replace("[daemon]\n", f"[daemon]\nsources_v4 = {big}\n"))
+    conf = tmp_path / "flood.cfg"
+    write_flood_conf(conf)
+    lab.seawall("attach", "sws0")  # the customers' side: the default build
+    lab.http_server()
+    time.sleep(0.5)
+    daemon = lab.daemon(str(cfg), "sws0", "swa0")  # attaches swa0 itself, with the large table
+    clients = lab.clients(duration=14, rate=60)
+    time.sleep(6)
+    swa0 = loader.iface_dir(seawall_env.pin_root, "swa0")
+    with counters.IfaceCounters(swa0) as c:
+        assert c.sources[4].max_entries == big and c.hot_marks
+        cfg_slot = abi.SwConfig.from_buffer_copy(c.config.lookup(b"\0" * 4))
+        assert cfg_slot.hot_pkts >= 1 and cfg_slot.epoch > 10, "the daemon runs the hot marks, cycle by cycle"
+    t_flood = time.monotonic()
+    flood = lab.flood(str(conf), pps=40000, seconds=5)
+    blocked_at = attacker_blocked(lab, t_flood, 5)
+    with counters.IfaceCounters(swa0) as c:
+        hot = c.read_hot()
+    flood.wait(30)
+    out, _ = clients.communicate(timeout=60)
+    summary = json.loads(out)
+    daemon.send_signal(signal.SIGTERM)
+    _, err = daemon.communicate(timeout=20)
+    print(f"large table: attacker blocked {blocked_at} s after the flood started; customers {summary}")
+    assert blocked_at is not None and blocked_at < 1.5, (blocked_at, err[-2000:])
+    assert any(str(hot.prefix(i)) == f"{ATTACKER}/32" for i in range(len(hot))), \
+        "the attacker went through the hot table"
+    blocks = json.loads(lab.seawall("block", "list", "--json").stdout)
+    assert [b["cidr"] for b in blocks] == [f"{ATTACKER}/32"], blocks
+    total = summary["ok"] + summary["fail"]
+    assert total > 400 and summary["fail"] <= max(1, total // 200), summary
+    with counters.IfaceCounters(swa0) as c:
+        assert abi.SwConfig.from_buffer_copy(c.config.lookup(b"\0" * 4)).hot_pkts == 0, "marks off at stop"
