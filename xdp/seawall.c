@@ -262,18 +262,14 @@ static __always_inline int (check_block_v6)(const struct in6_addr *saddr,
 
 /* --- accounting ------------------------------------------------------------ */
 
-/* This CPU's counter of a histogram slot: a CPU writes only its own
- * region of the features array (maps.h), so a plain add is enough. */
-static __always_inline void (feature_bump)(__u32 slot)
+/* This CPU's counter of a histogram slot: base is this CPU's region of
+ * the features array (maps.h); a CPU writes only its own, so a plain add
+ * is enough. */
+static __always_inline void (feature_bump)(__u32 base, __u32 slot)
 {
-	__u32 cpu = bpf_get_smp_processor_id();
-	__u32 idx;
-	__u64 *v;
+	__u32 idx = base + slot;
+	__u64 *v = features.lookup(&idx);
 
-	if (cpu >= SW_NR_CPUS)
-		return;
-	idx = cpu * FEAT_SLOTS + slot;
-	v = features.lookup(&idx);
 	if (v)
 		*v += 1;
 }
@@ -468,17 +464,22 @@ static __always_inline void (account_features)(__u32 hash, int proto,
 					     __u32 dst)
 {
 	__u32 cls = len / LEN_CLASS_WIDTH;
+	__u32 cpu = bpf_get_smp_processor_id();
+	__u32 base;
 
+	if (cpu >= SW_NR_CPUS)
+		return;
+	base = cpu * FEAT_SLOTS;
 	if (cls >= LEN_CLASSES)
 		cls = LEN_CLASSES - 1;
-	feature_bump(FEAT_OFF_SRC + ((hash >> 16) & (SRC_BUCKETS - 1)));
-	feature_bump(FEAT_OFF_DPORT + dport);
-	feature_bump(FEAT_OFF_SPORT + sport);
-	feature_bump(FEAT_OFF_PROTO + (proto & 0xff));
-	feature_bump(FEAT_OFF_LEN + cls);
-	feature_bump(FEAT_OFF_FLAGS + (flags & (FLAG_BUCKETS - 1)));
-	feature_bump(FEAT_OFF_FRAG + (frag & (FRAG_BUCKETS - 1)));
-	feature_bump(FEAT_OFF_DST + (dst & (DST_BUCKETS - 1)));
+	feature_bump(base, FEAT_OFF_SRC + ((hash >> 16) & (SRC_BUCKETS - 1)));
+	feature_bump(base, FEAT_OFF_DPORT + dport);
+	feature_bump(base, FEAT_OFF_SPORT + sport);
+	feature_bump(base, FEAT_OFF_PROTO + (proto & 0xff));
+	feature_bump(base, FEAT_OFF_LEN + cls);
+	feature_bump(base, FEAT_OFF_FLAGS + (flags & (FLAG_BUCKETS - 1)));
+	feature_bump(base, FEAT_OFF_FRAG + (frag & (FRAG_BUCKETS - 1)));
+	feature_bump(base, FEAT_OFF_DST + (dst & (DST_BUCKETS - 1)));
 }
 
 /* --- signatures ------------------------------------------------------------- */

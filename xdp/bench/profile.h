@@ -47,7 +47,7 @@
 #endif /* PROFILE_SKIP & SKIP_SOURCES */
 
 #if PROFILE_SKIP & SKIP_FEATURES
-#define feature_bump(slot) do { } while (0)
+#define feature_bump(base, slot) do { } while (0)
 #endif /* PROFILE_SKIP & SKIP_FEATURES */
 
 #if PROFILE_SKIP & SKIP_SIGNATURES
