@@ -194,3 +194,33 @@ def test_evaluate_wire_quick_end_to_end(tmp_path):
     assert f is not None and f["false_bans"] == 0 and f["detect_s"] is not None, f
     assert f["would"] and "blackhole 198.18.0.1" in f["would"][0], f["would"]
     assert flash["fastnetmon"]["false_bans"] == 0 and flash["fastnetmon"]["detect_s"] is None
+
+
+def test_a_daemon_started_during_a_flood_cuts_it_within_a_second_of_its_start():
+    """botnet@during alone (FastNetMon sniffing the same 40k pps beside it
+    takes a core of these two, and delayed the daemon's start past a
+    second): an empty state, started 3 s into the flood, the program
+    loaded from the object cache, filled first as scripts/setup fills an
+    installed host's."""
+    # the installer's warm-up (scripts/setup): one command that creates the lists, in scratch folders,
+    # fills the object cache (here the test session's) with the program the daemon will load
+    import tempfile
+    import uuid
+
+    pins = f"/sys/fs/bpf/seawall-warm-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as state:
+        try:
+            subprocess.run([SEAWALL, "block", "list"], check=True, capture_output=True, timeout=60,
+                           env=dict(os.environ, SEAWALL_BPFFS=pins, SEAWALL_STATE_DIR=state))
+        finally:
+            subprocess.run(["rm", "-rf", pins])
+    p = subprocess.run([SEAWALL, "evaluate", "--wire", "--scenario", "botnet@during", "--runs", "1", "--json"],
+                       capture_output=True, text=True, timeout=200, env=dict(os.environ))
+    assert p.returncode == 0, p.stderr[-2000:]
+    (r,) = json.loads(p.stdout)["runs"]
+    assert "error" not in r, r.get("error")
+    since_start = None if r["cut"] is None else r["cut"] - r["daemon_starts_s"][-1]
+    print(f"botnet@during: cut {since_start} s after the daemon's start")
+    assert since_start is not None and since_start <= 1.0, (since_start, r["daemon_starts_s"], r["cut"])
+    assert r["passed_after_cut"] <= 0.01 and r["legit_blocked"] == 0, r
+    assert r["customers"]["success_attack"] >= 0.99, r["customers"]
