@@ -134,9 +134,11 @@ BPF_TABLE_PINNED("percpu_array", __u32, struct sw_counter, sig_hits,
 /* Token buckets of rate-limited signatures, per CPU. Scratch, not pinned. */
 BPF_PERCPU_ARRAY(sig_rate, struct sw_admit_bucket, MAX_SIGNATURES);
 
-/* Doorkeeper: per-CPU slots holding the tag of the last source hashed there.
- * Scratch state, not pinned. */
-BPF_PERCPU_ARRAY(admit_tags, __u32, ADMIT_SLOTS);
+/* Doorkeeper: slots holding the tag of the last source hashed there, one
+ * region of ADMIT_SLOTS per CPU, each written by its own CPU only (a plain
+ * array is allocated at once; a per-CPU one of these 64k slots took 35 ms
+ * of a daemon's start). Scratch state, not pinned. */
+BPF_ARRAY(admit_tags, __u32, SW_NR_CPUS * ADMIT_SLOTS);
 
 /* Insert budget: per-CPU token bucket. Scratch state, not pinned. */
 BPF_PERCPU_ARRAY(admit_budget, struct sw_admit_bucket, 1);

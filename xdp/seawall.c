@@ -284,12 +284,16 @@ static __always_inline int (admit)(__u32 hash)
 	 * or every source of a /16 shares one slot and overwrites the others'
 	 * first sighting. */
 	__u32 slot = (hash ^ (hash >> 16)) & (ADMIT_SLOTS - 1);
+	__u32 cpu = bpf_get_smp_processor_id();
 	__u32 tag = hash | 1; /* 0 marks an empty slot */
 	__u32 zero = 0;
 	struct sw_admit_bucket *bkt;
 	__u32 *seen;
 	__u64 elapsed, t;
 
+	if (cpu >= SW_NR_CPUS)
+		return 0;
+	slot += cpu * ADMIT_SLOTS; /* this CPU's region */
 	seen = admit_tags.lookup(&slot);
 	if (!seen)
 		return 0;

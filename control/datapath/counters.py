@@ -45,7 +45,7 @@ SIG_HITS = MapSpec("sig_hits", IFACE, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.Sw
 # The program's private state, never pinned and never read here; declared
 # so that every map of the object has an owner (tests reset two of them).
 SIG_RATE = MapSpec("sig_rate", SCRATCH, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.SwAdmitBucket, abi.MAX_SIGNATURES)
-ADMIT_TAGS = MapSpec("admit_tags", SCRATCH, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.U32, abi.ADMIT_SLOTS)
+ADMIT_TAGS = MapSpec("admit_tags", SCRATCH, bpf.MAP_TYPE_ARRAY, abi.U32, abi.U32, abi.ADMIT_SLOTS * bpf.possible_cpus())
 ADMIT_BUDGET = MapSpec("admit_budget", SCRATCH, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.SwAdmitBucket, 1)
 STAMP_CACHE = MapSpec("stamp_cache", SCRATCH, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.SwStamp, 1)
 
