@@ -164,7 +164,12 @@ def test_evaluate_wire_quick_end_to_end(tmp_path):
         assert r["xdp_mode"] in ("native", "generic"), r["scenario"]
         assert r["sampling"]["server"]["median_ms"] <= 11
         if r["scenario"] != "flash-crowd":
-            assert len(r["segments"]) == 1 and r["sent"] > 0.9 * r["bursts"][0][1] * r["bursts"][0][2]
+            # A daemon (re)started during the flood attaches XDP to the protected veth; the sender
+            # has been seen to stall up to 0.7 s then (the kernel reconfigures the veth pair), which
+            # splits the flood into two stretches at the daemon's start. Nothing else may.
+            restarted = "@" in r["scenario"]
+            assert len(r["segments"]) == 1 or (restarted and len(r["segments"]) == 2), r["segments"]
+            assert r["sent"] > 0.9 * r["bursts"][0][1] * r["bursts"][0][2]
             assert r["passed_total"] is not None
     flash = next(r for r in doc["runs"] if r["scenario"] == "flash-crowd")
     # the flash crowd: 10x the calm rate for 6 s (calm window: 9.5 s); at least 5x was achieved
