@@ -433,32 +433,12 @@ class Map:
         chunk = max(1, min(chunk, self.max_entries))
         keys = np.empty((self.max_entries, self.key_size), np.uint8)
         vals = np.empty((self.max_entries, self.buf_size), np.uint8)
-        in_b = ctypes.create_string_buffer(max(8, self.key_size))
-        out_b = ctypes.create_string_buffer(max(8, self.key_size))
-        n = 0
-        first = True
+        n, cursor = 0, None
         while n < self.max_entries:
-            want = min(chunk, self.max_entries - n)
-            attr = _BatchAttr(
-                in_batch=0 if first else ctypes.addressof(in_b),
-                out_batch=ctypes.addressof(out_b),
-                keys=keys.ctypes.data + n * self.key_size,
-                values=vals.ctypes.data + n * self.buf_size,
-                count=want,
-                map_fd=self.fd,
-            )
-            done = False
-            try:
-                call(BPF_MAP_LOOKUP_BATCH, attr, f"{self.name}: batch lookup")
-            except BpfError as e:
-                if e.errno != errno.ENOENT:
-                    raise
-                done = True  # last (possibly partial) batch
-            n += attr.count
-            if done or attr.count == 0:
+            got, cursor = self._batch(keys, vals, n, min(chunk, self.max_entries - n), cursor)
+            n += got
+            if cursor is None or got == 0:
                 break
-            ctypes.memmove(in_b, out_b, len(out_b))
-            first = False
         return keys[:n], vals[:n]
 
     def lookup_slice(self, cursor: Optional[bytes], count: int) -> tuple:
@@ -468,25 +448,30 @@ class Map:
         to pass next time, None once the map's end was reached. The kernel
         stops before a hash bucket that would not fit, so a slice may hold
         fewer than `count` entries before the end."""
-        room = max(count, 1)
-        keys = np.empty((room, self.key_size), np.uint8)
-        vals = np.empty((room, self.buf_size), np.uint8)
+        count = max(count, 1)
+        keys = np.empty((count, self.key_size), np.uint8)
+        vals = np.empty((count, self.buf_size), np.uint8)
+        n, cursor = self._batch(keys, vals, 0, count, cursor)
+        return keys[:n], vals[:n], cursor
+
+    def _batch(self, keys: np.ndarray, vals: np.ndarray, at: int, count: int, cursor: Optional[bytes]) -> tuple:
+        """One BPF_MAP_LOOKUP_BATCH of up to count entries into rows at..
+        of keys and vals, from cursor (None: the start). Returns (entries
+        read, the next cursor or None at the map's end)."""
         in_b = ctypes.create_string_buffer(max(8, self.key_size))
         out_b = ctypes.create_string_buffer(max(8, self.key_size))
         if cursor is not None:
             ctypes.memmove(in_b, cursor, min(len(cursor), len(in_b)))
         attr = _BatchAttr(in_batch=0 if cursor is None else ctypes.addressof(in_b),
-                          out_batch=ctypes.addressof(out_b), keys=keys.ctypes.data,
-                          values=vals.ctypes.data, count=max(count, 1), map_fd=self.fd)
-        end = False
+                          out_batch=ctypes.addressof(out_b), keys=keys.ctypes.data + at * self.key_size,
+                          values=vals.ctypes.data + at * self.buf_size, count=count, map_fd=self.fd)
         try:
             call(BPF_MAP_LOOKUP_BATCH, attr, f"{self.name}: batch lookup")
         except BpfError as e:
             if e.errno != errno.ENOENT:
                 raise
-            end = True
-        n = attr.count
-        return keys[:n], vals[:n], None if end else out_b.raw
+            return attr.count, None  # the last (possibly partial) batch
+        return attr.count, out_b.raw
 
     def update_batch(self, keys: np.ndarray, values: np.ndarray, flags: int = BPF_ANY) -> int:
         """BPF_MAP_UPDATE_BATCH; returns how many were written. On failure

@@ -107,18 +107,16 @@ class Datapath:
 
     def source(self, addr: str) -> Optional[abi.SwSource]:
         """Tracked-source counters for one address, summed over CPUs."""
-        p = Prefix.parse(addr)
-        m = self.counters.sources[p.version]
-        raw = m.lookup(p.packed)
-        if raw is None:
-            return None
-        s = m.cpu_sum(raw, 3)
-        return abi.SwSource(packets=int(s[0]), bytes=int(s[1]), syns=int(s[2]))
+        return self._summed(self.counters.sources, addr)
 
     def hot(self, addr: str) -> Optional[abi.SwSource]:
         """The hot table's counters for one address, summed over CPUs."""
+        return self._summed(self.counters.hot, addr)
+
+    @staticmethod
+    def _summed(tables: dict, addr: str) -> Optional[abi.SwSource]:
         p = Prefix.parse(addr)
-        m = self.counters.hot[p.version]
+        m = tables[p.version]
         raw = m.lookup(p.packed)
         if raw is None:
             return None
