@@ -31,7 +31,8 @@ def run(app, config_path, interfaces, monitor, interval, cycles):
     import dataclasses
 
     from seawall.control import config as configmod
-    from seawall.control.service.daemon import Daemon, setup_logging
+    from seawall.control.service.daemon import Daemon
+    from seawall.control.service.logs import setup_logging
 
     cfg = configmod.load(config_path)
     over = {}

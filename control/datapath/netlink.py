@@ -91,3 +91,29 @@ def xdp_state(ifname: str) -> XdpState:
             prog_id = struct.unpack_from("=I", xdp[kind])[0]
             break
     return XdpState(ifname, index, prog_id if attached else None, attached)
+
+
+RTM_SETLINK = 19
+NLM_F_ACK = 4
+NLA_F_NESTED = 1 << 15
+IFLA_XDP_FD, IFLA_XDP_FLAGS = 1, 3
+
+
+def set_xdp(ifname: str, prog_fd: int, flags: int) -> None:
+    """Attach the program prog_fd to ifname (-1: remove the one attached)
+    with these XDP_FLAGS_* (the mode's), by one RTM_SETLINK: how the
+    daemon puts its own pinned program back without importing bcc. Raises
+    SeawallError with the kernel's reason."""
+    index, _ = _getlink(ifname)
+    xdp = _RTA.pack(8, IFLA_XDP_FD) + struct.pack("=i", prog_fd)
+    xdp += _RTA.pack(8, IFLA_XDP_FLAGS) + struct.pack("=I", flags)
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0)
+    body += _RTA.pack(_RTA.size + len(xdp), IFLA_XDP | NLA_F_NESTED) + xdp
+    msg = _NLMSG.pack(_NLMSG.size + len(body), RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, 1, 0) + body
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as s:
+        s.sendto(msg, (0, 0))
+        buf = s.recv(65536)
+    _, kind, _, _, _ = _NLMSG.unpack_from(buf, 0)
+    err = -struct.unpack_from("=i", buf, _NLMSG.size)[0] if kind == NLMSG_ERROR else 0
+    if err:
+        raise SeawallError(f"cannot attach XDP to {ifname}: {os.strerror(err)}")

@@ -13,8 +13,6 @@ import json
 import logging
 import os
 import signal
-import socket
-import sys
 import threading
 import time
 from typing import Optional
@@ -29,11 +27,11 @@ from seawall.control.detect.observe import observe
 from seawall.control.errors import SeawallError, UsageError
 from seawall.control.lists.store import ListStore, NotDurable
 from seawall.control.service import persist
+from seawall.control.service.guard import FilterGuard
+from seawall.control.service.logs import event, sd_notify, version
 from seawall.control.service.sources import SourceReader
 from seawall.control.signature import Signature
 from seawall.control.state import Clock, Paths
-
-log = logging.getLogger("seawall")
 
 #: seconds after which the allowlist is re-read even if the journal did not change
 ALLOW_REFRESH = 60.0
@@ -41,28 +39,6 @@ ALLOW_REFRESH = 60.0
 FIRST_CYCLE = 0.1
 #: how long the first cycle waits for the first read of the host's sockets
 FIRST_SOCKETS_WAIT = 1.0
-
-
-def sd_notify(msg: str) -> bool:
-    """systemd's notify protocol, without libsystemd: one datagram."""
-    addr = os.environ.get("NOTIFY_SOCKET")
-    if not addr:
-        return False
-    if addr.startswith("@"):
-        addr = "\0" + addr[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-            s.connect(addr)
-            s.sendall(msg.encode())
-        return True
-    except OSError:
-        return False
-
-
-def event(kind: str, **fields) -> None:
-    """One structured log line (JSON) per decision or state change."""
-    fields = {"event": kind, **fields}
-    log.info(json.dumps(fields, sort_keys=True, default=str))
 
 
 class Daemon:
@@ -94,6 +70,7 @@ class Daemon:
         self._housekeeper: Optional[threading.Thread] = None
         self._held_said = False
         self.sockets = None  # datapath.sockets.SocketWatch, while run() runs
+        self.guard: Optional[FilterGuard] = None  # checks our programs are attached, once start() attached them
         self._saved_at = time.monotonic()
         self._snapshot_at = time.monotonic()  # when watch() took the first snapshot
         self._sig_hits: dict = {}  # slot -> (packets so far, monotonic t of the last increase)
@@ -130,9 +107,13 @@ class Daemon:
         names = list(self.interfaces) or ifs.names()
         if not names:
             raise SeawallError("no interface to watch: give --interface IFACE or attach one first")
+        modes = {}
         for name in names:
-            if ifs.status(name).state != "attached":
+            st = ifs.status(name)
+            if st.state != "attached":
                 raise SeawallError(f"{name}: seawall is not attached (seawall attach {name})")
+            modes[name] = st.mode
+        self.guard = FilterGuard(self.paths.pin_root, modes)
         self.watch({n: IfaceCounters(loader.iface_dir(self.paths.pin_root, n)) for n in names}, self.store, rep)
 
     def watch(self, counters: dict, store: ListStore, journal=None) -> None:
@@ -146,7 +127,7 @@ class Daemon:
         self.readers = {n: SourceReader(c, self.cfg.daemon.interval, self.cfg.attribution.returning_min_pps)
                         for n, c in self.counters.items()}
         base, said = persist.load(self.paths.baseline, self.cfg, time.monotonic(), self.clock.wall())
-        event("baseline", result=said)
+        event("baseline", result=said, level=logging.INFO if base is not None or "no saved" in said else logging.WARNING)
         self.engine = Engine(self.cfg, self._allowed, base)
         self._seed_engine(journal if journal is not None else store.journal.read())
         self._saved_at = time.monotonic()
@@ -460,7 +441,7 @@ class Daemon:
         try:
             cfg = configmod.load(self.config_path)
         except configmod.ConfigError as e:
-            event("reload", result="rejected, keeping the running config", error=str(e))
+            event("reload", result="rejected, keeping the running config", error=str(e), level=logging.ERROR)
             return
         self.cfg = cfg
         self.engine.cfg = cfg
@@ -487,6 +468,7 @@ class Daemon:
                 raise SeawallError(f"metrics: cannot listen on {self.cfg.metrics.listen}:{self.cfg.metrics.port}: "
                                    f"{e.strerror}") from None
         event("started", interfaces=list(self.counters), interval=interval, monitor=self.cfg.daemon.monitor,
+              version=version(), build=self.guard.builds() if self.guard else {},
               bpffs=self.paths.pin_root, state_dir=self.paths.state_dir,
               metrics=f"http://{self.cfg.metrics.listen}:{self.cfg.metrics.port}/metrics"
               if self.cfg.metrics.enabled else None)
@@ -513,7 +495,8 @@ class Daemon:
                 self.cycle(now - last)
                 last = now
                 next_t = max(next_t + interval, now + interval / 10)
-                sd_notify("WATCHDOG=1")
+                if self.guard is None or self.guard.check():  # else systemd's watchdog restarts the daemon
+                    sd_notify("WATCHDOG=1")
                 n += 1
                 if max_cycles is not None and n >= max_cycles:
                     break
@@ -532,6 +515,7 @@ class Daemon:
     def _said_sockets(self, watch) -> None:
         s = watch.first(FIRST_SOCKETS_WAIT)
         event("sockets", result="watching" if s is not None else "unreadable: going on without",
+              level=logging.INFO if s is not None else logging.WARNING,
               error=watch.error, **({"customers": len(s.peers), "listening": len(s.tcp_listening)} if s else {}))
 
     def shutdown(self) -> None:
@@ -564,8 +548,12 @@ class Daemon:
             c.close()
         if self.store is not None:
             self.store.close()
-        event("stopped", kept_filter=self.cfg.daemon.keep_filter_on_exit or not self.attached_here,
-              decisions=self.decisions)
+        # what is attached now, asked of the kernel: not what was meant to be
+        left = self.guard.attached_now() if self.guard else []
+        lost = [n for n in (self.guard.modes if self.guard else ()) if n not in left and
+                (self.cfg.daemon.keep_filter_on_exit or n not in self.attached_here)]
+        event("stopped", kept_filter=bool(left) and not lost, attached=left, not_attached=lost,
+              decisions=self.decisions, level=logging.ERROR if lost else logging.INFO)
 
 
 def _ttl(d) -> Optional[float]:
@@ -581,11 +569,3 @@ def _offence(d) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"offence count {n!r} is not a positive integer")
     return n
-
-
-def setup_logging(level: str = "info") -> None:
-    h = logging.StreamHandler(sys.stderr)
-    h.setFormatter(logging.Formatter("%(message)s"))
-    log.handlers[:] = [h]
-    log.setLevel(level.upper())
-    log.propagate = False

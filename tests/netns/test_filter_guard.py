@@ -1,0 +1,150 @@
+"""The daemon checks its own filter every cycle (control/service/guard.py).
+
+In the two-namespace lab (swlab.py), `seawall run` watches the server
+veth; the program is then taken off it behind the daemon's back. The
+oracle is the kernel (`ip -j link show`), not the daemon's word: the
+daemon's pinned program must be back on the interface, in its mode,
+within a couple of cycles, and the loss logged at error level. A
+program it cannot put back (its pin gone as well) stops the watchdog's
+pings; the systemd side of that is tests/netns/test_systemd.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from swlab import SEAWALL, SERVER_IF, _run
+
+INTERVAL = 0.2  # the daemon's cycle, seconds
+
+
+class Daemon:
+    """`seawall run` in the lab's server namespace, its JSON lines collected."""
+
+    def __init__(self, lab, *args, env=None):
+        self.p = subprocess.Popen([*lab.nsenter(lab.server), SEAWALL, "run", "-i", SERVER_IF,
+                                   "--interval", f"{int(INTERVAL * 1000)}ms", *args],
+                                  stderr=subprocess.PIPE, text=True, env=dict(lab.env, **(env or {})))
+        self.lines: list = []
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+
+    def _read(self):
+        for line in self.p.stderr:
+            self.lines.append(line)
+
+    def events(self) -> list:
+        out = []
+        for line in list(self.lines):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def wait(self, kind: str, timeout: float) -> dict:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for e in self.events():
+                if e.get("event") == kind:
+                    return e
+            assert self.p.poll() is None, f"the daemon exited {self.p.returncode}:\n{''.join(self.lines)[-3000:]}"
+            time.sleep(0.02)
+        raise AssertionError(f"no {kind} within {timeout} s; the daemon said:\n{''.join(self.lines)[-3000:]}")
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self._t.join(5)
+
+
+def _xdp_off(lab) -> None:
+    _run(["ip", "-n", lab.server, "link", "set", "dev", SERVER_IF, "xdp", "off"])
+
+
+def test_program_removed_under_the_daemon_is_put_back_and_logged(lab, tmp_path):
+    d = Daemon(lab)
+    try:
+        started = d.wait("started", 60)
+        before = lab.xdp_link()
+        assert before.get("prog", {}).get("id"), before
+        # the build that filters, as the kernel knows it (ip -d shows the program's tag)
+        detail = json.loads(_run(["ip", "-n", lab.server, "-d", "-j", "link", "show", "dev", SERVER_IF]).stdout)
+        assert started["build"] == {SERVER_IF: detail[0]["xdp"]["prog"]["tag"]}, (started, detail[0]["xdp"])
+        assert started["version"] not in ("", "unknown") and started["level"] == "info"
+        mode = before.get("mode")
+        for round_ in (1, 2):  # twice: the second loss is seen and counted as well
+            _xdp_off(lab)
+            t0 = time.monotonic()
+            assert not lab.xdp_link().get("prog"), "xdp off left a program"
+            while not lab.xdp_link().get("prog") and time.monotonic() - t0 < 10 * INTERVAL:
+                time.sleep(0.02)
+            took = time.monotonic() - t0
+            now = lab.xdp_link()
+            assert now.get("prog", {}).get("id") == before["prog"]["id"], (round_, now, before)
+            assert now.get("mode") == mode
+            # within a couple of cycles (the next cycle, plus a slow one)
+            assert took < 3 * INTERVAL + 0.2, f"re-attached after {took:.2f} s"
+        lost = [e for e in d.events() if e.get("event") == "filter_lost"]
+        assert [e["reattached"] for e in lost] == [1, 2], d.lines
+        assert all(e["level"] == "error" and e["interface"] == SERVER_IF and e["result"] == "re-attached"
+                   for e in lost)
+        assert lab.status(SERVER_IF)["state"] == "attached"
+        assert not [e for e in d.events() if e.get("event") == "filter_maps"], "the maps check misfired"
+    finally:
+        d.stop()
+    stopped = [e for e in d.events() if e.get("event") == "stopped"]
+    assert stopped and stopped[0]["kept_filter"] is True and stopped[0]["attached"] == [SERVER_IF], d.lines
+
+
+def test_a_program_it_cannot_put_back_stops_the_watchdog_and_stop_says_so(lab, tmp_path, seawall_env):
+    """The pin gone with the program: the daemon logs it once at error
+    level, stops feeding the watchdog (seen at a notify socket of our
+    own, as systemd's), and at stop does not claim it kept the filter."""
+    import socket
+
+    sock_path = str(tmp_path / "notify")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(sock_path)
+    s.settimeout(0.1)
+    got: list = []
+
+    def drain(seconds: float) -> list:
+        end, out = time.monotonic() + seconds, []
+        while time.monotonic() < end:
+            try:
+                out.append((time.monotonic(), s.recv(4096).decode()))
+            except socket.timeout:
+                pass
+        got.extend(out)
+        return [m for _, m in out]
+
+    d = Daemon(lab, env={"NOTIFY_SOCKET": sock_path})
+    try:
+        d.wait("started", 60)
+        assert any("WATCHDOG=1" in m for m in drain(1.0)), got
+        os.unlink(os.path.join(seawall_env.pin_root, "ifaces", SERVER_IF, "prog"))
+        _xdp_off(lab)
+        d.wait("filter_unrecoverable", 5)
+        drain(0.5)  # a ping already in flight
+        assert not any("WATCHDOG=1" in m for m in drain(1.5)), "still feeding the watchdog"
+        assert d.p.poll() is None, "the daemon keeps running (systemd decides)"
+    finally:
+        d.stop()
+        s.close()
+    ev = d.events()
+    bad = [e for e in ev if e.get("event") == "filter_unrecoverable"]
+    assert len(bad) == 1 and bad[0]["level"] == "error", d.lines
+    stopped = [e for e in ev if e.get("event") == "stopped"][0]
+    assert stopped["kept_filter"] is False and stopped["not_attached"] == [SERVER_IF], stopped
+    assert stopped["level"] == "error"
