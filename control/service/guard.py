@@ -45,6 +45,19 @@ def prog_map_ids(fd: int) -> set:
     return set(ids[:min(n, info.nr_map_ids)])
 
 
+def prog_tag(pin_root: str, name: str) -> Optional[str]:
+    """The kernel's tag (hex) of the program pinned for interface name, or
+    None: which build filters there (the tag hashes its instructions)."""
+    try:
+        fd = bpf.obj_get(os.path.join(loader.iface_dir(pin_root, name), loader.PROG_PIN))
+    except OSError:
+        return None
+    try:
+        return bytes(bpf.prog_info(fd).tag).hex()
+    finally:
+        os.close(fd)
+
+
 class FilterGuard:
     """Keeps the pinned program of each interface attached in its mode.
 
@@ -158,16 +171,6 @@ class FilterGuard:
         return out
 
     def builds(self) -> dict:
-        """{interface: the kernel's tag of its pinned program (hex)}: which
-        build filters there (the tag is a hash of the instructions)."""
-        out = {}
-        for name in self.modes:
-            try:
-                fd = bpf.obj_get(self._pin(name))
-            except OSError:
-                continue
-            try:
-                out[name] = bytes(bpf.prog_info(fd).tag).hex()
-            finally:
-                os.close(fd)
-        return out
+        """{interface: its pinned program's tag (prog_tag)}."""
+        tags = {n: prog_tag(self.pin_root, n) for n in self.modes}
+        return {n: t for n, t in tags.items() if t}

@@ -1,9 +1,14 @@
 """Prometheus metrics. Map-backed values are read from the kernel at scrape
-time by a custom collector; the engine's view (entropy, score, alarm) comes
-from the daemon's last cycle. Served on 127.0.0.1 unless configured."""
+time by a custom collector (the lists in batch reads: some 60 ms for 100k
+entries); the engine's view (entropy, score, alarm) comes from the
+daemon's last cycle, the filter's state from its guard (guard.py). With
+them, the process's own (prometheus_client's ProcessCollector) and
+seawall_build_info. Served on 127.0.0.1 unless configured; the alert
+rules that go with them are docs/seawall-alerts.yml."""
 
 from __future__ import annotations
 
+from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -11,6 +16,8 @@ from seawall.control.datapath import sigtable, tries
 from seawall.control.errors import SeawallError
 from seawall.control.datapath.interfaces import Interfaces
 from seawall.control.lists.store import lists_pinned
+from seawall.control.service.guard import prog_tag
+from seawall.control.service.logs import version
 from seawall.control.state import Clock, Paths
 
 
@@ -42,7 +49,13 @@ class SeawallCollector(Collector):
                                  labels=["interface", "event"])
         up = GaugeMetricFamily("seawall_interface_attached", "1 when the filter is attached to the interface",
                                labels=["interface", "mode", "monitor"])
-        for name in ifs.names():
+        names = ifs.names()
+        builds = sorted({t for t in (prog_tag(self.paths.pin_root, n) for n in names) if t})
+        info = GaugeMetricFamily("seawall_build_info", "The running version, and the tags of the programs "
+                                 "pinned (the builds that filter), comma-separated", labels=["version", "build"])
+        info.add_metric([version(), ",".join(builds) or "none"], 1.0)
+        yield info
+        for name in names:
             st = ifs.status(name)
             up.add_metric([name, st.mode or "none", "true" if st.monitor else "false"],
                           1.0 if st.state == "attached" else 0.0)
@@ -79,6 +92,9 @@ class SeawallCollector(Collector):
         yield dec
         yield GaugeMetricFamily("seawall_cycle_duration_seconds", "Duration of the last scoring cycle",
                                 value=d.cycle_seconds)
+        yield GaugeMetricFamily("seawall_anomaly_threshold", "The score that makes a cycle anomalous "
+                                "([detection] threshold)", value=d.cfg.detection.threshold)
+        yield from _filter(d.guard)
         rep = d.last
         if rep is None:
             return
@@ -109,9 +125,31 @@ class SeawallCollector(Collector):
                                     value=base.volumes.reference(d.cfg.detection.min_pps, {})[0])
 
 
+def _filter(guard):
+    """The guard's view of the daemon's programs, as of its last check."""
+    if guard is None:
+        return
+    att = GaugeMetricFamily("seawall_filter_attached", "1 while the daemon's program is attached to the "
+                            "interface in its mode (checked every cycle)", labels=["interface"])
+    re = CounterMetricFamily("seawall_filter_reattach", "Times the daemon found its program off the interface "
+                             "and put it back", labels=["interface"])
+    maps = GaugeMetricFamily("seawall_filter_maps_missing", "Pinned lists and counters the attached program "
+                             "does not use (0 when all is well)", labels=["interface"])
+    for name in sorted(guard.modes):
+        att.add_metric([name], 1.0 if guard.attached[name] else 0.0)
+        re.add_metric([name], guard.reattached[name])
+        maps.add_metric([name], len(guard.missing[name]))
+    yield att
+    yield re
+    yield maps
+
+
 def registry(paths: Paths, daemon=None) -> CollectorRegistry:
+    """seawall's collector and the process's (process_*: CPU, memory, file
+    descriptors, start time)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(SeawallCollector(paths, daemon))
+    ProcessCollector(registry=reg)
     return reg
 
 

@@ -116,3 +116,47 @@ def test_metrics_pass_promtool_and_a_real_prometheus_scrapes_them(dlab, tmp_path
     clients.communicate(timeout=30)
     daemon.terminate()
     daemon.communicate(timeout=20)
+
+
+def test_a_scrape_reads_100k_list_entries_in_batch_calls(paths):
+    """The list gauges come from batch reads of the tries, not a walk of
+    one bpf() call per key and per value (0.5 s for 100k entries here,
+    against some 65 ms): counted in bpf() calls, so load cannot flake it."""
+    import numpy as np
+    from prometheus_client import generate_latest
+
+    from seawall.control.datapath import abi, bpf, loader, tries
+    from seawall.control.service import metrics
+
+    n = 100_000
+    loader.ensure_bpffs(paths.pin_root)
+    loader.ensure_global_maps(paths.pin_root, os.environ.get("SEAWALL_CACHE_DIR"))
+    maps = tries.ListMaps(paths.pin_root)
+    try:
+        addrs = (np.arange(n, dtype=np.uint32) + (198 << 24 | 18 << 16)).byteswap()
+        keys = np.zeros((n, 8), np.uint8)
+        keys[:, :4] = np.full(n, 32, "=u4").view(np.uint8).reshape(-1, 4)
+        keys[:, 4:] = addrs.view(np.uint8).reshape(-1, 4)
+        auto = np.where(np.arange(n) % 4 == 0, int(abi.BlockFlag.AUTO), 0)
+        maps.trie("block", 4).update_batch(keys, tries.block_values(np.full(n, 32), 0, auto))
+    finally:
+        maps.close()
+    reg = metrics.registry(paths)
+    calls = []
+    real = bpf.call
+
+    def counted(cmd, attr, what):
+        calls.append(cmd)
+        return real(cmd, attr, what)
+
+    bpf.call = counted
+    try:
+        t0 = time.perf_counter()
+        text = generate_latest(reg).decode()
+        took = time.perf_counter() - t0
+    finally:
+        bpf.call = real
+    assert 'seawall_blocklist_entries{source="auto"} 25000.0' in text
+    assert 'seawall_blocklist_entries{source="manual"} 75000.0' in text
+    assert len(calls) < 1000, f"{len(calls)} bpf() calls for one scrape"
+    print(f"scrape of {n} blocklist entries: {took * 1000:.0f} ms, {len(calls)} bpf() calls")

@@ -17,6 +17,8 @@ EXPORTED = {
     "seawall_decisions_total", "seawall_cycle_duration_seconds", "seawall_entropy", "seawall_deviation",
     "seawall_anomaly_score", "seawall_alarm", "seawall_observed_packets_per_second",
     "seawall_volume_ratio", "seawall_baseline_learnt_seconds", "seawall_baseline_packets_per_second",
+    "seawall_build_info", "seawall_anomaly_threshold", "seawall_filter_attached", "seawall_filter_reattach_total",
+    "seawall_filter_maps_missing",
 }
 
 
@@ -38,6 +40,8 @@ def test_dashboard_queries_use_exported_metrics_only():
     assert used and used <= EXPORTED, used - EXPORTED
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
+    # the operator's first question: is the filter on? (alert SeawallFilterNotAttached)
+    assert any("seawall_filter_attached" in e for e in exprs)
 
 
 @pytest.mark.parametrize("panel", json.load(open(DASH))["panels"], ids=lambda p: p["title"])
