@@ -115,12 +115,18 @@ def _evaluate_wire(names, runs, quick, pps, capture_dir, seawall_exe, keep, as_j
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object, with the per-cycle timeline")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="also draw the timeline as a PNG: packets/s by verdict, entropy, score, decisions")
+@click.option("--quiet", "-q", is_flag=True, help="no progress line (it is shown only on a terminal)")
 @pass_app
-def replay(app, capture, config_path, interval, background, warmup, seed, as_json, plot_path):
+def replay(app, capture, config_path, interval, background, warmup, seed, as_json, plot_path, quiet):
     """Run a pcap/pcapng capture through the real XDP program (BPF_PROG_TEST_RUN)
     and the real scoring engine, on the capture's own clock, and report what
     would have been detected and dropped. Uses scratch maps: the host's
     lists are not touched.
+
+    The capture is streamed (memory does not grow with it). Link types:
+    Ethernet, Linux cooked SLL and SLL2 (`tcpdump -i any`; the host's own
+    outgoing packets are left out), raw IP. On a terminal, a progress line
+    shows packets, share and rate on stderr (not with --json or --quiet).
 
     \b
     Examples:
@@ -129,6 +135,7 @@ def replay(app, capture, config_path, interval, background, warmup, seed, as_jso
     """
     from seawall.control import config as configmod
     from seawall.control.tools import pcap as pcapmod
+    from seawall.control.tools.replay import Progress, check
     from seawall.control.tools.replay import replay as run_replay
 
     if plot_path is not None:  # before the replay, which takes a while
@@ -142,12 +149,18 @@ def replay(app, capture, config_path, interval, background, warmup, seed, as_jso
         dt = configmod.from_dict({"daemon": {"interval": interval}}, "--interval").daemon.interval
     except configmod.ConfigError as e:
         raise UsageError(str(e).replace("--interval: [daemon] interval: ", "--interval: ")) from None
-    # validate the whole capture before compiling anything
-    n = sum(1 for _ in pcapmod.read(capture))
-    if n == 0:
-        raise SeawallError(f"{capture}: the capture holds no packets")
-    app.need_root()
-    res = run_replay(capture, cfg, dt, background, warmup, seed, scratch_prefix=app.paths.pin_root)
+    progress = None
+    if not (quiet or as_json) and sys.stderr.isatty():
+        progress = Progress(lambda s: (sys.stderr.write(s), sys.stderr.flush()), "replay")
+    try:
+        # validate the whole capture before compiling anything: one streaming pass
+        summary = check(capture, pcapmod.scan(capture, progress and progress.reading))
+        app.need_root()
+        res = run_replay(capture, cfg, dt, background, warmup, seed, scratch_prefix=app.paths.pin_root,
+                         summary=summary, progress=progress)
+    finally:
+        if progress is not None:
+            progress.done()
     if as_json:
         emit_json(res.to_json())
     else:
@@ -160,7 +173,8 @@ def replay(app, capture, config_path, interval, background, warmup, seed, as_jso
 
 
 def _replay_summary(res) -> None:
-    click.echo(f"{res.capture}: {res.packets} packets over {res.span:.2f} s")
+    click.echo(f"{res.capture}: {res.packets} packets over {res.span:.2f} s"
+               + (f" ({res.outgoing} the capturing host sent left out)" if res.outgoing else ""))
     if res.detected_at is None:
         click.echo("not detected")
     else:

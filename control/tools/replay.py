@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from seawall.control.tools.frames import frame
 from seawall.control.tools.harness import Legit
 
 MAX_TEST_FRAME = 65536  # bytes of a captured frame handed to BPF_PROG_TEST_RUN
+PROGRESS_EVERY = 4096  # capture packets between progress calls inside one cycle
 
 
 @dataclass
@@ -48,6 +50,7 @@ class ReplayResult:
     dropped_after_action: float  # fraction of capture packets after the first decision
     background_packets: int
     background_dropped: int
+    outgoing: int = 0  # capture packets the capturing host sent: not replayed
     decisions: list = field(default_factory=list)
     timeline: list = field(default_factory=list)
 
@@ -57,17 +60,33 @@ class ReplayResult:
         return d
 
 
+def check(path: str, s: pcap.Summary) -> pcap.Summary:
+    """s, if its capture is one replay runs (packets the host received, over
+    an hour at the most); else SeawallError, one line."""
+    if not s.packets:
+        raise SeawallError(f"{path}: the capture holds no packets"
+                           + (f" the host received (only {s.outgoing} it sent)" if s.outgoing else ""))
+    if s.max_ts - s.min_ts > 3600:
+        raise SeawallError(f"{path}: spans {s.max_ts - s.min_ts:.0f} s; replay handles up to an hour")
+    return s
+
+
 def replay(path: str, cfg: Config, interval: float = 0.1, background_pps: float = 1000.0,
            warmup: float = 30.0, seed: int = 1, defines: Optional[dict] = None,
-           scratch_prefix: str = "/sys/fs/bpf/seawall") -> ReplayResult:
+           scratch_prefix: str = "/sys/fs/bpf/seawall", summary: Optional[pcap.Summary] = None,
+           progress: Optional[Callable[[float, int, int], None]] = None) -> ReplayResult:
     """scratch_prefix: the scratch bpffs folder is `<prefix>-replay-<random>`,
-    beside (never inside) the host's pins, and removed afterwards."""
-    frames = list(pcap.read(path))
-    if not frames:
-        raise SeawallError(f"{path}: the capture holds no packets")
-    t0, t1 = frames[0].ts, frames[-1].ts
-    if t1 - t0 > 3600:
-        raise SeawallError(f"{path}: spans {t1 - t0:.0f} s; replay handles up to an hour")
+    beside (never inside) the host's pins, and removed afterwards.
+
+    The capture is streamed: one pass (`summary`, pcap.scan's, made here
+    if not given) for its length and clock, then one pass through the
+    program, a frame at a time; memory does not grow with the capture.
+    Frames a cooked capture marks as sent by the capturing host are left
+    out (no XDP program sees them) and counted in `outgoing`.
+    progress(seconds into the capture, negative in the warm-up; capture
+    packets run; capture packets in all) is called after every cycle."""
+    s = check(path, summary if summary is not None else pcap.scan(path))
+    t0, t1 = s.first_ts, s.max_ts
     rng = np.random.default_rng(seed)
     legit = Legit(rng, clients=2000, pps=background_pps)
     dst = 0xC6120001  # 198.18.0.1
@@ -76,6 +95,7 @@ def replay(path: str, cfg: Config, interval: float = 0.1, background_pps: float 
     state = tempfile.mkdtemp(prefix="seawall-replay-")
     paths = Paths(pin_root, state)
     loaded = None
+    reader = None
     view = None
     store = None
     try:
@@ -84,9 +104,12 @@ def replay(path: str, cfg: Config, interval: float = 0.1, background_pps: float 
         view = IfaceCounters(loader.iface_dir(pin_root, "replay"))
         eng = Engine(cfg)
         prev = {"replay": Snapshot(view.read_features(), view.read_sources())}
-        res = ReplayResult(os.path.basename(path), len(frames), round(t1 - t0, 3), 0, None, None, 0.0, 0, 0)
+        res = ReplayResult(os.path.basename(path), 0, round(s.max_ts - s.min_ts, 3), 0, None, None, 0.0, 0, 0,
+                           outgoing=s.outgoing)
         after_action = [0, 0]
-        i = 0
+        reader = pcap.read(path)
+        frames = (fr for fr in reader if not fr.outgoing)
+        nxt = next(frames, None)
         t = t0 - warmup
         while t <= t1 + 1e-9:
             end = t + interval
@@ -102,12 +125,12 @@ def replay(path: str, cfg: Config, interval: float = 0.1, background_pps: float 
                         bg_drop += 1
                     else:
                         bg_pass += 1
-            while i < len(frames) and frames[i].ts < end:
+            while nxt is not None and nxt.ts < end:
                 # The kernel runs no test on less than an Ethernet header,
                 # and refuses (ENOMEM) much more than 64 KiB, which only
                 # GRO/TSO super-frames of a host-side capture reach; the
                 # program reads the first page of a frame and no further.
-                data = frames[i].data[:MAX_TEST_FRAME]
+                data = nxt.data[:MAX_TEST_FRAME]
                 v = bpf.prog_test_run(loaded.prog_fd, data).retval if len(data) >= 14 else XdpAction.PASS
                 if v == XdpAction.DROP:
                     cap_drop += 1
@@ -116,7 +139,10 @@ def replay(path: str, cfg: Config, interval: float = 0.1, background_pps: float 
                 if res.first_action_at is not None:
                     after_action[0] += 1
                     after_action[1] += v == XdpAction.DROP
-                i += 1
+                nxt = next(frames, None)
+                if progress is not None and not (cap_pass + cap_drop) % PROGRESS_EVERY:
+                    progress(end - t0, res.packets + cap_pass + cap_drop, s.packets)
+            res.packets += cap_pass + cap_drop
             res.dropped += cap_drop
             res.background_packets += bg_pass + bg_drop
             res.background_dropped += bg_drop
@@ -143,9 +169,13 @@ def replay(path: str, cfg: Config, interval: float = 0.1, background_pps: float 
                 "actions": len(rep.actions),
             })
             t = end
+            if progress is not None:
+                progress(end - t0, res.packets, s.packets)
         res.dropped_after_action = round(after_action[1] / after_action[0], 4) if after_action[0] else 0.0
         return res
     finally:
+        if reader is not None:
+            reader.close()
         if view is not None:
             view.close()
         if store is not None:
@@ -154,3 +184,43 @@ def replay(path: str, cfg: Config, interval: float = 0.1, background_pps: float 
             loaded.close()
         shutil.rmtree(pin_root, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
+
+
+class Progress:
+    """The replay's progress as one line on a terminal, rewritten at most
+    `hz` times a second: the reading pass (packets read), the warm-up,
+    then capture packets run, their share and rate. write: a text
+    stream's write; clock: seconds, monotonic. done() clears the line."""
+
+    def __init__(self, write: Callable[[str], object], name: str, clock: Callable[[], float] = time.monotonic,
+                 hz: float = 4.0):
+        self.write, self.name, self.clock, self.period = write, name, clock, 1.0 / hz
+        self.last: Optional[float] = None  # when the line was last written
+        self.start: Optional[tuple] = None  # (clock, packets) at the capture's first cycle
+        self.shown = False
+
+    def _show(self, text: str) -> None:
+        now = self.clock()
+        if self.last is not None and now - self.last < self.period:
+            return
+        self.last = now
+        self.write(f"\r{self.name}: {text}\x1b[K")
+        self.shown = True
+
+    def reading(self, packets: int) -> None:
+        self._show(f"reading, {packets:,} packets")
+
+    def __call__(self, t: float, done: int, total: int) -> None:
+        if t < 0:
+            self._show(f"warm-up, {-t:.0f} s before the capture")
+            return
+        now = self.clock()
+        if self.start is None:
+            self.start = (now, done)
+        dt = now - self.start[0]
+        rate = f", {(done - self.start[1]) / dt:,.0f} packets/s" if dt > 0 else ""
+        self._show(f"{done:,} of {total:,} packets ({100 * done / max(total, 1):.1f}%){rate}")
+
+    def done(self) -> None:
+        if self.shown:
+            self.write("\r\x1b[K")

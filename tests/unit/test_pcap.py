@@ -17,7 +17,6 @@ from seawall.control.tools.pcap import CaptureError
 
 CAPTURES = "/work/shared/captures"
 ETH = 1
-RAW_IP = 101
 
 # two Ethernet frames: a minimum-size TCP SYN and an odd-length UDP datagram
 SYN = bytes.fromhex("ffffffffffff0200000000010800") + bytes(range(46))
@@ -293,16 +292,18 @@ def test_pcap_absurd_record_length(tmp_path, endian, incl):
 
 
 @pytest.mark.parametrize("endian", ["<", ">"])
-@pytest.mark.parametrize("linktype", [RAW_IP, 0, 113, 127])
-def test_pcap_not_ethernet(tmp_path, endian, linktype):
+@pytest.mark.parametrize("linktype", [0, 105, 127, 147, 0xFFFF])
+def test_pcap_unknown_link_type(tmp_path, endian, linktype):
+    """Named in one line with the link types that are read."""
     msg = error(tmp_path, pcap_file([(1, 0, SYN)], endian, linktype=linktype))
-    assert f"link type {linktype} is not Ethernet" in msg
+    assert f"link type {linktype} is not one replay reads (Ethernet 1, Linux cooked SLL 113" in msg
 
 
 @pytest.mark.parametrize("endian", ["<", ">"])
-def test_pcapng_not_ethernet(tmp_path, endian):
-    data = shb(endian) + idb(endian, linktype=RAW_IP) + epb(1, SYN[14:], endian=endian)
-    assert "link type 101 is not Ethernet" in error(tmp_path, data, "c.pcapng")
+def test_pcapng_unknown_link_type(tmp_path, endian):
+    data = shb(endian) + idb(endian) + idb(endian, linktype=147) + epb(1, SYN, endian=endian) \
+        + epb(2, SYN[14:], iface=1, endian=endian)
+    assert "packet 2: interface 1's link type 147 is not one replay reads" in error(tmp_path, data, "c.pcapng")
 
 
 @pytest.mark.parametrize("data", [
