@@ -19,6 +19,7 @@ from typing import Optional
 import click
 
 from seawall.cli import ifaces, lists, serving, service, sig, tools
+from seawall.cli.fleet import fleet
 from seawall.cli.common import PROG, App
 from seawall.control.errors import SeawallError, UsageError
 from seawall.control.state import Paths
@@ -49,6 +50,7 @@ def cli(ctx, pin_root, state_dir, cache_dir):
 for module in (ifaces, lists, sig, service, tools, serving):
     for command in module.COMMANDS:
         cli.add_command(command)
+cli.add_command(fleet)
 
 
 # click >= 8.2 raises this for a group run without a subcommand; older

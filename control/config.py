@@ -7,11 +7,13 @@ Every bad key or value gets one error naming it, e.g.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from seawall.control.addr import Prefix
 from seawall.control.duration import MAX_SECONDS, parse_duration
 from seawall.control.errors import UsageError
 
@@ -101,12 +103,53 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class FleetConfig:
+    api: str = "127.0.0.1:50051"  # gobgpd's gRPC address (what the gobgp command is given)
+    asn: int = 0  # this host's AS number (for the speaker's config: seawall fleet speaker-config)
+    router_id: str = ""  # this host's BGP router id (an IPv4 address)
+    peers: tuple = ()  # "ADDRESS AS" each: the routers (or route reflectors) to peer with
+    protect: tuple = ()  # this host's addresses or served prefixes: the destinations of exported routes
+    export_blocks: bool = True  # announce the blocklist's entries (source prefix -> discard)
+    export_signatures: bool = True  # announce the signature rules
+    accept: tuple = ()  # prefixes, besides `protect`, that an imported route may be for
+    max_import: int = 1000  # imported rules at most; past it, routes are refused
+
+
+def _cidrs(items) -> bool:
+    try:
+        [Prefix.parse(i) for i in items]
+    except UsageError:
+        return False
+    return True
+
+
+def _peers(items) -> bool:
+    for item in items:
+        parts = item.split()
+        if len(parts) != 2 or not _cidrs([parts[0]]) or "/" in parts[0] or not _asn(parts[1]):
+            return False
+    return True
+
+
+def _asn(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 10 and 0 < int(text) < 2**32
+
+
+def _ipv4(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 4
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
 class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
     ttl: TtlConfig = field(default_factory=TtlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
 
 
 # Per key: (kind, check). kinds: duration, ms_duration, float, int, bool, str, list[str]
@@ -166,10 +209,22 @@ _RULES: dict = {
         "port": ("int", lambda x: 0 < x < 65536, "a port from 1 to 65535"),
         "enabled": ("bool", None, ""),
     },
+    "fleet": {
+        "api": ("str", lambda x: x.rpartition(":")[2].isdigit() and x.rpartition(":")[0] != "",
+                "an address and port such as 127.0.0.1:50051"),
+        "asn": ("int", lambda x: 0 < x < 2**32, "an AS number from 1 to 4294967295"),
+        "router_id": ("str", _ipv4, "an IPv4 address"),
+        "peers": ("list_str", _peers, "a list of \"ADDRESS AS\" such as \"198.18.0.2 64513\""),
+        "protect": ("list_str", _cidrs, "a list of addresses or CIDRs"),
+        "export_blocks": ("bool", None, ""),
+        "export_signatures": ("bool", None, ""),
+        "accept": ("list_str", _cidrs, "a list of CIDRs"),
+        "max_import": ("int", lambda x: 0 <= x <= 100000, "an integer from 0 to 100000"),
+    },
 }
 
 _SECTIONS = {"daemon": DaemonConfig, "detection": DetectionConfig, "attribution": AttributionConfig,
-             "ttl": TtlConfig, "metrics": MetricsConfig}
+             "ttl": TtlConfig, "metrics": MetricsConfig, "fleet": FleetConfig}
 
 
 def _convert(kind: str, value: Any):

@@ -126,6 +126,17 @@ VALID = {
         "port": ("19477", 19477),
         "enabled": ("false", False),
     },
+    "fleet": {
+        "api": ('"[::1]:50052"', "[::1]:50052"),
+        "asn": ("64512", 64512),
+        "router_id": ('"198.18.0.1"', "198.18.0.1"),
+        "peers": ('["198.18.0.2 64513", "2001:2::2 4200000000"]', ("198.18.0.2 64513", "2001:2::2 4200000000")),
+        "protect": ('["198.18.0.1", "2001:2::/64"]', ("198.18.0.1", "2001:2::/64")),
+        "export_blocks": ("false", False),
+        "export_signatures": ("false", False),
+        "accept": ('["198.18.1.0/24"]', ("198.18.1.0/24",)),
+        "max_import": ("50", 50),
+    },
 }
 
 
@@ -195,7 +206,7 @@ def test_range_ends_are_accepted(tmp_path):
 def test_to_dict_lists_every_setting():
     cfg = config.load(None)
     d = config.to_dict(cfg)
-    assert list(d) == ["daemon", "detection", "attribution", "ttl", "metrics"]
+    assert list(d) == ["daemon", "detection", "attribution", "ttl", "metrics", "fleet"]
     assert d["detection"]["threshold"] == 2.5 and d["metrics"]["port"] == 9477
     assert sum(len(v) for v in d.values()) == sum(len(v) for v in VALID.values())
 

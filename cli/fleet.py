@@ -1,0 +1,145 @@
+"""The fleet: seawall's decisions as BGP FlowSpec routes, through gobgpd."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from seawall.cli.common import emit_json, pass_app, table
+from seawall.control.addr import Prefix
+
+
+def _config(config_path, api):
+    from seawall.control import config as configmod
+
+    cfg = configmod.load(config_path).fleet
+    return cfg, (api or cfg.api)
+
+
+_CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
+                       help="TOML config with a [fleet] section [default: built-in defaults]")
+_API = click.option("--api", metavar="HOST:PORT", help="gobgpd's gRPC address [default: [fleet] api]")
+
+
+@click.group()
+def fleet():
+    """BGP FlowSpec: announce this host's blocks and signatures to the
+    upstream routers through a local gobgpd, and see what peers send.
+
+    \b
+    Examples:
+      seawall fleet speaker-config --config /etc/seawall/seawall.toml > /etc/gobgpd.conf
+      seawall fleet sync --config /etc/seawall/seawall.toml
+      seawall fleet status --json
+    """
+
+
+@fleet.command("sync")
+@_CONFIG
+@_API
+@click.option("--dry-run", is_flag=True, help="say what would change, change nothing")
+@pass_app
+def fleet_sync(app, config_path, api, dry_run):
+    """Announce what the blocklist and the signature rules hold, and
+    withdraw every route of ours they no longer hold. Run it again: it
+    changes only what differs.
+
+    \b
+    Examples:
+      seawall fleet sync --config /etc/seawall/seawall.toml
+      seawall fleet sync --dry-run
+    """
+    from seawall.control.fleet.speaker import GoBGP
+    from seawall.control.fleet.translate import export_routes
+
+    cfg, api = _config(config_path, api)
+    store = app.lists()
+    try:
+        blocks = [e.prefix for e in store.block_list()]
+        sigs = [s["signature"] for s in store.sig_list()]
+    finally:
+        store.close()
+    export = export_routes(blocks, sigs, [Prefix.parse(p) for p in cfg.protect],
+                           cfg.export_blocks, cfg.export_signatures)
+    for what, why in export.skipped:
+        click.echo(f"skipped {what}: {why}", err=True)
+    speaker = GoBGP(api)
+    if dry_run:
+        held = {r.nlri: r for r in speaker.local_routes()}
+        for r in export.routes.values():
+            if r.nlri not in held or held[r.nlri].rate != r.rate:
+                click.echo(f"would announce {r.describe()}")
+        for k, r in held.items():
+            if k not in export.routes:
+                click.echo(f"would withdraw {r.describe()}")
+        return
+    announced, withdrawn = speaker.sync(export.routes)
+    for r in withdrawn:
+        click.echo(f"withdrew {r.describe()}")
+    for r in announced:
+        click.echo(f"announced {r.describe()}")
+    click.echo(f"{len(export.routes)} routes announced ({len(announced)} new, {len(withdrawn)} withdrawn)")
+
+
+@fleet.command("status")
+@_CONFIG
+@_API
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def fleet_status(config_path, api, as_json):
+    """The speaker's sessions, the routes it announces for this host
+    (routes out), and the routes its peers sent (routes in), each judged as
+    an import would: accepted as a block or a rule, or refused and why.
+
+    \b
+    Examples:
+      seawall fleet status
+      seawall fleet status --api 127.0.0.1:50051 --json
+    """
+    from seawall.control.fleet.speaker import GoBGP
+    from seawall.control.fleet.translate import Accepted, judge
+
+    cfg, api = _config(config_path, api)
+    speaker = GoBGP(api)
+    info = speaker.info()
+    sessions = speaker.sessions(time.time())
+    routes = speaker.global_routes()
+    ours = [Prefix.parse(p) for p in cfg.protect + cfg.accept]
+    out = [r for r in routes if not r.peer]
+    learnt = []
+    for r in (r for r in routes if r.peer):
+        v = judge(r, ours)
+        learnt.append({**r.to_json(), "verdict": "accepted" if isinstance(v, Accepted) else "refused",
+                       "decision": v.decision if isinstance(v, Accepted) else None,
+                       "reason": None if isinstance(v, Accepted) else v.reason})
+    if as_json:
+        emit_json({"speaker": {"api": api, "asn": info.get("asn"), "router_id": info.get("router_id")},
+                   "sessions": [s.to_json() for s in sessions],
+                   "routes_out": [r.to_json() for r in out], "routes_in": learnt})
+        return
+    click.echo(f"speaker: gobgpd at {api}, AS {info.get('asn')}, router id {info.get('router_id')}")
+    click.echo(f"sessions: {len(sessions)}")
+    table([[s.peer, s.peer_as, s.state, "-" if s.uptime is None else f"{s.uptime}s", s.received, s.accepted]
+           for s in sessions], ["PEER", "AS", "STATE", "UP", "RECEIVED", "ACCEPTED"])
+    click.echo(f"routes out: {len(out)}")
+    for r in out:
+        click.echo(f"  {r.describe()}")
+    click.echo(f"routes in: {len(learnt)}")
+    for d in learnt:
+        click.echo(f"  from {d['peer']}: {d['route']} -> "
+                   + (d["decision"] if d["verdict"] == "accepted" else f"refused: {d['reason']}"))
+
+
+@fleet.command("speaker-config")
+@_CONFIG
+def fleet_speaker_config(config_path):
+    """Print gobgpd's config for [fleet]'s asn, router_id and peers.
+
+    \b
+    Example:
+      seawall fleet speaker-config --config /etc/seawall/seawall.toml > /etc/gobgpd.conf
+    """
+    from seawall.control.fleet.speaker import speaker_config
+
+    cfg, api = _config(config_path, None)
+    click.echo(speaker_config(cfg.asn, cfg.router_id, cfg.peers, api), nl=False)

@@ -1,0 +1,12 @@
+"""The fleet: seawall's decisions as BGP FlowSpec routes (RFC 8955, RFC 8956).
+
+- flowspec.py: a FlowSpec route as a value (its components and action), and
+  its two forms on GoBGP's side: the words `gobgp global rib add` takes, and
+  the JSON `gobgp ... -j` prints. Pure.
+- translate.py: decisions to routes (a block, a signature) for export, and
+  routes to decisions for import, each judged whole: accepted, or refused
+  with a reason. Pure.
+- speaker.py: the one module that talks to the BGP speaker (GoBGP's `gobgp`
+  command, which drives gobgpd over its gRPC API): announce, withdraw,
+  sync, read the sessions and the routes.
+"""
