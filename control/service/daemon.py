@@ -3,8 +3,11 @@
 Each cycle: read the kernel's histograms and tracked sources (batch reads
 into numpy), hand the per-cycle deltas to the engine, apply its decisions
 (blocks, signature rules) through the list store, which journals them, and
-log one structured line per decision. SIGTERM stops it and leaves kernel
-filtering in place (unless configured otherwise); SIGHUP reloads the config.
+log one structured line per decision (logs.py). After each cycle the
+guard (guard.py) checks that the daemon's programs are still attached,
+puts back one taken off, and withholds the watchdog's ping while it
+cannot. SIGTERM stops it and leaves kernel filtering in place (unless
+configured otherwise); SIGHUP reloads the config.
 """
 
 from __future__ import annotations

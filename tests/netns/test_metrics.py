@@ -76,9 +76,12 @@ def test_metrics_pass_promtool_and_a_real_prometheus_scrapes_them(dlab, tmp_path
     assert p.returncode == 0 and not p.stdout.strip() and not p.stderr.strip(), p.stdout + p.stderr
     for name in ("seawall_packets_total", "seawall_bytes_total", "seawall_events_total", "seawall_entropy",
                  "seawall_anomaly_score", "seawall_blocklist_entries", "seawall_signature_rules",
-                 "seawall_decisions_total", "seawall_cycle_duration_seconds", "seawall_interface_attached"):
+                 "seawall_decisions_total", "seawall_cycle_duration_seconds", "seawall_interface_attached",
+                 "seawall_build_info", "seawall_anomaly_threshold", "seawall_filter_reattach_total",
+                 "process_resident_memory_bytes"):
         assert f"\n{name}" in text, f"{name} missing from the exposition"
     assert 'seawall_blocklist_entries{source="manual"} 1.0' in text
+    assert 'seawall_filter_attached{interface="sws0"} 1.0' in text
 
     # a real Prometheus server, in the same namespace, scraping every second
     prom_cfg = tmp_path / "prometheus.yml"

@@ -106,6 +106,11 @@ class Lab:
                "SEAWALL_STATE_DIR": STATE_DIR}
         return sh(*self.sd.nsenter(pid=False), f"--net=/run/netns/{self.s}", SEAWALL, *args, env=env)
 
+    def metrics(self) -> str:
+        return sh(*self.sd.nsenter(pid=False), f"--net=/run/netns/{self.s}", sys.executable, "-c",
+                  "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9477/metrics', "
+                  "timeout=5).read().decode())").stdout
+
     def blocked(self) -> set:
         return {b["cidr"] for b in json.loads(self.seawall("block", "list", "--json").stdout)}
 
@@ -237,10 +242,10 @@ def test_service_lifecycle_keeps_the_filter(sdlab):
     assert want <= lab.blocked()
     assert lab.ping(GOOD), "the customer gets no answer"
     assert not lab.ping(BAD), "the blocked address still gets an answer"
-    metrics = sh(*lab.sd.nsenter(pid=False), f"--net=/run/netns/{lab.s}", sys.executable, "-c",
-                 "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9477/metrics', "
-                 "timeout=5).read().decode())").stdout
+    metrics = lab.metrics()
     assert 'seawall_blocklist_entries{source="manual"} 2.0' in metrics
+    # the process's own metrics, under the unit's /proc restrictions too
+    assert "\nprocess_resident_memory_bytes " in metrics and "\nprocess_start_time_seconds " in metrics, metrics
 
     # --- SIGKILL: systemd restarts it, the filter never left -------------
     old = st["MainPID"]
@@ -292,3 +297,44 @@ def test_service_lifecycle_keeps_the_filter(sdlab):
     assert want <= lab.blocked()
     assert lab.ping(GOOD) and not lab.ping(BAD)
     print(f"start (compile, READY=1) {t_start:.1f} s; whole life {time.monotonic() - t0:.1f} s")
+
+
+def test_a_filter_taken_off_is_put_back_or_the_watchdog_restarts_the_daemon(sdlab):
+    """The daemon's guard (control/service/guard.py) under the real unit:
+    `xdp off` is undone by the running daemon (same program, no restart);
+    with its pin gone too, it cannot be, the daemon stops feeding the
+    watchdog, and systemd restarts it, whose start attaches afresh."""
+    lab = sdlab
+    lab.sd.systemctl("start", lab.unit, timeout=90)
+    assert lab.running(0), f"not running after start: {lab.state()}"
+    prog = lab.xdp_prog()
+    assert prog
+
+    # --- xdp off: put back by the daemon within a few cycles -------------
+    sh("ip", "-n", lab.s, "link", "set", "dev", "sws0", "xdp", "off")
+    wait_for("the program to be put back", lambda: lab.xdp_prog() == prog, 3, step=0.02)
+    assert lab.running(0), lab.state()
+    lost = [e for e in lab.events() if e.get("event") == "filter_lost"]
+    assert len(lost) == 1 and lost[0]["level"] == "error", lab.daemon_log()[-2000:]
+    assert 'seawall_filter_reattach_total{interface="sws0"} 1.0' in lab.metrics()
+
+    # --- not restorable: the watchdog restarts the daemon ----------------
+    first = lab.state()["MainPID"]
+    os.unlink(os.path.join(lab.pin_root, "ifaces", "sws0", "prog"))
+    sh("ip", "-n", lab.s, "link", "set", "dev", "sws0", "xdp", "off")
+    t0 = time.monotonic()
+    results = set()
+
+    def restarted():
+        results.add(lab.state()["Result"])
+        return lab.running(1, first)
+
+    wait_for("the watchdog to restart the daemon", restarted, WATCHDOG_S + 20, step=0.05)
+    assert "watchdog" in results, f"restarted, but not by the watchdog: {results}"
+    assert time.monotonic() - t0 >= WATCHDOG_S - 0.5
+    assert any(e.get("event") == "filter_unrecoverable" and e["level"] == "error" for e in lab.events())
+    new = wait_for("a program attached by the restarted daemon", lab.xdp_prog, 30)
+    assert new != prog
+    assert lab.seawall("status", "--json").returncode == 0
+    st = json.loads(lab.seawall("status", "--json").stdout)
+    assert [i["state"] for i in st["interfaces"] if i["interface"] == "sws0"] == ["attached"], st
