@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Callable, Optional
 
-from seawall.control.datapath import abi, bpf, counters, hosts, objcache, sigtable, summary, tries
+from seawall.control.datapath import abi, bpf, counters, hosts, netlink, objcache, sigtable, summary, tries
 from seawall.control.errors import SeawallError
 from seawall.control.state import private_makedirs
 
@@ -123,8 +123,6 @@ def cache_key(src: str, flags: list, func: str, include: Optional[str]) -> str:
     and forced include wherever they are, the flags that change code (the
     folder of xdp/ itself left out), the kernel and the headers bcc would
     compile against (bcc's environment overrides included), and bcc."""
-    import bcc
-
     top = xdp_dir()
     files = {}
     for folder, dirs, names in os.walk(top):
@@ -142,7 +140,27 @@ def cache_key(src: str, flags: list, func: str, include: Optional[str]) -> str:
     headers = [os.path.realpath(f"/lib/modules/{release}/{d}") for d in ("build", "source")]
     headers += [os.environ.get(v, "") for v in ("BCC_KERNEL_SOURCE", "BCC_KERNEL_MODULES_SUFFIX")]
     return objcache.key(files, [f.replace(top, "<xdp>") for f in flags],
-                        {"func": func, "kernel": release, "headers": headers, "bcc": bcc.__version__})
+                        {"func": func, "kernel": release, "headers": headers, "bcc": bcc_version()})
+
+
+def bcc_version() -> str:
+    """bcc's version, read from its package without importing it: the
+    import loads libbcc (LLVM and clang, 30 ms), which a load from the
+    cache never needs."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("bcc")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        try:
+            with open(os.path.join(folder, "version.py")) as f:
+                for line in f:
+                    if line.startswith("__version__"):
+                        return line.split("=", 1)[1].strip().strip("'\"")
+        except OSError:
+            continue
+    import bcc  # an unusual layout: ask the package itself
+
+    return bcc.__version__
 
 
 @dataclass
@@ -372,8 +390,6 @@ def attach(ifname: str, pin_root: str, mode: str = "auto", config_flags: int = 0
 
 
 def _load_and_attach(ifname, pin_root, folder, mode, config_flags, defines, before_attach, cache_dir) -> str:
-    from bcc import BPF
-
     def prepare() -> None:
         # configure before attaching: a --monitor attach must never drop
         counters.write_flags(folder, config_flags)
@@ -386,11 +402,11 @@ def _load_and_attach(ifname, pin_root, folder, mode, config_flags, defines, befo
     used = None
     for m in tried:
         try:
-            BPF.attach_xdp(ifname, BPF.Function(loaded.bpf, PROG_NAME.encode(), loaded.prog_fd), MODE_FLAGS[m])
+            netlink.set_xdp(ifname, loaded.prog_fd, MODE_FLAGS[m])
             used = m
             break
-        except Exception as e:  # bcc raises plain Exception
-            last_err = e
+        except SeawallError as e:
+            last_err = str(e).rpartition(": ")[2]
     if used is None:
         loaded.close()
         raise SeawallError(f"cannot attach XDP to {ifname} in {mode} mode: {last_err}")
@@ -417,12 +433,9 @@ def pinned_prog_id(pin_root: str, ifname: str) -> Optional[int]:
 def detach(ifname: str, pin_root: str, attached_mode: Optional[str]) -> None:
     """Remove the XDP program from ifname (if attached_mode is set) and the
     interface's pins. Host-wide lists stay."""
-    from bcc import BPF
-
     if attached_mode is not None:
-        flags = MODE_FLAGS.get(attached_mode, 0)
         try:
-            BPF.remove_xdp(ifname, flags)
-        except Exception as e:
-            raise SeawallError(f"cannot detach XDP from {ifname}: {e}") from e
+            netlink.set_xdp(ifname, -1, MODE_FLAGS.get(attached_mode, 0))
+        except SeawallError as e:
+            raise SeawallError(f"cannot detach XDP from {ifname}: {str(e).rpartition(': ')[2]}") from None
     shutil.rmtree(iface_dir(pin_root, ifname), ignore_errors=True)

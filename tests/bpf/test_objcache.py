@@ -294,3 +294,9 @@ def test_bccs_header_overrides_are_in_the_key(monkeypatch):
     base = loader.cache_key(src, loader.code_flags(), loader.PROG_NAME, None)
     monkeypatch.setenv("BCC_KERNEL_SOURCE", "/usr/src/elsewhere")
     assert loader.cache_key(src, loader.code_flags(), loader.PROG_NAME, None) != base
+
+
+def test_bccs_version_is_read_without_importing_it():
+    import bcc
+
+    assert loader.bcc_version() == bcc.__version__

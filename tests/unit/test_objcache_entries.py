@@ -142,3 +142,41 @@ def test_a_map_record_out_of_shape_is_refused(field, value):
     maps = (objcache.MapRecord(**{**dataclasses.asdict(entry().maps[0]), field: value}), entry().maps[1])
     with pytest.raises(ValueError, match="malformed map record"):
         objcache.Entry.decode(entry(maps=maps).encode())
+
+
+def _rec(name, type_, entries, value=8, flags=0):
+    return objcache.MapRecord(name, bpf.SCRATCH, "", type_, 4, value, entries, flags, ())
+
+
+def test_the_map_made_beside_the_others_is_the_slowest_to_create():
+    # the per-CPU LRU of sources preallocates an element per entry and CPU;
+    # a bigger array, or a trie that allocates nothing, is quicker to make
+    src = _rec("src_v4", bpf.MAP_TYPE_LRU_PERCPU_HASH, 65536, 32)
+    feats = _rec("features", bpf.MAP_TYPE_ARRAY, 271528, 8)
+    trie = _rec("block_v4", bpf.MAP_TYPE_LPM_TRIE, 131072, 24, objcache.BPF_F_NO_PREALLOC)
+    lazy = _rec("hosts", bpf.MAP_TYPE_HASH, 1 << 20, 24, objcache.BPF_F_NO_PREALLOC)
+    assert max([feats, src, trie, lazy], key=objcache._creation_cost) is src
+
+
+def test_maps_made_in_two_threads_come_back_in_pairs_and_a_failure_closes_nothing_twice(monkeypatch):
+    made = []
+
+    def fake_open(rec, folders):
+        if rec.name == "bad":
+            raise OSError(1, "refused")
+        made.append(rec.name)
+        return 100 + len(made)
+
+    monkeypatch.setattr(objcache, "_open_map", fake_open)
+    recs = (_rec("a", bpf.MAP_TYPE_ARRAY, 1), _rec("big", bpf.MAP_TYPE_LRU_PERCPU_HASH, 1024),
+            _rec("c", bpf.MAP_TYPE_ARRAY, 2))
+    fds: list = []
+    pairs = objcache._open_maps(recs, {}, fds)
+    assert sorted(r.name for r, _ in pairs) == ["a", "big", "c"]
+    assert sorted(fds) == sorted(fd for _, fd in pairs) and len(set(fds)) == 3
+    # the big map's thread fails: its error is raised, the others' fds are the caller's to close
+    fds = []
+    with pytest.raises(OSError, match="refused"):
+        objcache._open_maps((_rec("a", bpf.MAP_TYPE_ARRAY, 1),
+                             _rec("bad", bpf.MAP_TYPE_LRU_PERCPU_HASH, 1024)), {}, fds)
+    assert len(fds) == 1
