@@ -10,6 +10,7 @@ import time
 
 import click
 
+from seawall.control.duration import format_duration
 from seawall.control.errors import SeawallError, UsageError
 from seawall.control.state import Paths
 
@@ -80,6 +81,20 @@ def big_prefix_guard(prefixes, force: bool) -> None:
             raise UsageError(f"{p} covers a huge part of the Internet; add --force if you mean it")
 
 
+def as_stored(prefixes, force: bool = True) -> list:
+    """prefixes as the lists keep them, each once: an IPv4-mapped IPv6
+    prefix as its IPv4 one (Prefix.unmapped), said in one line on stderr
+    each. Then big_prefix_guard, on what would be stored."""
+    out = once(p.unmapped() for p in prefixes)
+    big_prefix_guard(out, force)
+    for p in once(prefixes):
+        v4 = p.unmapped()
+        if v4 != p:
+            click.echo(f"note: ::ffff:{v4.network.network_address}/{p.prefixlen} is an IPv4-mapped address, "
+                       f"taken as IPv4 {v4} (IPv4 packets never match an IPv6 entry)", err=True)
+    return out
+
+
 def list_del(cidrs, entries, name: str, delete_all, done: str) -> None:
     """Remove cidrs (each once, in the order given) from a list whose
     current entries are `entries`; all or nothing, and none if one is not
@@ -92,6 +107,50 @@ def list_del(cidrs, entries, name: str, delete_all, done: str) -> None:
     delete_all(cidrs)  # all or nothing
     for p in cidrs:
         click.echo(done.format(p))
+
+
+SOURCES = ("auto", "manual", "bgp")  # who made an entry: the daemon, an operator, the fleet's BGP feed
+
+
+def source_option():
+    return click.option("--source", type=click.Choice(SOURCES), help="only the entries of this origin")
+
+
+def of_source(rows, source):
+    """rows (a function giving entries), keeping only those of `source` when given."""
+    return rows if source is None else lambda: [e for e in rows() if e.source == source]
+
+
+def list_which(store, lst: str, prefix, as_json: bool) -> None:
+    """Say which entry of list lst decides for prefix (the longest that
+    covers it) and the journal's history of that entry (of prefix itself
+    when none covers it): who added and removed it, when, and why."""
+    now = time.time()
+    entry = store.covering(lst, prefix)
+    cidr = str(entry.prefix if entry else prefix)
+    history = [{k: v for k, v in r.items() if k != "v"} for r in store.journal.history(lst, cidr)]
+    allowed = store.covering("allow", prefix) if lst == "block" else None
+    if as_json:
+        out = {"address": str(prefix), "list": lst, "entry": entry and entry.to_json(now), "history": history}
+        if lst == "block":
+            out["allowed_by"] = allowed and str(allowed.prefix)
+        emit_json(out)
+        return
+    name = {"block": "blocklist", "allow": "allowlist"}[lst]
+    if entry is None:
+        click.echo(f"{prefix} is not on the {name}")
+    else:
+        until = "" if lst != "block" else (", until removed" if entry.expires_at is None
+                                           else f", expires in {format_duration(entry.expires_at - now)}")
+        click.echo(f"{prefix} is on the {name} as {entry.prefix} ({entry.source}{until}): {entry.reason or '-'}")
+    if allowed is not None:
+        click.echo(f"but the allowlist entry {allowed.prefix} passes it: the allowlist wins")
+    if history:
+        click.echo(f"history of {cidr}:")
+        table([[r.get("ts"), r.get("op"), r.get("by", "-"), r.get("source", "-"),
+                "until " + str(r.get("expires_at") or "removed") if r.get("op") == "block" else "",
+                r.get("reason") or "-" if r.get("op") in ("block", "allow") else ""] for r in history],
+              ["WHEN", "OP", "BY", "SOURCE", "EXPIRY", "REASON"])
 
 
 def list_show(rows, name: str, as_json: bool, headers: list, row, to_json) -> None:

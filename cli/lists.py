@@ -1,12 +1,22 @@
-"""The blocklist and the allowlist: add, del, list, flush."""
+"""The blocklist and the allowlist: add, del, list, which, flush."""
 
 from __future__ import annotations
 
 import click
 
-from seawall.cli.common import big_prefix_guard, json_option, list_del, list_show, once, pass_app
+from seawall.cli.common import (as_stored, json_option, list_del, list_show, list_which, of_source, pass_app,
+                                source_option)
 from seawall.cli.params import CIDR, DURATION, REASON
 from seawall.control.duration import format_duration
+
+FORCE = click.option("--force", is_flag=True, help="allow prefixes shorter than /8 (IPv4) or /16 (IPv6)")
+CIDRS = click.argument("cidrs", metavar="CIDR...", nargs=-1, required=True, type=CIDR)
+ADDRESS = click.argument("prefix", metavar="ADDRESS", type=CIDR)
+
+
+def reason_option(shown_by: str):
+    return click.option("--reason", type=REASON, default=None,
+                        help=f"why (shown by {shown_by}) [default: a new entry none, a re-added one keeps its own]")
 
 
 @click.group()
@@ -17,39 +27,42 @@ def block():
     Examples:
       seawall block add 198.18.0.66 --ttl 10m --reason "SYN flood"
       seawall block list
+      seawall block which 198.18.0.66
     """
 
 
 @block.command("add")
-@click.argument("cidrs", metavar="CIDR...", nargs=-1, required=True, type=CIDR)
+@CIDRS
 @click.option("--ttl", type=DURATION, metavar="DURATION",
-              help="expire after this long: 90s, 10m, 4h, 1d [default: until removed]")
-@click.option("--reason", type=REASON, default="", help="why (shown by block list)")
-@click.option("--force", is_flag=True, help="allow prefixes shorter than /8 (IPv4) or /16 (IPv6)")
+              help="expire after this long: 90s, 10m, 4h, 1d, 1h30m, or plain seconds [default: until removed]")
+@reason_option("block list")
+@FORCE
 @pass_app
 def block_add(app, cidrs, ttl, reason, force):
     """Block one or more sources (addresses or CIDRs, IPv4 or IPv6).
 
-    Adding an entry that exists replaces its TTL and reason.
+    Adding an entry that exists replaces its TTL, and its reason when
+    --reason is given. An IPv4-mapped address (::ffff:198.18.0.9) is
+    blocked as the IPv4 address it stands for.
 
     \b
     Examples:
       seawall block add 198.18.0.66
       seawall block add 198.18.7.0/24 2001:2::/64 --ttl 4h --reason "botnet"
     """
-    big_prefix_guard(cidrs, force)
+    cidrs = as_stored(cidrs, force)
     store = app.lists()
     for p in cidrs:
         cover = store.allowed(p)
         if cover is not None:
             click.echo(f"warning: {p} overlaps allowlist entry {cover}; the allowlist wins", err=True)
     until = f"for {format_duration(ttl)}" if ttl else "until removed"
-    for entry, replaced in store.block_add(once(cidrs), ttl, reason):  # all or nothing
+    for entry, replaced in store.block_add(cidrs, ttl, reason):  # all or nothing
         click.echo(f"{'updated' if replaced else 'blocked'} {entry.prefix} {until}")
 
 
 @block.command("del")
-@click.argument("cidrs", metavar="CIDR...", nargs=-1, required=True, type=CIDR)
+@CIDRS
 @pass_app
 def block_del(app, cidrs):
     """Remove blocks (exact prefixes as listed).
@@ -58,25 +71,47 @@ def block_del(app, cidrs):
     Example:
       seawall block del 198.18.0.66
     """
+    cidrs = as_stored(cidrs)
     store = app.lists()
     list_del(cidrs, store.block_list(prune=False), "blocklist", store.block_del, "unblocked {}")
 
 
 @block.command("list")
+@source_option()
 @json_option()
 @pass_app
-def block_list(app, as_json):
-    """List live blocks with their expiry, reason and source.
+def block_list(app, source, as_json):
+    """List live blocks with their expiry, reason and source (auto: the
+    daemon's; manual: an operator's; bgp: the fleet's).
 
     \b
-    Example:
+    Examples:
       seawall block list --json
+      seawall block list --source auto
     """
-    list_show(app.lists().block_list, "blocklist", as_json, ["CIDR", "SOURCE", "EXPIRES IN", "REASON"],
+    list_show(of_source(app.lists().block_list, source), "blocklist", as_json,
+              ["CIDR", "SOURCE", "EXPIRES IN", "REASON"],
               lambda e, now: [str(e.prefix), e.source,
                               "never" if e.expires_at is None else format_duration(e.expires_at - now),
                               e.reason or "-"],
               lambda e, now: e.to_json(now))
+
+
+@block.command("which")
+@ADDRESS
+@json_option("print a JSON object: address, entry (or null), history, allowed_by")
+@pass_app
+def block_which(app, prefix, as_json):
+    """Which block drops ADDRESS (the longest that covers it), and its
+    history from the journal: who added or removed it, when and why.
+
+    \b
+    Examples:
+      seawall block which 198.18.0.77
+      seawall block which 2001:2::5 --json
+    """
+    [prefix] = as_stored([prefix])
+    list_which(app.lists(), "block", prefix, as_json)
 
 
 @block.command("flush")
@@ -100,26 +135,30 @@ def allow():
     Examples:
       seawall allow add 198.18.0.0/28 --reason "monitoring"
       seawall allow list
+      seawall allow which 198.18.0.5
     """
 
 
 @allow.command("add")
-@click.argument("cidrs", metavar="CIDR...", nargs=-1, required=True, type=CIDR)
-@click.option("--reason", type=REASON, default="", help="why (shown by allow list)")
+@CIDRS
+@reason_option("allow list")
+@FORCE
 @pass_app
-def allow_add(app, cidrs, reason):
-    """Allow one or more sources.
+def allow_add(app, cidrs, reason, force):
+    """Allow one or more sources. Prefixes shorter than /8 (IPv4) or /16
+    (IPv6) need --force: the allowlist wins over every block.
 
     \b
     Example:
       seawall allow add 198.18.0.0/28 --reason "monitoring"
     """
-    for entry, replaced in app.lists().allow_add(once(cidrs), reason):  # all or nothing
+    cidrs = as_stored(cidrs, force)
+    for entry, replaced in app.lists().allow_add(cidrs, reason):  # all or nothing
         click.echo(f"{'updated' if replaced else 'allowed'} {entry.prefix}")
 
 
 @allow.command("del")
-@click.argument("cidrs", metavar="CIDR...", nargs=-1, required=True, type=CIDR)
+@CIDRS
 @pass_app
 def allow_del(app, cidrs):
     """Remove allowlist entries.
@@ -128,22 +167,53 @@ def allow_del(app, cidrs):
     Example:
       seawall allow del 198.18.0.0/28
     """
+    cidrs = as_stored(cidrs)
     store = app.lists()
     list_del(cidrs, store.allow_list(), "allowlist", store.allow_del, "removed {} from the allowlist")
 
 
 @allow.command("list")
+@source_option()
 @json_option()
 @pass_app
-def allow_list(app, as_json):
+def allow_list(app, source, as_json):
     """List allowlist entries.
 
     \b
     Example:
       seawall allow list --json
     """
-    list_show(app.lists().allow_list, "allowlist", as_json, ["CIDR", "REASON"],
-              lambda e, now: [str(e.prefix), e.reason or "-"], lambda e, now: e.to_json(now))
+    list_show(of_source(app.lists().allow_list, source), "allowlist", as_json, ["CIDR", "SOURCE", "REASON"],
+              lambda e, now: [str(e.prefix), e.source, e.reason or "-"], lambda e, now: e.to_json(now))
+
+
+@allow.command("which")
+@ADDRESS
+@json_option("print a JSON object: address, entry (or null), history")
+@pass_app
+def allow_which(app, prefix, as_json):
+    """Which allowlist entry passes ADDRESS (the longest that covers it),
+    and its history from the journal.
+
+    \b
+    Example:
+      seawall allow which 198.18.0.5
+    """
+    [prefix] = as_stored([prefix])
+    list_which(app.lists(), "allow", prefix, as_json)
+
+
+@allow.command("flush")
+@pass_app
+def allow_flush(app):
+    """Remove every allowlist entry.
+
+    \b
+    Example:
+      seawall allow flush
+    """
+    n = app.lists().allow_flush()
+    click.echo(f"flushed {n} allowlist entries")
 
 
 COMMANDS = (block, allow)

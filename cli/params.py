@@ -1,12 +1,14 @@
 """The command line's parameter types: addresses, durations, interfaces.
-Each turns a bad value into click's one-line usage error (exit status 2)."""
+Each turns a bad value into click's one-line usage error (exit status 2).
+Every option that takes a time takes a DurationType: one grammar
+(control/duration.py) for all of them."""
 
 from __future__ import annotations
 
 import click
 
 from seawall.control.addr import Prefix
-from seawall.control.duration import parse_duration
+from seawall.control.duration import parse_duration, say_duration
 from seawall.control.errors import UsageError
 
 
@@ -24,6 +26,22 @@ class ParsedType(click.ParamType):
             return self.parse(value)
         except UsageError as e:
             self.fail(str(e), param, ctx)
+
+
+class DurationType(ParsedType):
+    """A duration as control/duration.py reads it: whole seconds (an int),
+    or with subsecond=True a float that may be a fraction (an interval).
+    With bounds (least, most; seconds), a value outside them is refused."""
+
+    def __init__(self, subsecond: bool = False, least: float = 0, most: float = float("inf")):
+        super().__init__("DURATION", lambda text: parse_duration(text, subsecond), (int, float))
+        self.least, self.most = least, most
+
+    def convert(self, value, param, ctx):
+        seconds = super().convert(value, param, ctx)
+        if not self.least <= seconds <= self.most:
+            self.fail(f"{value!r} is not between {say_duration(self.least)} and {say_duration(self.most)}", param, ctx)
+        return seconds
 
 
 class IfaceType(click.ParamType):
@@ -50,6 +68,6 @@ class ReasonType(click.ParamType):
 
 
 CIDR = ParsedType("CIDR", Prefix.parse, Prefix)
-DURATION = ParsedType("DURATION", parse_duration, int)
+DURATION = DurationType()  # a TTL: whole seconds, up to a year
 IFACE = IfaceType()
 REASON = ReasonType()

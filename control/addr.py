@@ -69,11 +69,24 @@ class Prefix:
     def __str__(self) -> str:
         return str(self.network)
 
+    def unmapped(self) -> "Prefix":
+        """The IPv4 prefix an IPv4-mapped IPv6 one (::ffff:a.b.c.d/96 and
+        longer) stands for; any other prefix as it is. A mapped address
+        is how a dual-stack socket shows an IPv4 client (ss, application
+        logs); on the wire that client's packets are IPv4, and an IPv6
+        entry for it would never match one."""
+        if self.version != 6 or self.prefixlen < 96 or self.packed[:12] != _MAPPED:
+            return self
+        return Prefix(4, self.packed[12:], self.prefixlen - 96)
+
     def overlaps(self, other: "Prefix") -> bool:
         return self.version == other.version and self.network.overlaps(other.network)
 
     def contains(self, other: "Prefix") -> bool:
         return self.version == other.version and other.network.subnet_of(self.network)
+
+
+_MAPPED = bytes(10) + b"\xff\xff"  # the first 96 bits of ::ffff:0:0/96
 
 
 class PrefixSet:

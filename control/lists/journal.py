@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -70,6 +71,18 @@ def record(op: str, ts: float, cidr: Optional[str] = None, **fields) -> dict:
     for k, v in fields.items():
         rec[k] = iso(v) if k == "expires_at" else v
     return rec
+
+
+def actor() -> str:
+    """Who is changing the lists, for the records' `by`: the user behind
+    sudo (SUDO_USER) where set, else the process's own user."""
+    who = os.environ.get("SUDO_USER")
+    if who:
+        return who
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid with no passwd entry (a container)
+        return str(os.getuid())
 
 
 def encode(rec: dict) -> str:
@@ -137,6 +150,30 @@ def replay(lines: Iterable[str], now: Optional[float] = None) -> Replay:
     return rep if now is None else live_at(rep, now)
 
 
+def history(lines: Iterable[str], lst: str, cidr: str) -> list:
+    """The records (dicts, oldest first) of one entry of list `lst`
+    ("block" or "allow"): its adds and removals, and each blocklist flush
+    that removed it. Lines that cannot be read are passed over (replay()
+    reports them)."""
+    add, remove = (lst, "un" + lst)
+    out, present = [], False
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        op = rec.get("op")
+        if op in (add, remove) and rec.get("cidr") == cidr:
+            out.append(rec)
+            present = op == add
+        elif op == "flush" and lst == "block" and present:
+            out.append(rec)
+            present = False
+    return out
+
+
 def live_at(rep: Replay, now: float) -> Replay:
     """rep without the blocks and rules expired at now (as replay(f, now))."""
     return Replay({c: d for c, d in rep.blocks.items() if d.live(now)}, rep.allows, rep.skipped, rep.records,
@@ -181,12 +218,20 @@ class JournalFile:
                 finally:
                     os.close(fd)
 
-    def read(self, now: Optional[float] = None) -> Replay:
+    def _fold(self, fold):
+        """fold(the journal's lines), or fold([]) when there is no journal."""
         try:
             with open(self.path, encoding="utf-8", errors="replace") as f:
-                return replay(f, now)
+                return fold(f)
         except FileNotFoundError:
-            return Replay({}, {}, [], 0, {})
+            return fold([])
+
+    def read(self, now: Optional[float] = None) -> Replay:
+        return self._fold(lambda lines: replay(lines, now))
+
+    def history(self, lst: str, cidr: str) -> list:
+        """history() of one entry, from the journal on disk."""
+        return self._fold(lambda lines: history(lines, lst, cidr))
 
     def append(self, records: list) -> None:
         if not records:

@@ -26,7 +26,7 @@ import numpy as np
 from seawall.control.addr import Prefix
 from seawall.control.datapath import abi, bpf, loader, sigtable, summary, tries
 from seawall.control.errors import SeawallError, UsageError
-from seawall.control.lists.journal import JournalFile, encode, encode_many, iso, live_at, record
+from seawall.control.lists.journal import JournalFile, actor, encode, encode_many, iso, live_at, record
 from seawall.control.signature import Signature
 from seawall.control.state import Clock, Paths, locked
 
@@ -156,6 +156,7 @@ class ListStore:
         self.paths = paths
         self.clock = clock or Clock()
         self.journal = JournalFile(paths.journal)
+        self.actor = actor()  # every record says who wrote it (`by`)
         self.maps = tries.ListMaps(paths.pin_root)
         self.sigs = sigtable.SigTable(paths.pin_root)
         self.restored = 0
@@ -242,18 +243,45 @@ class ListStore:
 
     # --- blocklist --------------------------------------------------------------
 
-    def block_add(self, prefixes: Iterable[Prefix], ttl: Optional[float] = None, reason: str = "",
+    def block_add(self, prefixes: Iterable[Prefix], ttl: Optional[float] = None, reason: Optional[str] = "",
                   source: str = "manual", extra: Optional[dict] = None, durable: bool = True) -> list:
-        """Add or replace blocks. Returns [(Entry, replaced)] in the order given."""
+        """Add or replace blocks; reason None keeps the reason of a block
+        that is there (see _adding). Returns [(Entry, replaced)] in the
+        order given."""
         prefixes = list(prefixes)
         now = self.clock.wall()
         expires_at, expires_ns = self._expires(ttl)
         flags = abi.BlockFlag.AUTO if source == "auto" else 0
-        fields = dict(expires_at=expires_at, reason=reason, source=source, **(extra or {}))
-        replaced = self._commit(
-            self._put("block", prefixes, lambda _, plens: tries.block_values(plens, expires_ns, flags)),
-            lambda _: encode_many("block", now, [tries.cidr(p) for p in prefixes], **fields), durable)
-        return [(Entry(p, "block", expires_at, reason, source, now), r) for p, r in zip(prefixes, replaced)]
+        put = self._put("block", prefixes, lambda _, plens: tries.block_values(plens, expires_ns, flags))
+        replaced, reasons = self._commit(*self._adding("block", now, prefixes, reason, put, durable=durable,
+                                                       expires_at=expires_at, source=source, **(extra or {})))
+        return [(Entry(p, "block", expires_at, why, source, now), r)
+                for p, r, why in zip(prefixes, replaced, reasons)]
+
+    def _adding(self, lst: str, now: float, prefixes: list, reason: Optional[str], put: Callable,
+                durable: bool = True, **fields) -> tuple:
+        """_commit's arguments for an add of prefixes to list lst by put,
+        whose result is (which replaced an entry, each one's reason).
+        reason None keeps the reason the journal has for an entry in force
+        (a re-add), and is "" for a new one; read under the lock, so that
+        no write slips between."""
+        def change(undo: _Undo) -> tuple:
+            if reason is None:
+                live = self.journal.read(now)
+                have = live.blocks if lst == "block" else live.allows
+                reasons = [have[c].reason if c in have else "" for c in map(tries.cidr, prefixes)]
+            else:
+                reasons = [reason] * len(prefixes)
+            return put(undo), reasons
+
+        def records(result: tuple) -> str:
+            groups: dict = {}  # one template per reason (encode_many)
+            for p, why in zip(prefixes, result[1]):
+                groups.setdefault(why, []).append(tries.cidr(p))
+            return "".join(encode_many(lst, now, cidrs, reason=why, **{"by": self.actor, **fields})
+                           for why, cidrs in groups.items())
+
+        return change, records, durable
 
     def block_add_each(self, items: list, source: str = "manual", durable: bool = True) -> list:
         """Add or replace blocks, each with its own ttl, reason and extra
@@ -272,7 +300,7 @@ class ListStore:
 
         def records(_) -> str:
             return "".join(encode(record("block", now, tries.cidr(p), expires_at=at, reason=reason, source=source,
-                                         **(extra or {})))
+                                         **{"by": self.actor, **(extra or {})}))
                            for (p, _, reason, extra), (at, _) in zip(items, expiry))
 
         replaced = self._commit(
@@ -289,12 +317,13 @@ class ListStore:
         """Remove every block, manual and automatic; how many there were."""
         now = self.clock.wall()
         return sum(self._commit(self._delete("block", self.maps.prefixes("block")),
-                                lambda _: encode(record("flush", now))))
+                                lambda _: encode(record("flush", now, by=self.actor))))
 
     def _del(self, lst: str, op: str, prefixes: list) -> list:
         now = self.clock.wall()
         return self._commit(self._delete(lst, prefixes),
-                            lambda found: encode_many(op, now, [str(p) for p, f in zip(prefixes, found) if f]))
+                            lambda found: encode_many(op, now, [str(p) for p, f in zip(prefixes, found) if f],
+                                                      by=self.actor))
 
     def block_list(self, prune: bool = True) -> list:
         """Live blocks, from the kernel, with the journal's reasons.
@@ -353,17 +382,23 @@ class ListStore:
 
     # --- allowlist ----------------------------------------------------------------
 
-    def allow_add(self, prefixes: Iterable[Prefix], reason: str = "") -> list:
-        """Add or replace allowlist entries. Returns [(Entry, replaced)]."""
+    def allow_add(self, prefixes: Iterable[Prefix], reason: Optional[str] = "") -> list:
+        """Add or replace allowlist entries; reason None keeps the reason of
+        an entry that is there. Returns [(Entry, replaced)]."""
         prefixes = list(prefixes)
         now = self.clock.wall()
-        replaced = self._commit(
-            self._put("allow", prefixes, lambda _, plens: tries.allow_values(plens)),
-            lambda _: encode_many("allow", now, [tries.cidr(p) for p in prefixes], reason=reason, source="manual"))
-        return [(Entry(p, "allow", None, reason, "manual", now), r) for p, r in zip(prefixes, replaced)]
+        put = self._put("allow", prefixes, lambda _, plens: tries.allow_values(plens))
+        replaced, reasons = self._commit(*self._adding("allow", now, prefixes, reason, put, source="manual"))
+        return [(Entry(p, "allow", None, why, "manual", now), r) for p, r, why in zip(prefixes, replaced, reasons)]
 
     def allow_del(self, prefixes: Iterable[Prefix]) -> list:
         return self._del("allow", "unallow", list(prefixes))
+
+    def allow_flush(self) -> int:
+        """Remove every allowlist entry; how many there were. Journalled as
+        one removal each (the allowlist is short), which any seawall
+        replays."""
+        return sum(self._del("allow", "unallow", self.maps.prefixes("allow")))
 
     def allow_prefixes(self) -> list:
         """The allowlist's prefixes, from the kernel alone (no journal
@@ -378,6 +413,13 @@ class ListStore:
             out.append(Entry(prefix, "allow", None, d.reason if d else "",
                              d.source if d else "manual", d.added_at if d else None))
         return sorted(out, key=lambda e: (e.prefix.version, e.prefix.packed, e.prefix.prefixlen))
+
+    def covering(self, lst: str, prefix: Prefix) -> Optional[Entry]:
+        """The live entry of list lst ("block" or "allow") that decides for
+        prefix: the longest one containing it, as the datapath's longest
+        match finds it (an expired block is passed over there too)."""
+        entries = self.block_list() if lst == "block" else self.allow_list()
+        return max((e for e in entries if e.prefix.contains(prefix)), key=lambda e: e.prefix.prefixlen, default=None)
 
     def allowed(self, prefix: Prefix) -> Optional[Prefix]:
         """The allowlist entry covering (or overlapping) prefix, if any."""
@@ -408,7 +450,7 @@ class ListStore:
 
         return self._commit(change, lambda _: encode(record(
             "sig", now, sig.key, expires_at=expires_at, reason=reason, source=source, rule=sig.to_json(),
-            **(extra or {}))), durable)
+            **{"by": self.actor, **(extra or {})})), durable)
 
     def sig_del(self, key: str) -> bool:
         """Delete the rule matching what `key` matches (its text as listed)."""
@@ -422,7 +464,7 @@ class ListStore:
                 self._sig_meta(undo)
             return bool(slots)
 
-        return self._commit(change, lambda found: encode(record("unsig", now, key)) if found else "")
+        return self._commit(change, lambda found: encode(record("unsig", now, key, by=self.actor)) if found else "")
 
     def sig_flush(self) -> int:
         now = self.clock.wall()
@@ -434,7 +476,7 @@ class ListStore:
             self._sig_meta(undo)
             return len(slots)
 
-        return self._commit(change, lambda _: encode(record("sigflush", now)))
+        return self._commit(change, lambda _: encode(record("sigflush", now, by=self.actor)))
 
     def sig_list(self) -> list:
         """[dict(slot, rule, action, rate_pps, expires_at, reason, source,

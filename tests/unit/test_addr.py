@@ -163,3 +163,32 @@ def test_contains_implies_overlaps(x, y):
         assert a.prefixlen <= b.prefixlen
     if a.contains(b) and b.contains(a):
         assert a == b
+
+
+# --- IPv4-mapped IPv6 -------------------------------------------------------------
+
+@pytest.mark.parametrize("text, unmapped", [
+    ("::ffff:198.18.0.9", "198.18.0.9/32"),
+    ("::ffff:198.18.0.0/120", "198.18.0.0/24"),
+    ("::ffff:c612:0/112", "198.18.0.0/16"),
+    ("::ffff:0:0/96", "0.0.0.0/0"),  # then the size guard asks for --force
+    # not mapped: left as they are
+    ("::/0", "::/0"),
+    ("::/64", "::/64"),  # holds the mapped range, and much else
+    ("::198.18.0.9", "::c612:9/128"),  # IPv4-compatible (deprecated), not mapped
+    ("::fffe:198.18.0.9", "::fffe:c612:9/128"),
+    ("2001:2::ffff:198.18.0.9", "2001:2::ffff:c612:9/128"),
+    ("198.18.0.9", "198.18.0.9/32"),
+])
+def test_unmapped(text, unmapped):
+    p = Prefix.parse(text).unmapped()
+    assert str(p) == unmapped
+    assert p == Prefix.parse(unmapped)
+    assert p.unmapped() == p  # once is enough
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 32))
+def test_unmapped_is_the_ipv4_prefix(n, plen):
+    v4 = ipaddress.ip_network((n, plen), strict=False)
+    mapped = ipaddress.ip_network((int(ipaddress.ip_address(f"::ffff:{v4.network_address}")), plen + 96))
+    assert Prefix.from_network(mapped).unmapped() == Prefix.from_network(v4)

@@ -62,7 +62,9 @@ USAGE_ERRORS = {
     "host bits": (["block", "add", "198.18.0.1/24"], "did you mean 198.18.0.0/24?"),
     "bad CIDR, allow": (["allow", "add", "nonsense"], "nonsense"),
     "bad CIDR, block del": (["block", "del", "2001:db8::g"], "2001:db8::g"),
-    "bare-number ttl": (["block", "add", "198.18.0.5", "--ttl", "90"], "not a duration"),
+    "fractional ttl": (["block", "add", "198.18.0.5", "--ttl", "1.5"], "whole seconds"),
+    "millisecond ttl": (["sig", "add", "--proto", "udp", "--sport", "161", "--ttl", "500ms"], "whole seconds"),
+    "bad ttl, sig": (["sig", "add", "--proto", "udp", "--sport", "161", "--ttl", "soon"], "not a duration"),
     "zero ttl": (["block", "add", "198.18.0.5", "--ttl", "0s"], "--ttl"),
     "negative ttl": (["block", "add", "198.18.0.5", "--ttl=-5m"], "--ttl"),
     "ttl over a year": (["block", "add", "198.18.0.5", "--ttl", "400d"], "longer than a year"),
@@ -80,10 +82,15 @@ USAGE_ERRORS = {
     "bad mode": (["attach", "eth0", "--mode", "turbo"], "turbo"),
     "missing ttl value": (["block", "add", "198.18.0.5", "--ttl"], "--ttl"),
     "signature without --proto": (["sig", "add", "--sport", "161"], "--proto"),
-    "signature ttl": (["sig", "add", "--proto", "udp", "--sport", "161", "--ttl", "90"], "--ttl"),
+    "signature ttl": (["sig", "add", "--proto", "udp", "--sport", "161", "--ttl", "1.5"], "--ttl"),
     # --reason is checked by its type, the same for every list
     "reason with a newline": (["block", "add", "198.18.0.5", "--reason", "a\nb"], "--reason"),
     "reason too long": (["allow", "add", "198.18.0.5", "--reason", "x" * 257], "--reason"),
+    "unknown source": (["block", "list", "--source", "daemon"], "--source"),
+    "unknown source, allow": (["allow", "list", "--source", "fleet"], "--source"),
+    "which without an address": (["block", "which"], "ADDRESS"),
+    "which a bad address": (["allow", "which", "198.18.0.300"], "198.18.0.300"),
+    "flush takes no address": (["allow", "flush", "198.18.0.5"], "198.18.0.5"),
     "signature reason with a control character": (["sig", "add", "--proto", "udp", "--sport", "161",
                                                    "--reason", "a\x1bb"], "--reason"),
 }
@@ -94,6 +101,13 @@ COMMAND_USAGE_ERRORS = {
     "v6 /0": (["block", "add", "::/0"], "--force"),
     "v4 /7": (["block", "add", "198.0.0.0/7"], "--force"),
     "v6 /15": (["block", "add", "2000::/15"], "--force"),
+    "allow v4 /0": (["allow", "add", "0.0.0.0/0"], "0.0.0.0/0 covers a huge part of the Internet; add --force"),
+    "allow v6 /0": (["allow", "add", "::/0"], "::/0 covers a huge part of the Internet; add --force"),
+    "allow v4 /7": (["allow", "add", "198.0.0.0/7"], "--force"),
+    "allow v6 /15": (["allow", "add", "2000::/15"], "--force"),
+    "allow huge prefix after a good one": (["allow", "add", "198.18.0.5", "0.0.0.0/0"], "0.0.0.0/0"),
+    "mapped /96 is the IPv4 /0": (["block", "add", "::ffff:0:0/96"], "0.0.0.0/0 covers"),
+    "mapped /100, allow": (["allow", "add", "::ffff:0:0/100"], "0.0.0.0/4 covers"),
     "huge prefix after a good one": (["block", "add", "198.18.0.5", "0.0.0.0/0", "--ttl", "1h"], "0.0.0.0/0"),
     "signature on a whole protocol": (["sig", "add", "--proto", "udp"], "whole protocol"),
     "icmp type on udp": (["sig", "add", "--proto", "udp", "--icmp-type", "3"], "--proto icmp"),
@@ -155,12 +169,55 @@ def test_group_without_command(path, capsys):
     ["block", "add", "::/0", "--force"],
     ["block", "add", "10.0.0.0/8"],  # the limits themselves need no --force
     ["block", "add", "2001::/16"],
+    ["allow", "add", "0.0.0.0/0", "--force"],
+    ["allow", "add", "::/0", "--force"],
+    ["allow", "add", "10.0.0.0/8"],
+    ["allow", "add", "2001::/16"],
 ])
 def test_force_or_limit_passes_the_guard(argv, capsys):
     # past the guard the next stop is the root check: exit 1, not 2
     code, _, err = run(capsys, *argv)
     assert code == 1
     assert "root" in assert_one_error_line(err)
+
+
+@pytest.mark.parametrize("argv, stored", [
+    (["block", "add", "::ffff:198.18.0.9"], "198.18.0.9/32"),
+    (["block", "add", "::ffff:198.18.0.0/120", "--ttl", "10m"], "198.18.0.0/24"),
+    (["block", "del", "::FFFF:C612:0009"], "198.18.0.9/32"),
+    (["allow", "add", "::ffff:198.18.0.0/124"], "198.18.0.0/28"),
+    (["allow", "del", "::ffff:198.18.0.0/124"], "198.18.0.0/28"),
+    (["block", "which", "::ffff:198.18.0.77"], "198.18.0.77/32"),
+    (["block", "add", "::ffff:0:0/96", "--force"], "0.0.0.0/0"),
+])
+def test_mapped_addresses_are_taken_as_ipv4(argv, stored, capsys):
+    """One line on stderr says so; the command then goes on (here to the
+    root check) with the IPv4 prefix."""
+    code, out, err = run(capsys, *argv)
+    note, error = err.splitlines()
+    assert note.startswith("note: ") and f"taken as IPv4 {stored}" in note
+    assert code == 1 and "needs root" in error
+
+
+def test_unmapped_addresses_say_nothing(capsys):
+    code, _, err = run(capsys, "block", "add", "2001:2::9", "198.18.0.9", "::198.18.0.9")
+    assert code == 1 and "note" not in err
+    assert_one_error_line(err)
+
+
+def test_duration_type_bounds():
+    from seawall.cli.params import DURATION, DurationType
+
+    interval = DurationType(subsecond=True, least=0.1, most=10)
+    assert interval.convert("250ms", None, None) == 0.25
+    assert interval.convert("0.5", None, None) == 0.5
+    assert interval.convert("10s", None, None) == 10
+    for bad, words in (("50ms", "not between 100ms and 10s"), ("11", "not between"), ("fast", "not a duration")):
+        with pytest.raises(click.BadParameter, match=words):
+            interval.convert(bad, None, None)
+    assert DURATION.convert("90", None, None) == 90 == DURATION.convert("1m30s", None, None)
+    with pytest.raises(click.BadParameter, match="whole seconds"):
+        DURATION.convert("250ms", None, None)
 
 
 # --- not root: exit 1, nothing created ---------------------------------------
@@ -181,6 +238,10 @@ PRIVILEGED = [
     ["block", "add", "198.18.0.5", "2001:2::/48", "--ttl", "10m", "--reason", "test"],
     ["block", "del", "198.18.0.5"], ["block", "list"], ["block", "list", "--json"], ["block", "flush"],
     ["allow", "add", "198.18.0.0/28"], ["allow", "del", "198.18.0.0/28"], ["allow", "list", "--json"],
+    ["allow", "flush"], ["block", "list", "--source", "auto"], ["allow", "list", "--source", "manual", "--json"],
+    ["block", "which", "198.18.0.77"], ["allow", "which", "2001:2::1", "--json"],
+    ["block", "add", "198.18.0.5", "--ttl", "90"],  # a plain number is seconds
+    ["block", "add", "198.18.0.5", "--ttl", "1h30m"],
     ["sig", "add", "--proto", "udp", "--sport", "161", "--ttl", "1h"], ["sig", "list"], ["sig", "del", "0"],
     ["sig", "flush"], ["run", "-i", "eth0", "--cycles", "1"],
 ]
@@ -237,7 +298,8 @@ def test_every_command_is_walked():
     assert {(), ("allow",), ("block",)} <= set(GROUPS)
     assert {("attach",), ("detach",), ("monitor",), ("status",), ("stats",), ("block",), ("allow",),
             ("block", "add"), ("block", "del"), ("block", "list"), ("block", "flush"),
-            ("allow", "add"), ("allow", "del"), ("allow", "list")} <= set(COMMANDS)
+            ("allow", "add"), ("allow", "del"), ("allow", "list"), ("allow", "flush"),
+            ("block", "which"), ("allow", "which")} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "seawall")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seawall.control.duration import MAX_SECONDS, format_duration, parse_duration
+from seawall.control.duration import MAX_SECONDS, format_duration, parse_duration, say_duration
 from seawall.control.errors import UsageError
 
 
@@ -26,29 +26,50 @@ from seawall.control.errors import UsageError
     ("  4h\t", 4 * 3600),
     ("\n10m ", 600),
     ("366d", MAX_SECONDS),
+    ("90", 90),  # a plain number is seconds, as in systemd, fail2ban and the TOML config
+    (" 3600 ", 3600),
+    ("2.0", 2),
+    ("1000ms", 1),  # milliseconds that make whole seconds
+    ("1m500ms", None),  # a fraction: refused below
 ])
 def test_parse(text, seconds):
-    assert parse_duration(text) == seconds
+    if seconds is None:
+        with pytest.raises(UsageError, match="whole seconds"):
+            parse_duration(text)
+    else:
+        assert parse_duration(text) == seconds
+        assert type(parse_duration(text)) is int
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("250ms", 0.25), ("100ms", 0.1), ("1s500ms", 1.5), ("0.5", 0.5), ("1.25", 1.25), ("2", 2.0),
+    ("10m", 600.0), ("1h30m", 5400.0),
+])
+def test_subsecond_where_asked(text, seconds):
+    """Intervals: the same grammar, fractions of a second allowed."""
+    assert parse_duration(text, subsecond=True) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["250ms", "0.5", "1.5", "999ms", "1s1ms"])
+def test_fractions_are_refused_for_whole_seconds(text):
+    with pytest.raises(UsageError, match="whole seconds") as e:
+        parse_duration(text)
+    assert repr(text) in str(e.value)
 
 
 def test_max_is_a_year():
     assert MAX_SECONDS == 366 * 86400
 
 
-@pytest.mark.parametrize("text", ["90", "0", "3600", " 10 "])
-def test_bare_numbers_are_refused(text):
-    with pytest.raises(UsageError, match="not a duration"):
-        parse_duration(text)
-
-
-@pytest.mark.parametrize("text", ["0s", "0m", "0h0m", "0d"])
-def test_zero_is_refused(text):
+@pytest.mark.parametrize("text", ["0s", "0m", "0h0m", "0d", "0", "0.0", "0ms"])
+@pytest.mark.parametrize("subsecond", [False, True])
+def test_zero_is_refused(text, subsecond):
     with pytest.raises(UsageError, match="longer than zero"):
-        parse_duration(text)
+        parse_duration(text, subsecond)
 
 
 @pytest.mark.parametrize("text", [
-    "-5m", "-1h", "+5m", "", "  ", "m", "5", "5x", "5 m", "1.5h", "1e3s", "ten minutes",
+    "-5m", "-1h", "+5m", "", "  ", "m", "-5", "+5", ".5", "5.", "5x", "1.5s", "0.5ms", "5msm", "5 m", "1.5h", "1e3s", "ten minutes",
     "5m-", "h1", "1y", "5mm", "0x10s", "1h,30m",
 ])
 def test_garbage_is_refused(text):
@@ -58,10 +79,11 @@ def test_garbage_is_refused(text):
     assert "90s" in str(e.value)  # the message shows examples
 
 
-@pytest.mark.parametrize("text", ["367d", "53w", "8785h", "366d1s", "99999999999999999999d"])
-def test_longer_than_a_year_is_refused(text):
+@pytest.mark.parametrize("text", ["367d", "53w", "8785h", "366d1s", "99999999999999999999d", "31622401"])
+@pytest.mark.parametrize("subsecond", [False, True])
+def test_longer_than_a_year_is_refused(text, subsecond):
     with pytest.raises(UsageError, match="longer than a year"):
-        parse_duration(text)
+        parse_duration(text, subsecond)
 
 
 @pytest.mark.parametrize("seconds, text", [
@@ -80,16 +102,33 @@ def test_round_trip(seconds):
     assert parse_duration(text.upper()) == seconds
 
 
-parts = st.lists(st.tuples(st.integers(0, 400), st.sampled_from("smhdw")), min_size=1, max_size=5)
-UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+@pytest.mark.parametrize("seconds, text", [(0.1, "100ms"), (0.25, "250ms"), (1, "1s"), (90, "1m30s")])
+def test_say(seconds, text):
+    assert say_duration(seconds) == text
+    assert parse_duration(text, subsecond=True) == pytest.approx(seconds)
+
+
+parts = st.lists(st.tuples(st.integers(0, 400), st.sampled_from(["s", "m", "h", "d", "w", "ms"])),
+                 min_size=1, max_size=5)
+UNIT = {"s": 1000, "m": 60000, "h": 3600000, "d": 86400000, "w": 604800000, "ms": 1}
 
 
 @given(parts)
 def test_parse_is_the_sum_of_its_parts(ps):
     text = "".join(f"{n}{u}" for n, u in ps)
-    total = sum(n * UNIT[u] for n, u in ps)
-    if 0 < total <= MAX_SECONDS:
-        assert parse_duration(text) == total
+    total_ms = sum(n * UNIT[u] for n, u in ps)
+    if 0 < total_ms <= MAX_SECONDS * 1000:
+        assert parse_duration(text, subsecond=True) == pytest.approx(total_ms / 1000)
+        if total_ms % 1000 == 0:
+            assert parse_duration(text) == total_ms // 1000
+        else:
+            with pytest.raises(UsageError, match="whole seconds"):
+                parse_duration(text)
     else:
         with pytest.raises(UsageError):
             parse_duration(text)
+
+
+@given(st.integers(1, MAX_SECONDS))
+def test_plain_seconds_equal_the_s_form(seconds):
+    assert parse_duration(str(seconds)) == parse_duration(f"{seconds}s") == seconds

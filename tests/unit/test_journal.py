@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seawall.control.lists.journal import (
-    OPS, VERSION, Decision, JournalFile, encode, from_iso, iso, record, replay,
+    OPS, VERSION, Decision, JournalFile, actor, encode, from_iso, history, iso, record, replay,
 )
 
 T0 = 1_790_000_000  # 2026-09-21, whole seconds: the journal keeps seconds
@@ -401,3 +401,44 @@ def test_non_utf8_bytes_are_skipped(jf):
     rep = jf.read()
     assert [n for n, _ in rep.skipped] == [2]
     assert set(rep.blocks) == {A, B}
+
+
+# --- one entry's history and who wrote it -------------------------------------------
+
+def test_history_of_one_entry():
+    recs = [
+        block(A, reason="first", by="alice"),
+        block(B, T0 + 1, reason="other"),
+        record("unblock", T0 + 2, A, by="bob"),
+        record("flush", T0 + 3, by="carol"),  # A was not there: not part of its history
+        block(A, T0 + 4, reason="again", by="alice"),
+        record("allow", T0 + 5, A, reason="an allow of the same text"),
+        record("flush", T0 + 6, by="carol"),  # removed A
+        record("flush", T0 + 7, by="dave"),  # A gone already
+    ]
+    text = lines(*recs) + ["{torn", "[1]\n", "\n"]
+    got = history(text, "block", A)
+    assert [(r["op"], r["ts"], r.get("by")) for r in got] == [
+        ("block", iso(T0), "alice"), ("unblock", iso(T0 + 2), "bob"),
+        ("block", iso(T0 + 4), "alice"), ("flush", iso(T0 + 6), "carol")]
+    assert [r["reason"] for r in got if r["op"] == "block"] == ["first", "again"]
+    assert history(text, "allow", A) == [recs[5]]
+    assert history(text, "block", C) == []
+
+
+def test_history_from_the_file(tmp_path):
+    j = JournalFile(str(tmp_path / "journal"))
+    assert j.history("block", A) == []  # no journal yet
+    j.append([block(A, reason="r", by="alice"), record("unallow", T0, A)])
+    assert [r["by"] for r in j.history("block", A)] == ["alice"]
+
+
+def test_actor_is_the_sudo_user(monkeypatch):
+    import pwd
+
+    monkeypatch.setenv("SUDO_USER", "alice")
+    assert actor() == "alice"
+    monkeypatch.delenv("SUDO_USER")
+    assert actor() == pwd.getpwuid(os.getuid()).pw_name
+    monkeypatch.setenv("SUDO_USER", "")  # set but empty: not a user
+    assert actor() == pwd.getpwuid(os.getuid()).pw_name
