@@ -14,17 +14,20 @@ from seawall.control.lists.store import ListStore
 @click.argument("iface", type=IFACE)
 @click.option("--mode", type=click.Choice(["auto", "native", "generic"]), default="auto", show_default=True,
               help="native (driver) XDP, generic (skb) XDP, or native falling back to generic")
-@click.option("--monitor/--enforce", default=False,
-              help="monitor: count what would be dropped and pass everything [default: enforce]")
+@click.option("--monitor/--enforce", default=None,
+              help="monitor: count what would be dropped and pass everything "
+                   "[default: enforce on a new attach; an attached interface keeps its mode]")
 @pass_app
 def attach(app, iface, mode, monitor):
     """Attach the XDP filter to IFACE (or switch an attached one between
-    monitor and enforce without reloading).
+    monitor and enforce without reloading: only --monitor or --enforce
+    changes the mode of an attached interface).
 
     \b
     Examples:
       seawall attach eth0
       seawall attach eth0 --mode generic --monitor
+      seawall attach eth0 --enforce      # an attached eth0 leaves monitor mode
     """
     ifs = app.ifaces()
     st, action = ifs.attach(iface, mode, monitor)
@@ -33,6 +36,9 @@ def attach(app, iface, mode, monitor):
     what = "monitor (counts, never drops)" if st.monitor else "enforce"
     if action == "attached":
         click.echo(f"attached to {iface} in {st.mode} mode, {what}")
+    elif action == "unchanged":
+        click.echo(f"already attached to {iface} ({st.mode}), {what}: unchanged "
+                   f"(--monitor or --enforce switches it)")
     else:
         click.echo(f"already attached to {iface} ({st.mode}); now {what}")
 

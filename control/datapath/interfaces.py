@@ -56,10 +56,14 @@ class Interfaces:
     def all(self) -> list:
         return [self.status(n) for n in self.names()]
 
-    def attach(self, ifname: str, mode: str = "auto", monitor: bool = False, defines: Optional[dict] = None) -> tuple:
-        """Returns (status, action) with action 'attached' or 'updated'.
-        defines: tunables.h values for the build a new attach loads (an
-        interface already attached keeps its program and tables)."""
+    def attach(self, ifname: str, mode: str = "auto", monitor: Optional[bool] = False,
+               defines: Optional[dict] = None) -> tuple:
+        """Returns (status, action) with action 'attached', 'updated' or
+        'unchanged'. monitor: True or False sets the kernel's mode; None
+        leaves an attached interface's mode as it is (and attaches a new
+        one enforcing). defines: tunables.h values for the build a new
+        attach loads (an interface already attached keeps its program and
+        tables)."""
         xs = netlink.xdp_state(ifname)  # raises for an unknown interface
         flags = abi.CfgFlag.MONITOR if monitor else 0
         if xs.prog_id is not None:
@@ -69,6 +73,8 @@ class Interfaces:
                     f"remove it first (ip link set dev {ifname} xdp off)")
             if mode != "auto" and mode != xs.mode:
                 raise UsageError(f"{ifname} is attached in {xs.mode} mode; detach it first to change mode")
+            if monitor is None:
+                return self.status(ifname), "unchanged"
             counters.write_flags(self._dir(ifname), flags)
             return self.status(ifname), "updated"
         # Loading the program creates any missing host-wide map, empty. If

@@ -155,6 +155,24 @@ def test_monitor_then_enforce_without_reload(lab):
     assert lab.status(SERVER_IF)["prog_id"] == prog_id
 
 
+def test_attach_again_leaves_monitor_alone_unless_told(lab):
+    st = _attach(lab, "--monitor")
+    prog_id = st["prog_id"]
+    lab.sw("block", "add", "198.18.0.20")
+    out = lab.sw("attach", SERVER_IF)  # the operator re-runs the set-up line without --monitor
+    assert "unchanged" in out
+    st = lab.status(SERVER_IF)
+    assert st["monitor"] is True and st["prog_id"] == prog_id
+    before = lab.counters()["reasons"]
+    _assert_passes(lab, "198.18.0.20")  # still monitoring: the blocked client's packets arrive
+    assert lab.counters()["reasons"]["drop_block"] == before["drop_block"]
+
+    out = lab.sw("attach", SERVER_IF, "--enforce")
+    assert "now enforce" in out
+    assert lab.status(SERVER_IF)["monitor"] is False and lab.status(SERVER_IF)["prog_id"] == prog_id
+    _assert_dropped(lab, "198.18.0.20")
+
+
 # --- (e) the lists outlive the program --------------------------------------------
 
 def test_blocklist_survives_detach_and_reattach(lab):
