@@ -50,36 +50,31 @@ def fleet_sync(app, config_path, api, dry_run):
       seawall fleet sync --config /etc/seawall/seawall.toml
       seawall fleet sync --dry-run
     """
+    from seawall.control.fleet.exporter import Exporter
     from seawall.control.fleet.speaker import GoBGP
-    from seawall.control.fleet.translate import export_routes
 
     cfg, api = _config(config_path, api)
+    exporter = Exporter(GoBGP(api), [Prefix.parse(p) for p in cfg.protect], cfg.export_blocks,
+                        cfg.export_signatures)
     store = app.lists()
     try:
         blocks = [e.prefix for e in store.block_list()]
         sigs = [s["signature"] for s in store.sig_list()]
     finally:
         store.close()
-    export = export_routes(blocks, sigs, [Prefix.parse(p) for p in cfg.protect],
-                           cfg.export_blocks, cfg.export_signatures)
-    for what, why in export.skipped:
-        click.echo(f"skipped {what}: {why}", err=True)
-    speaker = GoBGP(api)
     if dry_run:
-        held = {r.nlri: r for r in speaker.local_routes()}
-        for r in export.routes.values():
-            if r.nlri not in held or held[r.nlri].rate != r.rate:
-                click.echo(f"would announce {r.describe()}")
-        for k, r in held.items():
-            if k not in export.routes:
-                click.echo(f"would withdraw {r.describe()}")
+        announce, withdraw, _ = exporter.plan(blocks, sigs)
+        for r in withdraw:
+            click.echo(f"would withdraw {r.describe()}")
+        for r in announce:
+            click.echo(f"would announce {r.describe()}")
         return
-    announced, withdrawn = speaker.sync(export.routes)
+    announced, withdrawn = exporter.update(blocks, sigs)
     for r in withdrawn:
         click.echo(f"withdrew {r.describe()}")
     for r in announced:
         click.echo(f"announced {r.describe()}")
-    click.echo(f"{len(export.routes)} routes announced ({len(announced)} new, {len(withdrawn)} withdrawn)")
+    click.echo(f"{len(exporter.held)} routes announced ({len(announced)} new, {len(withdrawn)} withdrawn)")
 
 
 @fleet.command("status")

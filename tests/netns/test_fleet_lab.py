@@ -165,6 +165,14 @@ def test_blocks_and_signatures_are_announced_to_the_router_and_withdrawn(tmp_pat
     with fleet_lab(tmp_path, paths) as lab:
         lab.seawall("block", "add", "198.18.5.0/24", "2001:2:0:5::/64", "--reason", "fleet lab")
         lab.seawall("sig", "add", "--proto", "udp", "--sport", "161", "--len", "1200-1499")
+        dry = lab.seawall("fleet", "sync", "--config", str(lab.config), "--dry-run").stdout
+        assert sorted(dry.splitlines()) == sorted(
+            f"would announce [destination {d}][{m}] discard" for d, m in (
+                ("198.18.0.1/32", "source 198.18.5.0/24"), ("2001:2::1/128", "source 2001:2:0:5::/64"),
+                ("198.18.0.1/32", "protocol ==17][source-port ==161][packet-length >=1186&<=1485"),
+                ("2001:2::1/128", "protocol ==17][source-port ==161][packet-length >=1186&<=1485"))), dry
+        time.sleep(0.5)
+        assert lab.router_routes() == set()  # a dry run announces nothing
         out = lab.sync()
         assert "4 routes announced (4 new, 0 withdrawn)" in out, out
         lab.wait(lambda: lab.router_routes() == {BLOCK4, BLOCK6, SIG4, SIG6}, "the four routes on the router")

@@ -14,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seawall.control.addr import Prefix
-from seawall.control.errors import UsageError
+from seawall.control.errors import SeawallError, UsageError
 from seawall.control.fleet import flowspec as fs
 from seawall.control.fleet import translate as tr
+from seawall.control.fleet.exporter import Exporter
 from seawall.control.fleet.flowspec import AND, EQ, GT, LT, MATCH, NOT, FlowRoute, Term
 from seawall.control.fleet.speaker import decode_neighbors, parse_api, speaker_config
 from seawall.control.signature import Signature
@@ -347,3 +348,98 @@ def test_the_api_address(text, want):
 def test_a_bad_api_address_is_one_error(text):
     with pytest.raises(UsageError, match="not a gobgpd API address"):
         parse_api(text)
+
+
+# --- the exporter: what reaches the speaker ------------------------------------------
+
+class FakeSpeaker:
+    """Holds routes as gobgpd would; records every call; fails on demand."""
+
+    def __init__(self, held=()):
+        self.held = {r.nlri: r for r in held}
+        self.calls: list = []
+        self.fail = False
+
+    def _call(self, what):
+        self.calls.append(what)
+        if self.fail:
+            raise SeawallError("gobgpd is not reachable at 127.0.0.1:50051")
+
+    def local_routes(self):
+        self._call("read")
+        return list(self.held.values())
+
+    def announce(self, r):
+        self._call(("announce", r.match_text))
+        self.held[r.nlri] = r
+
+    def withdraw(self, r):
+        self._call(("withdraw", r.match_text))
+        del self.held[r.nlri]
+
+
+B1, B2 = P("198.18.5.0/24"), P("198.18.6.0/24")
+M1 = "[destination 198.18.0.1/32][source 198.18.5.0/24]"
+M2 = "[destination 198.18.0.1/32][source 198.18.6.0/24]"
+
+
+def test_the_first_update_syncs_against_what_the_speaker_already_holds():
+    stale = tr.block_routes(P("198.18.9.0/24"), [HOST4])[0]
+    speaker = FakeSpeaker(tr.block_routes(B1, [HOST4]) + [stale])  # as a restarted seawall finds it
+    ex = Exporter(speaker, [HOST4])
+    announced, withdrawn = ex.update([B1, B2], [])
+    assert speaker.calls == ["read", ("withdraw", stale.match_text), ("announce", M2)]
+    assert [r.match_text for r in announced] == [M2] and withdrawn == [stale]
+    assert {r.match_text for r in speaker.held.values()} == {M1, M2}
+
+
+def test_later_updates_send_only_what_changed_and_nothing_when_nothing_did():
+    speaker = FakeSpeaker()
+    ex = Exporter(speaker, [HOST4])
+    ex.update([B1], [])
+    speaker.calls.clear()
+    ex.update([B1], [])
+    assert speaker.calls == []
+    ex.update([B2], [])
+    assert speaker.calls == [("withdraw", M1), ("announce", M2)]
+
+
+def test_a_changed_rate_is_announced_again():
+    speaker = FakeSpeaker()
+    ex = Exporter(speaker, [HOST4])
+    ex.update([], [Signature(17, sport=53, rate_pps=10)])
+    speaker.calls.clear()
+    ex.update([], [Signature(17, sport=53, rate_pps=20)])
+    assert [c[0] for c in speaker.calls] == ["announce"]
+    assert [r.rate for r in speaker.held.values()] == [20 * tr.RATE_PACKET_BYTES]
+
+
+def test_a_speaker_failure_is_raised_and_the_next_update_reads_again():
+    speaker = FakeSpeaker()
+    ex = Exporter(speaker, [HOST4])
+    ex.update([B1], [])
+    speaker.fail = True
+    with pytest.raises(SeawallError):
+        ex.update([B2], [])
+    speaker.fail = False
+    speaker.calls.clear()
+    ex.update([B2], [])
+    assert speaker.calls[0] == "read" and {r.match_text for r in speaker.held.values()} == {M2}
+
+
+def test_the_daemon_call_logs_a_failure_and_a_skip_once(caplog):
+    speaker = FakeSpeaker()
+    ex = Exporter(speaker, [HOST4])
+    speaker.fail = True
+    with caplog.at_level("WARNING", logger="seawall.fleet"):
+        assert [ex.try_update([B1, P("2001:2:0:5::/64")], []) for _ in range(3)] == [False] * 3
+        speaker.fail = False
+        assert ex.try_update([B1, P("2001:2:0:5::/64")], [])
+        speaker.fail = True
+        assert not ex.try_update([B2], [])
+    msgs = [r.getMessage() for r in caplog.records]
+    assert msgs == [
+        "not announced: block 2001:2:0:5::/64: no protected IPv6 address to announce it for",
+        "the speaker failed: gobgpd is not reachable at 127.0.0.1:50051",
+        "the speaker failed: gobgpd is not reachable at 127.0.0.1:50051",  # failed again after recovering
+    ]
