@@ -100,10 +100,12 @@ def list_del(cidrs, entries, name: str, delete_all, done: str) -> None:
     current entries are `entries`; all or nothing, and none if one is not
     on it."""
     listed = {e.prefix for e in entries}
+    # an IPv4-mapped entry stored as IPv6 by an older seawall: named by its IPv4 form
+    legacy = {e.prefix.unmapped(): e.prefix for e in entries if e.prefix.unmapped() != e.prefix}
+    cidrs = once(p if p in listed else legacy.get(p, p) for p in cidrs)
     missing = [str(p) for p in cidrs if p not in listed]
     if missing:
         raise SeawallError(f"not on the {name}: {', '.join(missing)}")
-    cidrs = once(cidrs)
     delete_all(cidrs)  # all or nothing
     for p in cidrs:
         click.echo(done.format(p))

@@ -65,6 +65,17 @@ def test_mapped_addresses_are_stored_as_ipv4(store):
     assert "198.18.0.9/32" not in {e["cidr"] for e in listed("block")}
 
 
+def test_a_mapped_entry_left_by_an_older_seawall_can_be_removed(store):
+    """Before this guard, `block add ::ffff:198.18.0.9` stored an IPv6 /128
+    (the store itself stores what it is given); it goes by its IPv4 name."""
+    store.block_add([Prefix.parse("::ffff:198.18.0.9")], reason="old")
+    store.allow_add([Prefix.parse("::ffff:198.18.1.0/124")])
+    assert "::ffff:c612:9/128" in {e["cidr"] for e in listed("block")}
+    assert ok(cli("block", "del", "::ffff:198.18.0.9")) == "unblocked ::ffff:c612:9/128\n"
+    assert ok(cli("allow", "del", "198.18.1.0/28")) == "removed ::ffff:c612:100/124 from the allowlist\n"
+    assert [e["cidr"] for e in listed("block")] == ["198.18.5.0/24"] and listed("allow") == []
+
+
 def test_a_re_add_keeps_its_reason_unless_given_one(store):
     ok(cli("block", "add", "198.18.0.66", "198.18.0.67", "--ttl", "10m", "--reason", "SYN flood"))
     ok(cli("block", "add", "198.18.0.66", "--ttl", "1h"))  # a new TTL, the old reason

@@ -251,7 +251,7 @@ def test_errors_are_one_line_and_change_nothing(lab):
     for bad in ("198.18.0.300", "198.18.0.0/33", "2001:2::/129", "not-an-address"):
         msg = _one_line_error(lab.seawall("block", "add", bad), 2)
         assert bad in msg
-    _one_line_error(lab.seawall("block", "add", "198.18.0.20", "--ttl", "90"), 2)
+    _one_line_error(lab.seawall("block", "add", "198.18.0.20", "--ttl", "1.5"), 2)  # a TTL is whole seconds
 
     # detach or monitor an interface seawall is not attached to
     msg = _one_line_error(lab.seawall("detach", SERVER_IF), 1)
