@@ -132,6 +132,7 @@ def replay(app, capture, config_path, interval, background, warmup, seed, as_jso
     Examples:
       seawall replay attack.pcap --json
       seawall replay attack.pcap --plot attack.png
+      seawall replay any.pcap --quiet     # from tcpdump -i any -w any.pcap
     """
     from seawall.control import config as configmod
     from seawall.control.tools import pcap as pcapmod

@@ -50,9 +50,9 @@ class ReplayResult:
     dropped_after_action: float  # fraction of capture packets after the first decision
     background_packets: int
     background_dropped: int
-    outgoing: int = 0  # capture packets the capturing host sent: not replayed
     decisions: list = field(default_factory=list)
     timeline: list = field(default_factory=list)
+    outgoing: int = 0  # capture packets the capturing host sent: not replayed
 
     def to_json(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "timeline"}
