@@ -176,7 +176,7 @@ def _frame(path, conv, hlen, ts, data, orig, n, off):
         raise CaptureError(f"{path}: packet {n} at byte {off} holds {len(data)} bytes, "
                            f"shorter than its {hlen}-byte link header (corrupt record)")
     eth, outgoing = conv(data)
-    return Frame(ts, eth, orig + len(eth) - len(data), outgoing)
+    return Frame(ts, eth, max(orig + len(eth) - len(data), len(eth)), outgoing)
 
 
 def _pcap(path, f):

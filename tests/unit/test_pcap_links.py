@@ -12,6 +12,8 @@ import subprocess
 import tracemalloc
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from seawall.control.tools import pcap
 from seawall.control.tools.pcap import CaptureError
@@ -144,6 +146,9 @@ def test_snapped_cooked_record_keeps_its_wire_length(tmp_path):
     rec = sll(IP4)[:30]  # captured 30 bytes of a 56-byte packet
     f = read(tmp_path, pcap_file([(1, 0, rec, 56)], linktype=SLL))[0]
     assert (len(f.data), f.wire_len) == (28, 54)
+    # a wire length below the captured one (corrupt) is taken as the captured one
+    f = read(tmp_path, pcap_file([(1, 0, sll(IP4), 0)], linktype=SLL))[0]
+    assert f.wire_len == len(f.data) == 54
 
 
 @pytest.mark.parametrize("lt, hlen", [(SLL, 16), (SLL2, 20)])
@@ -182,6 +187,34 @@ def test_scan_counts_and_bounds_the_clock(tmp_path):
 def test_scan_errors_like_read(tmp_path):
     with pytest.raises(CaptureError, match="truncated inside packet 1"):
         pcap.scan(write(tmp_path, pcap_file([(1, 0, IP4)], linktype=RAW)[:-1]))
+
+
+SAMPLES = [data for name in CASES for _, data in _files(name)]
+
+
+@st.composite
+def damaged(draw):
+    data = bytearray(draw(st.sampled_from(SAMPLES)))
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(data) - 1))
+        if draw(st.booleans()):
+            data[at:at + 4] = draw(st.binary(min_size=1, max_size=4))
+        else:
+            del data[at:]
+            break
+    return bytes(data)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(damaged())
+def test_damaged_cooked_or_raw_capture_is_frames_or_one_error(tmp_path, data):
+    """Anything else (struct.error, IndexError) would be a traceback."""
+    path = write(tmp_path, data)
+    try:
+        for f in pcap.read(path):
+            assert isinstance(f.data, bytes) and f.wire_len >= 0 and isinstance(f.outgoing, bool), f
+    except CaptureError as e:
+        assert "\n" not in str(e)
 
 
 def _peak(path, walk) -> int:
