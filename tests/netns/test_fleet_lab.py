@@ -202,6 +202,33 @@ def test_blocks_and_signatures_are_announced_to_the_router_and_withdrawn(tmp_pat
         lab.wait(lambda: lab.router_routes() == set(), "every route withdrawn")
 
 
+SHAPES = {  # what BIRD makes of each signature component seawall sends
+    "flow4 { dst 198.18.0.1/32; proto 6; dport 443; tcp flags 0x2/0x2 && 0x0/0x3d; }",
+    "flow6 { dst 2001:2::1/128; next header 6; dport 443; tcp flags 0x2/0x2 && 0x0/0x3d; }",
+    "flow4 { dst 198.18.0.1/32; proto 17; length 1186..1485; fragment is_fragment && !first_fragment; }",
+    "flow6 { dst 2001:2::1/128; next header 17; length 1186..1485; fragment is_fragment && !first_fragment; }",
+    "flow4 { dst 198.18.0.1/32; proto 1; icmp type 3; icmp code 3; }",
+    "flow6 { dst 2001:2::1/128; next header 58; icmp type 128; }",
+}
+
+
+def test_every_signature_component_reaches_the_router_as_meant(tmp_path, paths):
+    with fleet_lab(tmp_path, paths) as lab:
+        lab.seawall("sig", "add", "--proto", "tcp", "--dport", "443", "--flags", "S", "--rate", "2000")
+        lab.seawall("sig", "add", "--proto", "udp", "--fragment", "--len", "1200-1499")
+        lab.seawall("sig", "add", "--proto", "icmp", "--icmp-type", "3", "--icmp-code", "3")
+        lab.seawall("sig", "add", "--proto", "icmpv6", "--icmp-type", "128")
+        assert "6 routes announced (6 new, 0 withdrawn)" in lab.sync()
+        lab.wait(lambda: lab.router_routes() == SHAPES, "the six signature routes")
+        # 2000 pps of packets of any length: 2000 x 1500 bytes/s, a float32 in the traffic-rate community
+        detail = lab.birdc("show", "route", "table", "flowtab4", "all", "protocol", "host_a")
+        tcp = detail[detail.index("proto 6;"):]
+        assert tcp.split("BGP.ext_community: ", 1)[1].startswith("(generic, 0x80060000, 0x4a371b00)")
+        lab.seawall("sig", "flush")
+        assert "6 withdrawn" in lab.sync()
+        lab.wait(lambda: lab.router_routes() == set(), "every signature route withdrawn")
+
+
 def test_announce_and_withdraw_latency_median_of_10(tmp_path, paths):
     with fleet_lab(tmp_path, paths) as lab:
         up, down = [], []
