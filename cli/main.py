@@ -22,6 +22,7 @@ from seawall.cli import ifaces, lists, serving, service, sig, tools
 from seawall.cli.fleet import fleet
 from seawall.cli.common import PROG, App
 from seawall.control.errors import SeawallError, UsageError
+from seawall.control.service.logs import under_journald
 from seawall.control.state import Paths
 
 
@@ -58,6 +59,13 @@ cli.add_command(fleet)
 _NO_COMMAND = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+def _error(line: str) -> None:
+    """An error line on stderr; from `seawall run` under systemd, with the
+    error priority journald reads (control/service/logs.py), so that
+    `journalctl -p err` shows why the service failed."""
+    click.echo(("<3>" if under_journald() else "") + line, err=True)
+
+
 # 128 + SIGINT, the status of a shell command stopped by Ctrl-C.
 EXIT_INTERRUPTED = 130
 
@@ -86,16 +94,16 @@ def main(argv: Optional[list] = None) -> int:
             msg = "Missing command."
         else:  # some are several lines (a missing choice lists the choices)
             msg = " ".join(line.strip() for line in e.format_message().splitlines() if line.strip())
-        click.echo(f"{PROG}: error: {msg} (see `{cmd} --help`)", err=True)
+        _error(f"{PROG}: error: {msg} (see `{cmd} --help`)")
         return 2
     except UsageError as e:
-        click.echo(f"{PROG}: error: {e}", err=True)
+        _error(f"{PROG}: error: {e}")
         return 2
     except SeawallError as e:
-        click.echo(f"{PROG}: error: {e}", err=True)
+        _error(f"{PROG}: error: {e}")
         return 1
     except OSError as e:
-        click.echo(f"{PROG}: error: {e}", err=True)
+        _error(f"{PROG}: error: {e}")
         return 1
 
 

@@ -12,7 +12,9 @@ program reads the pinned lists and counters (its map ids).
 
 A program gone or replaced is logged at error level and put back: the
 pinned program, in the mode it was attached in, by one RTM_SETLINK (a
-foreign program in the other mode is removed first). The outcome flows
+foreign program in the other mode is removed first). Another seawall
+build is given SWAP_GRACE seconds first: an upgrade attaches the new
+program, then pins it. The outcome flows
 out as `ok()` (False: stop the watchdog's pings, so that systemd restarts
 the daemon, whose start attaches afresh) and as counts for the metrics.
 """
@@ -26,10 +28,13 @@ from typing import Optional
 
 from seawall.control.datapath import bpf, counters, loader, netlink, tries
 from seawall.control.errors import SeawallError
-from seawall.control.service.logs import event
+from seawall.control.service.logs import event, sd_notify
 
 #: seconds between checks of the attached program's maps (and at each new program)
 MAPS_EVERY = 10.0
+#: seconds a seawall program other than the pinned one may stay attached
+#: before the pinned one is put back: an upgrade attaches first, then pins
+SWAP_GRACE = 2.0
 #: the maps whose ids the attached program must hold: the lists it
 #: enforces, its monitor flag and the counters the metrics read
 MAP_SPECS = (*tries.SPECS, counters.CONFIG, counters.STATS)
@@ -43,6 +48,18 @@ def prog_map_ids(fd: int) -> set:
     info = bpf.ProgInfo(nr_map_ids=n, map_ids=ctypes.addressof(ids))
     bpf.obj_info(fd, info, "program maps")
     return set(ids[:min(n, info.nr_map_ids)])
+
+
+def _is_seawall(prog_id: int) -> bool:
+    """Whether program prog_id is a seawall build (by its name)."""
+    try:
+        fd = bpf.prog_fd_by_id(prog_id)
+    except OSError:
+        return False
+    try:
+        return bpf.prog_info(fd).name.decode(errors="replace") == loader.PROG_NAME[:15]
+    finally:
+        os.close(fd)
 
 
 def prog_tag(pin_root: str, name: str) -> Optional[str]:
@@ -74,6 +91,7 @@ class FilterGuard:
         self.missing = {n: [] for n in self.modes}  # pinned maps the attached program does not use
         self._maps_seen: dict = {}  # interface -> (program id, monotonic t of its last map check)
         self._said: dict = {}  # interface -> the failure last logged about it
+        self._swapping: dict = {}  # interface -> (id of a seawall program not pinned yet, since)
 
     def ok(self) -> bool:
         """Every watched interface runs its program: the watchdog may be fed."""
@@ -95,8 +113,10 @@ class FilterGuard:
             elif not attached and what != before:
                 event("filter_unrecoverable", interface=name, error=what,
                       effect="watchdog pings stop: systemd restarts the daemon")
+                sd_notify(f"STATUS=not filtering {name}: {what}")  # systemctl status shows it
             elif attached and before is not None:
                 event("filter_restored", interface=name)
+                sd_notify(f"STATUS=filtering {name} again")
             if attached and self.missing[name] and before != self.missing[name]:
                 event("filter_maps", interface=name, missing=self.missing[name],
                       effect="the attached program does not use these pinned maps")
@@ -112,7 +132,15 @@ class FilterGuard:
             return False, f"unreadable: {getattr(e, 'strerror', None) or e}"
         if pinned is not None and xs.prog_id == pinned and xs.mode == mode:
             self._check_maps(name, pinned, now)
+            self._swapping.pop(name, None)
             return True, None
+        if xs.prog_id is not None and xs.mode == mode and _is_seawall(xs.prog_id):
+            # another seawall build, attached before its pin is replaced
+            # (attach --replace): leave it SWAP_GRACE to pin it, not undo it
+            since = self._swapping.setdefault(name, (xs.prog_id, now))
+            if since[0] == xs.prog_id and now - since[1] < SWAP_GRACE:
+                return True, None
+        self._swapping.pop(name, None)
         return self._restore(name, mode, pinned, xs)
 
     def _restore(self, name: str, mode: str, pinned: Optional[int], xs) -> tuple:

@@ -27,9 +27,9 @@ INTERVAL = 0.2  # the daemon's cycle, seconds
 class Daemon:
     """`seawall run` in the lab's server namespace, its JSON lines collected."""
 
-    def __init__(self, lab, *args, env=None):
+    def __init__(self, lab, *args, env=None, interval=INTERVAL):
         self.p = subprocess.Popen([*lab.nsenter(lab.server), SEAWALL, "run", "-i", SERVER_IF,
-                                   "--interval", f"{int(INTERVAL * 1000)}ms", *args],
+                                   "--interval", f"{int(interval * 1000)}ms", *args],
                                   stderr=subprocess.PIPE, text=True, env=dict(lab.env, **(env or {})))
         self.lines: list = []
         self._t = threading.Thread(target=self._read, daemon=True)
@@ -191,3 +191,82 @@ def test_the_check_is_cheap_and_sees_a_program_without_the_pinned_lists(lab, sea
     assert r["ok"], "attached all the same: the watchdog is not the answer to this"
     err = [json.loads(x) for x in p.stderr.splitlines() if x.startswith("{")]
     assert [e["event"] for e in err if e.get("event") == "filter_maps"] == ["filter_maps"], p.stderr
+
+
+def _foreign_program(pin: str, name: str = "swt_foreign") -> int:
+    """Load `return XDP_PASS` (another tool's program, for the kernel;
+    named xdp_seawall, a seawall build for the guard) and pin it at pin;
+    returns its id."""
+    from seawall.control.datapath import bpf
+    from seawall.control.datapath.loader import BPF_PROG_TYPE_XDP
+
+    insns = bytes.fromhex("b700000002000000" "9500000000000000")  # r0 = XDP_PASS; exit
+    fd, _ = bpf.prog_load(BPF_PROG_TYPE_XDP, insns, "GPL", name)
+    try:
+        bpf.obj_pin(fd, pin)
+        return bpf.prog_info(fd).id
+    finally:
+        os.close(fd)
+
+
+def test_a_program_replaced_by_another_is_put_back_in_its_mode(lab, seawall_env):
+    """Another program in the daemon's place: in the same mode (ip -force
+    replaces it), then in the other mode (generic, after xdp off), which
+    the guard must remove before its own can go back in native mode."""
+    foreign = os.path.join(seawall_env.pin_root, "swt-foreign")
+    os.makedirs(seawall_env.pin_root, exist_ok=True)
+    other = _foreign_program(foreign)
+    d = Daemon(lab, interval=1.0)  # a cycle longer than the shell's two steps, so the daemon sees their end
+    try:
+        d.wait("started", 60)
+        ours = lab.xdp_link()
+        assert ours.get("mode") == 1, f"veth runs native XDP: {ours}"  # XDP_ATTACHED_DRV
+        steps = (["-force", "link", "set", "dev", SERVER_IF, "xdpdrv", "pinned", foreign],
+                 ["link", "set", "dev", SERVER_IF, "xdp", "off"],
+                 ["link", "set", "dev", SERVER_IF, "xdpgeneric", "pinned", foreign])
+        for n, cmds in enumerate((steps[:1], steps[1:]), 1):
+            # nsenter, not ip -n: that gives ip a fresh /sys, without the host's bpffs pins
+            ns = " ".join(lab.nsenter(lab.server))
+            p = subprocess.run(["sh", "-c", " && ".join(f"{ns} ip " + " ".join(c) for c in cmds)
+                                + f" && ip -n {lab.server} -j link show dev {SERVER_IF}"],
+                               capture_output=True, text=True, timeout=30)
+            assert p.returncode == 0, p.stderr
+            # the foreign program was in place (the oracle saw it), then ours came back
+            assert json.loads(p.stdout)[0]["xdp"]["prog"]["id"] == other
+            t0 = time.monotonic()
+            while lab.xdp_link().get("prog", {}).get("id") != ours["prog"]["id"] and time.monotonic() - t0 < 3:
+                time.sleep(0.02)
+            now = lab.xdp_link()
+            assert now.get("prog", {}).get("id") == ours["prog"]["id"] and now.get("mode") == 1, (n, now)
+            assert not now.get("generic"), now
+        lost = [e for e in d.events() if e.get("event") == "filter_lost"]
+        assert [e["reattached"] for e in lost] == [1, 2], d.lines
+    finally:
+        d.stop()
+
+
+def test_another_seawall_build_gets_time_to_be_pinned_then_is_undone(lab, seawall_env):
+    """An upgrade (attach --replace) attaches the new build, then pins it:
+    a seawall program other than the pinned one is left SWAP_GRACE
+    seconds, not undone at once; still unpinned after that, it is."""
+    from seawall.control.service.guard import SWAP_GRACE
+
+    pin = os.path.join(seawall_env.pin_root, "swt-other-build")
+    os.makedirs(seawall_env.pin_root, exist_ok=True)
+    other = _foreign_program(pin, "xdp_seawall")
+    d = Daemon(lab)
+    try:
+        d.wait("started", 60)
+        ours = lab.xdp_link()["prog"]["id"]
+        _run([*lab.nsenter(lab.server), "ip", "-force", "link", "set", "dev", SERVER_IF, "xdpdrv", "pinned", pin])
+        t0 = time.monotonic()
+        time.sleep(SWAP_GRACE / 2)  # several cycles
+        assert lab.xdp_link()["prog"]["id"] == other, "a seawall build was undone at once"
+        while lab.xdp_link()["prog"]["id"] != ours and time.monotonic() - t0 < SWAP_GRACE + 2:
+            time.sleep(0.02)
+        took = time.monotonic() - t0
+        assert lab.xdp_link()["prog"]["id"] == ours
+        assert SWAP_GRACE - 0.1 <= took < SWAP_GRACE + 1, took
+        assert [e["event"] for e in d.events() if e.get("event", "").startswith("filter_")] == ["filter_lost"]
+    finally:
+        d.stop()

@@ -90,3 +90,21 @@ def test_every_failure_the_daemon_logs_has_a_failure_level(src):
     assert failing, kinds
     assert failing <= set(logs.FAILURES), failing - set(logs.FAILURES)
     assert all(logs.FAILURES[k] >= logging.WARNING for k in failing)
+
+
+def test_a_cli_error_under_journald_is_at_error_priority(tmp_path):
+    """`seawall run` failing under systemd: its one-line error reaches
+    journald at priority 3 (`journalctl -p err` shows it), and only there."""
+    seawall = os.path.join(os.path.dirname(sys.executable), "seawall")
+    for journald in (True, False):
+        err = tmp_path / f"stderr-{journald}"
+        with open(err, "w") as f:
+            env = dict(os.environ)
+            env.pop("JOURNAL_STREAM", None)
+            if journald:
+                st = os.fstat(f.fileno())
+                env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+            p = subprocess.run([seawall, "run", "--interval", "1ms"], stderr=f, env=env, timeout=60)
+        assert p.returncode == 2
+        text = err.read_text()
+        assert text.startswith("<3>seawall: error: " if journald else "seawall: error: "), text
