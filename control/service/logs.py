@@ -34,6 +34,7 @@ FAILURES = {
     "signature_failed": logging.ERROR,
     "housekeeping_failed": logging.ERROR,
     "alarm": logging.WARNING,  # an attack: something an operator may want to look at
+    "note": logging.WARNING,  # a surge the engine cannot attribute, so does not act on
     "filter_restored": logging.WARNING,
     "journal_skipped": logging.WARNING,
     "journal_ignored": logging.WARNING,
