@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 import time
+from functools import lru_cache
 
 log = logging.getLogger("seawall")
 
@@ -49,8 +50,9 @@ FAILURES = {
 PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
 
 
+@lru_cache(maxsize=1)
 def version() -> str:
-    """The installed seawall's version."""
+    """The installed seawall's version (read once: every scrape gives it)."""
     from importlib.metadata import PackageNotFoundError, version as v
 
     try:
