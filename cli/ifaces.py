@@ -17,8 +17,11 @@ from seawall.control.lists.store import ListStore
 @click.option("--monitor/--enforce", default=None,
               help="monitor: count what would be dropped and pass everything "
                    "[default: enforce on a new attach; an attached interface keeps its mode]")
+@click.option("--replace", is_flag=True,
+              help="on an attached IFACE: put this build in place of the running program in one step "
+                   "(after an upgrade), keeping its lists, counters and mode")
 @pass_app
-def attach(app, iface, mode, monitor):
+def attach(app, iface, mode, monitor, replace):
     """Attach the XDP filter to IFACE (or switch an attached one between
     monitor and enforce without reloading: only --monitor or --enforce
     changes the mode of an attached interface).
@@ -28,14 +31,20 @@ def attach(app, iface, mode, monitor):
       seawall attach eth0
       seawall attach eth0 --mode generic --monitor
       seawall attach eth0 --enforce      # an attached eth0 leaves monitor mode
+      seawall attach eth0 --replace      # after an upgrade: the new build, no gap
     """
     ifs = app.ifaces()
-    st, action = ifs.attach(iface, mode, monitor)
+    st, action = ifs.attach(iface, mode, monitor, replace=replace)
     if ifs.restored:
         click.echo(f"restored {ifs.restored} entries from the journal into fresh maps", err=True)
     what = "monitor (counts, never drops)" if st.monitor else "enforce"
     if action == "attached":
         click.echo(f"attached to {iface} in {st.mode} mode, {what}")
+    elif action == "replaced":
+        click.echo(f"{iface} now runs this build (program {st.prog_id}), {st.mode} mode, {what}; "
+                   f"lists and counters kept")
+    elif action == "current":
+        click.echo(f"{iface} runs this build already (program {st.prog_id}), {st.mode} mode, {what}")
     elif action == "unchanged":
         click.echo(f"already attached to {iface} ({st.mode}), {what}: unchanged "
                    f"(--monitor or --enforce switches it)")

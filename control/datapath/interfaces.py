@@ -57,13 +57,15 @@ class Interfaces:
         return [self.status(n) for n in self.names()]
 
     def attach(self, ifname: str, mode: str = "auto", monitor: Optional[bool] = False,
-               defines: Optional[dict] = None) -> tuple:
-        """Returns (status, action) with action 'attached', 'updated' or
-        'unchanged'. monitor: True or False sets the kernel's mode; None
-        leaves an attached interface's mode as it is (and attaches a new
-        one enforcing). defines: tunables.h values for the build a new
-        attach loads (an interface already attached keeps its program and
-        tables)."""
+               defines: Optional[dict] = None, replace: bool = False) -> tuple:
+        """Returns (status, action) with action 'attached', 'updated',
+        'unchanged', 'replaced' or 'current'. monitor: True or False sets
+        the kernel's mode; None leaves an attached interface's mode as it
+        is (and attaches a new one enforcing). defines: tunables.h values
+        for the build a new attach loads. An interface already attached
+        keeps its program and tables; with replace, this build takes the
+        running program's place in one step ('replaced'; 'current' when it
+        is this build already), keeping its tables and mode."""
         xs = netlink.xdp_state(ifname)  # raises for an unknown interface
         flags = abi.CfgFlag.MONITOR if monitor else 0
         if xs.prog_id is not None:
@@ -73,16 +75,26 @@ class Interfaces:
                     f"remove it first (ip link set dev {ifname} xdp off)")
             if mode != "auto" and mode != xs.mode:
                 raise UsageError(f"{ifname} is attached in {xs.mode} mode; detach it first to change mode")
-            if monitor is None:
-                return self.status(ifname), "unchanged"
-            counters.write_flags(self._dir(ifname), flags)
-            return self.status(ifname), "updated"
-        # Loading the program creates any missing host-wide map, empty. If
-        # they were missing (first use, or a reboot emptied bpffs), put the
-        # journal's entries back before the program sees a packet: else it
-        # enforces an empty blocklist, and the list store, finding the maps
-        # present, never restores them.
-        fresh = not loader.host_maps_pinned(self.paths.pin_root)
+            action = "unchanged" if monitor is None else "updated"
+            if replace:
+                done = loader.replace(ifname, self.paths.pin_root, xs.mode, defines, self._list_maps_ready(False),
+                                      self.paths.cache_dir)
+                action = "replaced" if done else "current"
+            if monitor is not None:
+                counters.write_flags(self._dir(ifname), flags)
+            return self.status(ifname), action
+        loader.attach(ifname, self.paths.pin_root, mode, flags, defines=defines,
+                      before_attach=self._list_maps_ready(not loader.host_maps_pinned(self.paths.pin_root)),
+                      cache_dir=self.paths.cache_dir)
+        return self.status(ifname), "attached"
+
+    def _list_maps_ready(self, fresh: bool):
+        """What to do once a load has made its maps, before its program
+        sees a packet. Loading creates any missing host-wide map, empty:
+        if they were missing (fresh: first use, or a reboot emptied bpffs),
+        the journal's entries go back in, else the program enforces an
+        empty blocklist (and the list store, finding the maps present,
+        never restores them)."""
 
         def before_attach() -> None:
             from seawall.control.lists.store import ListStore
@@ -98,9 +110,7 @@ class Interfaces:
             finally:
                 store.close()
 
-        loader.attach(ifname, self.paths.pin_root, mode, flags, defines=defines, before_attach=before_attach,
-                      cache_dir=self.paths.cache_dir)
-        return self.status(ifname), "attached"
+        return before_attach
 
     def detach(self, ifname: str) -> None:
         st = self.status(ifname)

@@ -418,6 +418,83 @@ def _load_and_attach(ifname, pin_root, folder, mode, config_flags, defines, befo
     return used
 
 
+class ReplaceRefused(SeawallError):
+    """replace() found the new build unable to take over (another table
+    layout, or a load the kernel refused): the running program stays."""
+
+
+def replace(ifname: str, pin_root: str, mode: str, defines: Optional[dict] = None,
+            before_attach: Optional[Callable[[], None]] = None, cache_dir: Optional[str] = None) -> bool:
+    """Put this build in place of the program attached to ifname (its
+    mode: native or generic) in one step, keeping the pinned lists and
+    counters: the kernel swaps the two programs between packets, so none
+    goes unfiltered. Returns False when the attached program is this
+    build already (nothing done).
+
+    The build comes from the object cache, compiled into it first if it
+    is not there (against scratch maps, so that a build whose tables
+    differ never touches the pinned ones; bcc would take any pinned map
+    whatever its size). A pinned map the build cannot use as it is
+    (another size or layout) refuses the swap, naming it; the list
+    summaries, which a new build of another summary size remakes, are the
+    exception. before_attach: as for attach(). Raises ReplaceRefused when
+    the running program must stay, SeawallError for other failures."""
+    if not cache_dir:
+        raise SeawallError("replacing a running program needs the object cache (--cache-dir)")
+    folder = iface_dir(pin_root, ifname)
+    src = os.path.join(xdp_dir(), SOURCE)
+    flags = code_flags(defines)
+    cache = objcache.Cache(cache_dir)
+    k = cache_key(src, flags, PROG_NAME, None)
+    entry = cache.get(k) or _compile_into(cache, k, src, flags, pin_root)
+    old = bpf.obj_get(os.path.join(folder, PROG_PIN))
+    try:
+        folders = {bpf.HOST: pin_root, bpf.IFACE: folder}
+        why = objcache.mismatches(entry, folders, skip=tuple(s.name for s in (*summary.SPECS, *hosts.SPECS)))
+        if why:
+            raise ReplaceRefused(f"{ifname}: the new build cannot take over the running program's tables "
+                               f"({'; '.join(why)}): detach and attach to start it with fresh ones")
+        if bytes(bpf.prog_info(old).tag).hex() == entry.tag:
+            return False
+        retire_stale_summaries(pin_root, int((defines or {}).get("LIST_SUMMARY_LOG2", abi.LIST_SUMMARY_LOG2)))
+        fd, _ = objcache.instantiate(entry, folders, _Once(before_attach))
+        if fd is None:
+            raise ReplaceRefused(f"{ifname}: cannot load the new build (see the warning above); the running one stays")
+        try:
+            netlink.set_xdp(ifname, fd, MODE_FLAGS[mode], expected_fd=old)
+            tmp = os.path.join(folder, PROG_PIN + "-new")
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            bpf.obj_pin(fd, tmp)
+            os.replace(tmp, os.path.join(folder, PROG_PIN))
+        finally:
+            os.close(fd)
+        return True
+    finally:
+        os.close(old)
+
+
+def _compile_into(cache: objcache.Cache, k: str, src: str, flags: list, pin_root: str) -> objcache.Entry:
+    """Compile the build of key k into the cache, its maps made in a
+    scratch folder of the pin root and removed after: its entry."""
+    scratch = os.path.join(ifaces_dir(pin_root), f"scratch-build-{os.getpid()}")
+    host, iface = os.path.join(scratch, "host"), os.path.join(scratch, "iface")
+    private_makedirs(host)
+    private_makedirs(iface)
+    try:
+        loaded = _compile(src, pin_flags(host, iface) + flags, PROG_NAME, host, iface)
+        try:
+            _remember(cache, k, loaded)
+        finally:
+            loaded.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    entry = cache.get(k)
+    if entry is None:
+        raise SeawallError("cannot keep the new build in the object cache (see the warning above)")
+    return entry
+
+
 def pinned_prog_id(pin_root: str, ifname: str) -> Optional[int]:
     """The id of the program pinned for ifname, or None."""
     path = os.path.join(iface_dir(pin_root, ifname), PROG_PIN)

@@ -96,16 +96,24 @@ def xdp_state(ifname: str) -> XdpState:
 RTM_SETLINK = 19
 NLM_F_ACK = 4
 NLA_F_NESTED = 1 << 15
-IFLA_XDP_FD, IFLA_XDP_FLAGS = 1, 3
+IFLA_XDP_FD, IFLA_XDP_FLAGS, IFLA_XDP_EXPECTED_FD = 1, 3, 8
+XDP_FLAGS_REPLACE = 1 << 4
 
 
-def set_xdp(ifname: str, prog_fd: int, flags: int) -> None:
+def set_xdp(ifname: str, prog_fd: int, flags: int, expected_fd: Optional[int] = None) -> None:
     """Attach the program prog_fd to ifname (-1: remove the one attached)
     with these XDP_FLAGS_* (the mode's), by one RTM_SETLINK: how the
     daemon puts its own pinned program back without importing bcc. Raises
-    SeawallError with the kernel's reason."""
+    SeawallError with the kernel's reason.
+
+    expected_fd: swap prog_fd in for exactly this attached program, in
+    one step (XDP_FLAGS_REPLACE): no packet goes unfiltered, and the
+    kernel refuses (EEXIST) if another program has been attached since."""
     index, _ = _getlink(ifname)
     xdp = _RTA.pack(8, IFLA_XDP_FD) + struct.pack("=i", prog_fd)
+    if expected_fd is not None:
+        flags |= XDP_FLAGS_REPLACE
+        xdp += _RTA.pack(8, IFLA_XDP_EXPECTED_FD) + struct.pack("=i", expected_fd)
     xdp += _RTA.pack(8, IFLA_XDP_FLAGS) + struct.pack("=I", flags)
     body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0)
     body += _RTA.pack(_RTA.size + len(xdp), IFLA_XDP | NLA_F_NESTED) + xdp

@@ -331,6 +331,27 @@ class _Mismatch(Exception):
     """A pinned map is not the one the entry was built with."""
 
 
+def mismatches(entry: Entry, folders: dict, skip: tuple = ()) -> list:
+    """What differs between the maps pinned in folders and the ones
+    entry was built with ([] when every pinned map is its twin; a map not
+    pinned yet is no difference: the load creates it). skip: pin names
+    not to check."""
+    out = []
+    for rec in entry.maps:
+        if rec.scope == bpf.SCRATCH or rec.pin in skip:
+            continue
+        path = os.path.join(folders[rec.scope], rec.pin)
+        if os.path.exists(path):
+            fd = bpf.obj_get(path)
+            try:
+                why = rec.fits(bpf.map_info(fd))
+            finally:
+                os.close(fd)
+            if why:
+                out.append(f"{rec.pin}: {why}")
+    return out
+
+
 def _open_map(rec: MapRecord, folders: dict) -> int:
     """The fd of rec's map: its pin opened (and checked), or created."""
     if rec.scope == bpf.SCRATCH:
