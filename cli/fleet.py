@@ -41,9 +41,10 @@ def fleet():
 @click.option("--dry-run", is_flag=True, help="say what would change, change nothing")
 @pass_app
 def fleet_sync(app, config_path, api, dry_run):
-    """Announce what the blocklist and the signature rules hold, and
-    withdraw every route of ours they no longer hold. Run it again: it
-    changes only what differs.
+    """Announce what the blocklist and the signature rules hold (and, with
+    [fleet] rtbh, each blocked prefix as a blackhole), and withdraw every
+    route of ours they no longer hold. Run it again: it changes only what
+    differs.
 
     \b
     Examples:
@@ -55,7 +56,7 @@ def fleet_sync(app, config_path, api, dry_run):
 
     cfg, api = _config(config_path, api)
     exporter = Exporter(GoBGP(api), [Prefix.parse(p) for p in cfg.protect], cfg.export_blocks,
-                        cfg.export_signatures)
+                        cfg.export_signatures, cfg.rtbh, cfg.rtbh_community)
     store = app.lists()
     try:
         blocks = [e.prefix for e in store.block_list()]
@@ -137,4 +138,4 @@ def fleet_speaker_config(config_path):
     from seawall.control.fleet.speaker import speaker_config
 
     cfg, api = _config(config_path, None)
-    click.echo(speaker_config(cfg.asn, cfg.router_id, cfg.peers, api), nl=False)
+    click.echo(speaker_config(cfg.asn, cfg.router_id, cfg.peers, api, unicast=cfg.rtbh), nl=False)

@@ -113,6 +113,8 @@ class FleetConfig:
     export_signatures: bool = True  # announce the signature rules
     accept: tuple = ()  # prefixes, besides `protect`, that an imported route may be for
     max_import: int = 1000  # imported rules at most; past it, routes are refused
+    rtbh: bool = False  # also announce each blocked source prefix as a blackhole (never one covering `protect`)
+    rtbh_community: str = "65535:666"  # the blackhole community (RFC 7999; FastNetMon's default: 65001:666)
 
 
 def _cidrs(items) -> bool:
@@ -133,6 +135,11 @@ def _peers(items) -> bool:
 
 def _asn(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 10 and 0 < int(text) < 2**32
+
+
+def _community(text: str) -> bool:
+    hi, sep, lo = text.partition(":")
+    return bool(sep) and all(x.isascii() and x.isdigit() and len(x) <= 5 and int(x) < 65536 for x in (hi, lo))
 
 
 def _ipv4(text: str) -> bool:
@@ -220,6 +227,8 @@ _RULES: dict = {
         "export_signatures": ("bool", None, ""),
         "accept": ("list_str", _cidrs, "a list of CIDRs"),
         "max_import": ("int", lambda x: 0 <= x <= 100000, "an integer from 0 to 100000"),
+        "rtbh": ("bool", None, ""),
+        "rtbh_community": ("str", _community, "a BGP community such as 65535:666"),
     },
 }
 

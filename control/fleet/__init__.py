@@ -6,7 +6,11 @@
 - translate.py: decisions to routes (a block, a signature) for export, and
   routes to decisions for import, each judged whole: accepted, or refused
   with a reason. Pure.
+- rtbh.py: a blocked source prefix as a blackhole route with a community
+  (RFC 7999), never one covering a protected address. Pure.
 - speaker.py: the one module that talks to the BGP speaker (GoBGP's `gobgp`
-  command, which drives gobgpd over its gRPC API): announce, withdraw,
-  sync, read the sessions and the routes.
+  command, which drives gobgpd over its gRPC API): announce, withdraw, read
+  the sessions and the routes; gobgpd's config from [fleet].
+- exporter.py: keeps the speaker's routes equal to what the lists hold
+  (`seawall fleet sync`, and the daemon's hook).
 """

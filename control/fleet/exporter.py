@@ -17,38 +17,49 @@ from typing import Iterable, Optional
 
 from seawall.control.addr import Prefix
 from seawall.control.errors import SeawallError
+from seawall.control.fleet.rtbh import BLACKHOLE, blackhole_routes, parse_community
 from seawall.control.fleet.translate import export_routes
 
 log = logging.getLogger("seawall.fleet")
 
 
 class Exporter:
-    """`speaker`: a speaker.GoBGP (or anything with its announce, withdraw
-    and local_routes). `protect`: the destinations of every route."""
+    """`speaker`: a speaker.GoBGP (or anything with its announce, withdraw,
+    local_routes and local_blackholes). `protect`: the destinations of
+    every FlowSpec route. `rtbh`: also announce each blocked prefix as a
+    blackhole with `community` (rtbh.py). Off, no unicast route is read or
+    touched: blackholes left from a run with it on stay until a run with it
+    on withdraws them (a speaker FastNetMon shares is never disturbed)."""
 
     def __init__(self, speaker, protect: Iterable[Prefix], export_blocks: bool = True,
-                 export_signatures: bool = True):
+                 export_signatures: bool = True, rtbh: bool = False, community: str = BLACKHOLE):
         self.speaker = speaker
         self.protect = list(protect)
         self.export_blocks, self.export_signatures = export_blocks, export_signatures
-        self.held: Optional[dict] = None  # {nlri: FlowRoute} the speaker holds for us; None: not known
+        self.rtbh, self.community = rtbh, parse_community(community)
+        self.held: Optional[dict] = None  # {nlri: FlowRoute or Blackhole} the speaker holds for us; None: not known
         self._said: set = set()  # skip reasons and errors already logged
 
     def plan(self, blocks: Iterable[Prefix], signatures: Iterable) -> tuple:
         """(announce, withdraw, wanted): the routes an update would
         announce and withdraw, and every route the decisions give ({nlri:
         FlowRoute}). Reads the speaker's routes when they are not known."""
+        blocks = list(blocks)
         export = export_routes(blocks, signatures, self.protect, self.export_blocks, self.export_signatures)
-        skipped = {f"not announced: {what}: {why}" for what, why in export.skipped}
+        want, skips = dict(export.routes), list(export.skipped)
+        if self.rtbh:
+            holes, more = blackhole_routes(blocks, self.protect, self.community)
+            want.update(holes)
+            skips += more
+        skipped = {f"not announced: {what}: {why}" for what, why in skips}
         for msg in sorted(skipped - self._said):
             log.warning("%s", msg)
         self._said = skipped | {s for s in self._said if s.startswith("the speaker failed")}
-        want = export.routes
         if self.held is None:
-            self.held = {r.nlri: r for r in self.speaker.local_routes()}
+            held = self.speaker.local_routes() + (self.speaker.local_blackholes(self.community) if self.rtbh else [])
+            self.held = {r.nlri: r for r in held}
         withdraw = [r for k, r in self.held.items() if k not in want]
-        announce = [r for k, r in want.items() if k not in self.held or self.held[k].rate != r.rate
-                    or self.held[k].other_actions]
+        announce = [r for k, r in want.items() if k not in self.held or self.held[k].action != r.action]
         return announce, withdraw, want
 
     def update(self, blocks: Iterable[Prefix], signatures: Iterable) -> tuple:

@@ -106,6 +106,11 @@ class FlowRoute:
         route with a new action)."""
         return (self.version, self.dst, self.dst_offset, self.src, self.src_offset, self.components)
 
+    @property
+    def action(self) -> tuple:
+        """What the route does: a route announced again when it changes."""
+        return (self.rate, self.other_actions)
+
     def component(self, ctype: int) -> Optional[tuple]:
         for t, terms in self.components:
             if t == ctype:

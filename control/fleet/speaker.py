@@ -22,6 +22,7 @@ from typing import Optional
 
 from seawall.control.errors import SeawallError, UsageError
 from seawall.control.fleet.flowspec import FlowRoute, decode_rib
+from seawall.control.fleet.rtbh import decode_blackholes
 
 FAMILIES = {4: "ipv4-flowspec", 6: "ipv6-flowspec"}
 
@@ -133,6 +134,13 @@ class GoBGP:
         """The routes this speaker originates (seawall's)."""
         return [r for r in self.global_routes() if not r.peer]
 
+    def local_blackholes(self, community: int) -> list:
+        """This speaker's unicast routes that carry `community` (rtbh.py's).
+        It reads the whole unicast tables: fine for a host's speaker that
+        takes no full table from its peers, and done once per start."""
+        return [b for fam in ("ipv4", "ipv6") for b in decode_blackholes(self._json(["global", "rib", "-a", fam]),
+                                                                          community)]
+
     def learnt_routes(self) -> list:
         """The routes learnt from peers, after gobgpd's own policy."""
         return [r for r in self.global_routes() if r.peer]
@@ -153,10 +161,12 @@ def _peer_of(path: dict) -> str:
     return "" if ip in ("", "<nil>", "0.0.0.0", "::") else str(ip)
 
 
-def speaker_config(asn: int, router_id: str, peers: tuple, api: str = "127.0.0.1:50051") -> str:
+def speaker_config(asn: int, router_id: str, peers: tuple, api: str = "127.0.0.1:50051",
+                   unicast: bool = False) -> str:
     """gobgpd's config (TOML) for [fleet]'s asn, router_id and peers ("ADDRESS
-    AS" each): one neighbour per peer, with the two flowspec families.
-    gobgpd is started with `gobgpd -f FILE --api-hosts API`."""
+    AS" each): one neighbour per peer, with the two flowspec families (and
+    the two unicast ones with `unicast`, for rtbh). gobgpd is started with
+    `gobgpd -f FILE --api-hosts API`."""
     if not asn or not router_id:
         raise UsageError("[fleet] asn and router_id are needed to write the speaker's config")
     if not peers:
@@ -168,7 +178,7 @@ def speaker_config(asn: int, router_id: str, peers: tuple, api: str = "127.0.0.1
         lines += ["[[neighbors]]", "  [neighbors.config]", f'    neighbor-address = "{address}"',
                   f"    peer-as = {int(peer_as)}", "  [neighbors.timers.config]",
                   "    connect-retry = 5"]
-        for fam in FAMILIES.values():
+        for fam in list(FAMILIES.values()) + (["ipv4-unicast", "ipv6-unicast"] if unicast else []):
             lines += ["  [[neighbors.afi-safis]]", "    [neighbors.afi-safis.config]",
                       f'      afi-safi-name = "{fam}"']
         lines.append("")

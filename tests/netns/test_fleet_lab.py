@@ -60,6 +60,7 @@ protocol bgp host_a {{
   connect retry time 1;
   flow4 {{ table flowtab4; import all; export where source = RTS_STATIC; }};
   flow6 {{ table flowtab6; import all; export none; }};
+  ipv4 {{ import all; export none; }};
 }}
 """
 
@@ -72,7 +73,7 @@ def _run(*cmd, check=True, env=None, timeout=TIMEOUT_S) -> subprocess.CompletedP
 
 
 @contextmanager
-def fleet_lab(tmp_path, paths):
+def fleet_lab(tmp_path, paths, fleet_extra: str = ""):
     if not (shutil.which("gobgpd") and shutil.which("bird") and shutil.which("birdc")):
         pytest.fail("gobgpd and bird2 are not installed: run scripts/setup --test")
     tag = uuid.uuid4().hex[:6]
@@ -91,7 +92,7 @@ def fleet_lab(tmp_path, paths):
         lab.config.write_text(
             "[fleet]\n"
             f'api = "{API}"\nasn = 64512\nrouter_id = "{A_V4}"\npeers = ["{R_V4} 64513"]\n'
-            f'protect = ["{A_V4}", "{A_V6}"]\n')
+            f'protect = ["{A_V4}", "{A_V6}"]\n' + fleet_extra)
         speaker = tmp_path / "gobgpd.toml"
         speaker.write_text(lab.seawall("fleet", "speaker-config", "--config", str(lab.config)).stdout)
         (tmp_path / "bird.conf").write_text(BIRD_CONF.format(r4=R_V4, a4=A_V4, log=tmp_path / "bird.log"))
@@ -227,6 +228,26 @@ def test_every_signature_component_reaches_the_router_as_meant(tmp_path, paths):
         lab.seawall("sig", "flush")
         assert "6 withdrawn" in lab.sync()
         lab.wait(lambda: lab.router_routes() == set(), "every signature route withdrawn")
+
+
+def test_rtbh_announces_blocked_prefixes_with_the_community_never_the_protected_host(tmp_path, paths):
+    with fleet_lab(tmp_path, paths, 'rtbh = true\nrtbh_community = "65001:666"\n') as lab:
+        lab.seawall("block", "add", "198.18.5.0/24", "198.18.0.0/24", "--force")
+        out = lab.sync()
+        assert "announced [blackhole 198.18.5.0/24] community 65001:666" in out
+        assert "blackhole 198.18.0.0/24" not in out  # it covers the protected 198.18.0.1
+
+        def unicast() -> dict:
+            text = lab.birdc("show", "route", "table", "master4", "protocol", "host_a", "all")
+            return {block.split()[0]: block for block in text.split("\n198.18.")[1:]
+                    for block in ["198.18." + block]}
+
+        lab.wait(lambda: set(unicast()) == {"198.18.5.0/24"}, "the blackhole on the router")
+        assert "BGP.community: (65001,666)" in unicast()["198.18.5.0/24"]
+        lab.wait(lambda: BLOCK4 in lab.router_routes(), "the FlowSpec route beside it")
+        lab.seawall("block", "del", "198.18.5.0/24")
+        assert "withdrew [blackhole 198.18.5.0/24] community 65001:666" in lab.sync()
+        lab.wait(lambda: unicast() == {}, "the blackhole withdrawn")
 
 
 def test_announce_and_withdraw_latency_median_of_10(tmp_path, paths):

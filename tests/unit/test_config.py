@@ -136,6 +136,8 @@ VALID = {
         "export_signatures": ("false", False),
         "accept": ('["198.18.1.0/24"]', ("198.18.1.0/24",)),
         "max_import": ("50", 50),
+        "rtbh": ("true", True),
+        "rtbh_community": ('"65001:666"', "65001:666"),
     },
 }
 
@@ -181,7 +183,6 @@ def test_each_key_alone(tmp_path, section, key):
     ("daemon", "interval", "0.5", 0.5),  # a bare TOML number is seconds
     ("daemon", "interval", "2", 2.0),
     ("detection", "warmup", "15", 15.0),
-    ("detection", "warmup", '"15"', 15.0),  # a plain number is seconds, as text too (control/duration.py)
     ("detection", "warmup", '"1s"', 1.0),  # the floor itself
     ("detection", "baseline_window", '"1m"', 60.0),  # the floor itself
     ("ttl", "base", "600", 600.0),
@@ -292,6 +293,7 @@ BAD = [
     ("metrics", "port", "65536", "1 to 65535"),
     ("metrics", "listen", '""', "an address"),
     # bad durations
+    ("detection", "warmup", '"10"', "not a duration"),
     ("detection", "warmup", '"ten seconds"', "not a duration"),
     ("detection", "warmup", '"1.5m"', "not a duration"),
     ("detection", "warmup", '"-10s"', "not a duration"),

@@ -18,6 +18,7 @@ from seawall.control.errors import SeawallError, UsageError
 from seawall.control.fleet import flowspec as fs
 from seawall.control.fleet import translate as tr
 from seawall.control.fleet.exporter import Exporter
+from seawall.control.fleet.rtbh import Blackhole, blackhole_routes, decode_blackholes, parse_community
 from seawall.control.fleet.flowspec import AND, EQ, GT, LT, MATCH, NOT, FlowRoute, Term
 from seawall.control.fleet.speaker import decode_neighbors, parse_api, speaker_config
 from seawall.control.signature import Signature
@@ -367,7 +368,11 @@ class FakeSpeaker:
 
     def local_routes(self):
         self._call("read")
-        return list(self.held.values())
+        return [r for r in self.held.values() if isinstance(r, FlowRoute)]
+
+    def local_blackholes(self, community):
+        self._call("read unicast")
+        return [r for r in self.held.values() if isinstance(r, Blackhole) and r.community == community]
 
     def announce(self, r):
         self._call(("announce", r.match_text))
@@ -443,3 +448,60 @@ def test_the_daemon_call_logs_a_failure_and_a_skip_once(caplog):
         "the speaker failed: gobgpd is not reachable at 127.0.0.1:50051",
         "the speaker failed: gobgpd is not reachable at 127.0.0.1:50051",  # failed again after recovering
     ]
+
+
+# --- remote triggered blackholes ------------------------------------------------------
+
+RTBH = parse_community("65535:666")
+
+
+def test_a_community_is_two_16_bit_halves():
+    assert parse_community("65535:666") == 4294902426 == RTBH  # as gobgpd's JSON gives it
+    assert parse_community("65001:666") == 65001 << 16 | 666
+    for bad in ("65536:1", "666", "a:b", "1:2:3", ""):
+        with pytest.raises(UsageError, match="not a BGP community"):
+            parse_community(bad)
+
+
+def test_a_blackhole_is_never_announced_for_a_protected_address():
+    routes, skipped = blackhole_routes([P("198.18.5.0/24"), P("198.18.0.0/16"), P("2001:2:0:5::/64")],
+                                       PROTECTED, RTBH)
+    assert [r.gobgp_words() for r in routes.values()] == [["198.18.5.0/24", "community", "65535:666"],
+                                                         ["2001:2:0:5::/64", "community", "65535:666"]]
+    assert [r.family for r in routes.values()] == ["ipv4", "ipv6"]
+    assert skipped == (("blackhole 198.18.0.0/16", "it covers the protected 198.18.0.1/32"),)
+
+
+def test_only_our_own_blackholes_are_read_back():
+    rib = {  # as gobgpd 3.10 printed it: ours, one with another community, one learnt from a peer
+        "198.18.5.0/24": [{"nlri": {"prefix": "198.18.5.0/24"}, "attrs": [
+            {"type": 1, "value": 2}, {"type": 8, "communities": [4294902426]}, {"type": 3, "nexthop": "0.0.0.0"}]}],
+        "198.18.6.0/24": [{"nlri": {"prefix": "198.18.6.0/24"}, "attrs": [{"type": 8, "communities": [1]}]}],
+        "198.18.7.0/24": [{"nlri": {"prefix": "198.18.7.0/24"}, "neighbor-ip": "198.18.0.2",
+                           "attrs": [{"type": 8, "communities": [4294902426]}]}],
+    }
+    assert decode_blackholes(rib, RTBH) == [Blackhole(P("198.18.5.0/24"), RTBH)]
+    assert decode_blackholes(None, RTBH) == []
+    with pytest.raises(UsageError, match="unreadable"):
+        decode_blackholes([{"attrs": [{"type": 8, "communities": [RTBH]}]}], RTBH)
+
+
+def test_the_exporter_announces_blackholes_only_with_rtbh_on():
+    speaker = FakeSpeaker()
+    Exporter(speaker, [HOST4], rtbh=True).update([B1, P("198.18.0.0/24")], [])
+    assert sorted(r.match_text for r in speaker.held.values()) == [
+        "[blackhole 198.18.5.0/24]", "[destination 198.18.0.1/32][source 198.18.0.0/24]", M1]
+    speaker.calls.clear()
+    off = Exporter(speaker, [HOST4])  # a restart with rtbh off: the unicast tables are not even read
+    off.update([B1], [])
+    assert speaker.calls == ["read", ("withdraw", "[destination 198.18.0.1/32][source 198.18.0.0/24]")]
+    speaker.calls.clear()
+    Exporter(speaker, [HOST4], rtbh=True).update([], [])  # on again: it withdraws what it left
+    assert sorted(speaker.calls, key=str) == sorted(["read", "read unicast", ("withdraw", M1),
+                                                    ("withdraw", "[blackhole 198.18.5.0/24]")], key=str)
+
+
+def test_speaker_config_adds_the_unicast_families_for_rtbh():
+    cfg = tomllib.loads(speaker_config(64512, "198.18.0.1", ("198.18.0.2 64513",), unicast=True))
+    assert [a["config"]["afi-safi-name"] for a in cfg["neighbors"][0]["afi-safis"]] == \
+        ["ipv4-flowspec", "ipv6-flowspec", "ipv4-unicast", "ipv6-unicast"]
