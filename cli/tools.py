@@ -9,12 +9,14 @@ import sys
 import click
 
 from seawall.cli.common import emit_json, pass_app
+from seawall.cli.params import DurationType
 from seawall.control.errors import SeawallError, UsageError
 
 
 @click.command()
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--interval", type=float, default=0.25, show_default=True, help="cycle length, seconds")
+@click.option("--interval", type=DurationType(subsecond=True, least=0.05, most=10), default=0.25, show_default=True,
+              metavar="DURATION", help="cycle length (250ms, 0.5, 1s)")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--wire", is_flag=True,
               help="on the wire instead: the real daemon in veth namespaces, real customers and floods (root)")
@@ -109,7 +111,8 @@ def _evaluate_wire(names, runs, quick, pps, capture_dir, seawall_exe, keep, as_j
               help="cycle length on the capture's clock")
 @click.option("--background", type=click.FloatRange(0, 200000), default=1000.0, show_default=True, metavar="PPS",
               help="legitimate background mixed in (attack captures carry none)")
-@click.option("--warmup", type=click.FloatRange(0, 600), default=30.0, show_default=True, metavar="SECONDS",
+@click.option("--warmup", type=DurationType(subsecond=True, most=600), default=30.0, show_default=True,
+              metavar="DURATION",
               help="background alone before the capture, for the baseline")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object, with the per-cycle timeline")
@@ -189,7 +192,8 @@ def _replay_summary(res) -> None:
 
 
 @click.command()
-@click.option("--interval", type=click.FloatRange(0.2, 10), default=1.0, show_default=True, metavar="SECONDS")
+@click.option("--interval", type=DurationType(subsecond=True, least=0.2, most=10), default=1.0, show_default=True,
+              metavar="DURATION")
 @click.option("--metrics", "metrics_url", default="http://127.0.0.1:9477/metrics", show_default=True, metavar="URL",
               help="the daemon's metrics, for its score and alarm")
 @pass_app

@@ -23,11 +23,8 @@ class ConfigError(UsageError):
 
 
 def _ms_duration(text: str) -> float:
-    """Durations for intervals may go below a second: 100ms, 250ms, 1s."""
-    t = text.strip().lower()
-    if t.endswith("ms") and t[:-2].isdigit() and len(t) <= 12:
-        return int(t[:-2]) / 1000.0
-    return float(parse_duration(t))
+    """Durations for intervals may go below a second: 100ms, 250ms, 0.5, 1s500ms."""
+    return float(parse_duration(text, subsecond=True))
 
 
 @dataclass(frozen=True)

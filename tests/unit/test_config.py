@@ -183,6 +183,7 @@ def test_each_key_alone(tmp_path, section, key):
     ("daemon", "interval", "0.5", 0.5),  # a bare TOML number is seconds
     ("daemon", "interval", "2", 2.0),
     ("detection", "warmup", "15", 15.0),
+    ("detection", "warmup", '"15"', 15.0),  # a plain number is seconds, as text too (control/duration.py)
     ("detection", "warmup", '"1s"', 1.0),  # the floor itself
     ("detection", "baseline_window", '"1m"', 60.0),  # the floor itself
     ("ttl", "base", "600", 600.0),
@@ -243,7 +244,7 @@ BAD = [
     # out of range
     ("daemon", "interval", '"50ms"', "between 100ms and 10s"),
     ("daemon", "interval", '"99ms"', "between 100ms and 10s"),
-    ("daemon", "interval", '"0ms"', "between 100ms and 10s"),
+    ("daemon", "interval", '"0ms"', "longer than zero"),
     ("daemon", "interval", '"11s"', "between 100ms and 10s"),
     ("daemon", "housekeeping", '"0s"', "longer than zero"),
     ("daemon", "housekeeping", '"500ms"', "not a duration"),
@@ -293,7 +294,6 @@ BAD = [
     ("metrics", "port", "65536", "1 to 65535"),
     ("metrics", "listen", '""', "an address"),
     # bad durations
-    ("detection", "warmup", '"10"', "not a duration"),
     ("detection", "warmup", '"ten seconds"', "not a duration"),
     ("detection", "warmup", '"1.5m"', "not a duration"),
     ("detection", "warmup", '"-10s"', "not a duration"),
@@ -544,3 +544,10 @@ def test_source_tables_default_to_the_builds_and_change_it_only_when_set():
     assert big.defines() == {"MAX_SOURCES_V4": 1048576}
     with pytest.raises(ConfigError, match="sources_v6"):
         from_dict({"daemon": {"sources_v6": 10}}, "t")
+
+
+@pytest.mark.parametrize("text, seconds", [('"250ms"', 0.25), ('"0.5"', 0.5), ("0.5", 0.5), ('"1s500ms"', 1.5), ('"2s"', 2.0)])
+def test_an_interval_takes_the_one_duration_grammar(tmp_path, text, seconds):
+    p = tmp_path / "seawall.toml"
+    p.write_text(f"[daemon]\ninterval = {text}\n")
+    assert config.load(str(p)).daemon.interval == seconds
