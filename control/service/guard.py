@@ -22,6 +22,7 @@ the daemon, whose start attaches afresh) and as counts for the metrics.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import time
 from typing import Optional
@@ -35,6 +36,7 @@ MAPS_EVERY = 10.0
 #: seconds a seawall program other than the pinned one may stay attached
 #: before the pinned one is put back: an upgrade attaches first, then pins
 SWAP_GRACE = 2.0
+GONE = "its pinned program is gone (seawall detach?)"
 #: the maps whose ids the attached program must hold: the lists it
 #: enforces, its monitor flag and the counters the metrics read
 MAP_SPECS = (*tries.SPECS, counters.CONFIG, counters.STATS)
@@ -123,10 +125,20 @@ class FilterGuard:
             self._said[name] = (self.missing[name] or None) if attached else what
         return self.ok()
 
+    def _pinned(self, name: str) -> Optional[int]:
+        """The id of the program pinned for name; None when there is none,
+        also when its pin goes while being read (seawall detach)."""
+        try:
+            return loader.pinned_prog_id(self.pin_root, name)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            raise
+
     def _check(self, name: str, mode: str, now: float) -> tuple:
         """(attached now, None or "restored" or why it is not)."""
         try:
-            pinned = loader.pinned_prog_id(self.pin_root, name)
+            pinned = self._pinned(name)
             xs = netlink.xdp_state(name)
         except (OSError, SeawallError) as e:
             return False, f"unreadable: {getattr(e, 'strerror', None) or e}"
@@ -146,11 +158,11 @@ class FilterGuard:
     def _restore(self, name: str, mode: str, pinned: Optional[int], xs) -> tuple:
         """Put the pinned program back on name in mode."""
         if pinned is None:
-            return False, "its pinned program is gone (seawall detach?)"
+            return False, GONE
         try:
             fd = bpf.obj_get(self._pin(name))
         except OSError as e:
-            return False, f"cannot open its pinned program: {e.strerror}"
+            return False, GONE if e.errno == errno.ENOENT else f"cannot open its pinned program: {e.strerror}"
         try:
             if xs.prog_id is not None and xs.mode != mode and xs.mode in loader.MODE_FLAGS:
                 netlink.set_xdp(name, -1, loader.MODE_FLAGS[xs.mode])  # one mode at a time
@@ -191,7 +203,7 @@ class FilterGuard:
         out = []
         for name, mode in self.modes.items():
             try:
-                pinned = loader.pinned_prog_id(self.pin_root, name)
+                pinned = self._pinned(name)
                 if pinned is not None and netlink.xdp_state(name).prog_id == pinned:
                     out.append(name)
             except (OSError, SeawallError):
