@@ -47,7 +47,7 @@ def run(app, config_path, interfaces, monitor, interval, cycles):
         cfg = dataclasses.replace(cfg, daemon=dataclasses.replace(cfg.daemon, **over))
     app.need_root()
     setup_logging(cfg.daemon.log_level)
-    Daemon(cfg, app.paths, interfaces, config_path).run(max_cycles=cycles)
+    Daemon(cfg, app.paths, interfaces, config_path, overrides=over).run(max_cycles=cycles)
 
 
 @click.group("config")

@@ -319,5 +319,19 @@ def load(path: Optional[str]) -> Config:
     return from_dict(data, path)
 
 
+#: settings a running daemon cannot take from a reload: they shape what
+#: it attached (the program's tables, the XDP mode, which interfaces) or
+#: the metrics socket it holds
+RESTART_ONLY = (("daemon", "interfaces"), ("daemon", "mode"), ("daemon", "sources_v4"), ("daemon", "sources_v6"),
+                ("metrics", "listen"), ("metrics", "port"), ("metrics", "enabled"))
+
+
+def restart_needed(running: Config, new: Config) -> list:
+    """The RESTART_ONLY settings new changes from running ("[daemon] mode"):
+    a reload that changes any of them is refused whole."""
+    return [f"[{sec}] {key}" for sec, key in RESTART_ONLY
+            if getattr(getattr(running, sec), key) != getattr(getattr(new, sec), key)]
+
+
 def to_dict(cfg: Config) -> dict:
     return {name: dataclasses.asdict(getattr(cfg, name)) for name in _SECTIONS}

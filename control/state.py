@@ -71,6 +71,11 @@ class Paths:
         with keep_filter_on_exit = false), kept across a crash."""
         return os.path.join(self.state_dir, "attached-by-daemon.json")
 
+    @property
+    def daemon_lock(self) -> str:
+        """Held by the one `seawall run` of this state directory."""
+        return os.path.join(self.state_dir, "daemon.lock")
+
     def ensure_state_dir(self) -> None:
         try:
             private_makedirs(self.state_dir)
@@ -98,6 +103,41 @@ def _lock_fd(paths: Paths) -> int:
         return os.open(paths.lock, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return os.open(paths.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def claim_daemon(paths: Paths) -> Optional[int]:
+    """One `seawall run` per state directory, so one per host at the
+    defaults: an exclusive flock on daemon.lock, held while the returned
+    fd stays open (the daemon's life; the kernel drops it with the
+    process, a crash included). Raises SeawallError, naming the holder,
+    before the caller has changed anything. None: a state directory that
+    cannot be written and holds no daemon.lock yet (nothing to lock;
+    the daemon goes on, as it does without a journal)."""
+    paths.ensure_state_dir()
+    try:
+        fd = os.open(paths.daemon_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        if e.errno not in UNWRITABLE:
+            raise SeawallError(f"cannot open {paths.daemon_lock}: {e.strerror}") from None
+        try:
+            fd = os.open(paths.daemon_lock, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        if e.errno in (errno.EAGAIN, errno.EACCES):
+            raise SeawallError(f"another seawall run (pid {holder}) is running on {paths.state_dir}: "
+                               f"one per host (systemctl stop seawall first)") from None
+        raise SeawallError(f"cannot lock {paths.daemon_lock}: {e.strerror}") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass  # read-only: the lock holds all the same, without the pid
+    return fd
 
 
 @contextmanager

@@ -125,6 +125,19 @@ class Interfaces:
         counters.write_flags(self._dir(ifname), abi.CfgFlag.MONITOR if on else 0)
         return self.status(ifname)
 
+    def set_monitor_all(self, names: list, on: bool) -> None:
+        """Each interface's kernel flag to monitor (on) or enforce; if one
+        refuses, those already switched are put back and SeawallError."""
+        done = []
+        try:
+            for name in names:
+                self.set_monitor(name, on)
+                done.append(name)
+        except SeawallError:
+            for name in done:
+                self.set_monitor(name, not on)
+            raise
+
     # --- counters ----------------------------------------------------------
 
     def counters(self, ifname: str) -> counters.IfaceCounters:

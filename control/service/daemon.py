@@ -12,6 +12,7 @@ configured otherwise); SIGHUP reloads the config.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ from seawall.control.service.guard import FilterGuard
 from seawall.control.service.logs import event, sd_notify, version
 from seawall.control.service.sources import SourceReader
 from seawall.control.signature import Signature
-from seawall.control.state import Clock, Paths
+from seawall.control.state import Clock, Paths, claim_daemon
 
 #: seconds after which the allowlist is re-read even if the journal did not change
 ALLOW_REFRESH = 60.0
@@ -46,7 +47,8 @@ FIRST_SOCKETS_WAIT = 1.0
 
 class Daemon:
     def __init__(self, cfg: configmod.Config, paths: Paths, interfaces: tuple = (),
-                 config_path: Optional[str] = None, clock: Optional[Clock] = None):
+                 config_path: Optional[str] = None, clock: Optional[Clock] = None, overrides: Optional[dict] = None):
+        self.overrides = dict(overrides or {})  # [daemon] settings from the command line, kept over reloads
         self.cfg = cfg
         self.paths = paths
         self.config_path = config_path
@@ -88,8 +90,12 @@ class Daemon:
         ifs = Interfaces(self.paths)
         owned = self._read_owned()
         for name in self.interfaces:
-            st, action = ifs.attach(name, self.cfg.daemon.mode, self.cfg.daemon.monitor,
-                                    self.cfg.daemon.defines())
+            args = (name, self.cfg.daemon.mode, self.cfg.daemon.monitor, self.cfg.daemon.defines())
+            try:  # attached already (a restart, an upgrade): this build takes over in one step if it differs
+                st, action = ifs.attach(*args, replace=True)
+            except loader.ReplaceRefused as e:
+                event("upgrade_refused", interface=name, error=str(e), level=logging.WARNING)
+                st, action = ifs.attach(*args)
             # attached now, or by an earlier run of the daemon that did not
             # get to detach it (a crash): either way it is ours to detach
             if action == "attached" or name in owned:
@@ -443,15 +449,22 @@ class Daemon:
             return
         try:
             cfg = configmod.load(self.config_path)
-        except configmod.ConfigError as e:
+            cfg = dataclasses.replace(cfg, daemon=dataclasses.replace(cfg.daemon, **self.overrides))
+            why = configmod.restart_needed(self.cfg, cfg)
+            if why:
+                raise SeawallError(f"{', '.join(why)} changed: that needs a restart (systemctl restart seawall)")
+            if cfg.daemon.monitor != self.cfg.daemon.monitor:  # the kernel's mode first: logs never lie
+                Interfaces(self.paths).set_monitor_all(list(self.counters), cfg.daemon.monitor)
+        except (configmod.ConfigError, SeawallError) as e:
             event("reload", result="rejected, keeping the running config", error=str(e), level=logging.ERROR)
             return
         self.cfg = cfg
         self.engine.cfg = cfg
-        event("reload", result="applied", config=self.config_path)
+        event("reload", result="applied", config=self.config_path, monitor=cfg.daemon.monitor)
         sd_notify("READY=1")
 
     def run(self, max_cycles: Optional[int] = None) -> None:
+        self._instance = claim_daemon(self.paths)  # one per host, before anything is changed
         self._signals()
         # The host's sockets are read while the program loads and attaches
         # (importing pyroute2's sock_diag and the first read take 0.1-0.2 s)

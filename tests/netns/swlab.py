@@ -21,8 +21,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -162,6 +165,51 @@ class Lab:
         dst = SERVER_V6 if ":" in src else SERVER_V4
         _run(self.nsenter(self.client) + [sys.executable, "-c", _UDP_SENDER, src, dst, str(port),
                                           str(count), str(size)])
+
+
+class RunningDaemon:
+    """`seawall run` in the lab's server namespace, its JSON lines collected."""
+
+    def __init__(self, lab, *args, env=None, interval: float = 0.2):
+        self.p = subprocess.Popen([*lab.nsenter(lab.server), SEAWALL, "run", "-i", SERVER_IF,
+                                   "--interval", f"{int(interval * 1000)}ms", *args],
+                                  stderr=subprocess.PIPE, text=True, env=dict(lab.env, **(env or {})))
+        self.lines: list = []
+        self._t = threading.Thread(target=self._read, daemon=True)
+        self._t.start()
+
+    def _read(self):
+        for line in self.p.stderr:
+            self.lines.append(line)
+
+    def events(self) -> list:
+        out = []
+        for line in list(self.lines):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def wait(self, kind: str, timeout: float) -> dict:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for e in self.events():
+                if e.get("event") == kind:
+                    return e
+            assert self.p.poll() is None, f"the daemon exited {self.p.returncode}:\n{''.join(self.lines)[-3000:]}"
+            time.sleep(0.02)
+        raise AssertionError(f"no {kind} within {timeout} s; the daemon said:\n{''.join(self.lines)[-3000:]}")
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self._t.join(5)
 
 
 def _ip(*args: str) -> None:

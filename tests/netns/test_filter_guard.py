@@ -13,60 +13,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 
-from swlab import SEAWALL, SERVER_IF, _run
+from swlab import SERVER_IF, RunningDaemon, _run
 
 INTERVAL = 0.2  # the daemon's cycle, seconds
 
 
-class Daemon:
-    """`seawall run` in the lab's server namespace, its JSON lines collected."""
-
-    def __init__(self, lab, *args, env=None, interval=INTERVAL):
-        self.p = subprocess.Popen([*lab.nsenter(lab.server), SEAWALL, "run", "-i", SERVER_IF,
-                                   "--interval", f"{int(interval * 1000)}ms", *args],
-                                  stderr=subprocess.PIPE, text=True, env=dict(lab.env, **(env or {})))
-        self.lines: list = []
-        self._t = threading.Thread(target=self._read, daemon=True)
-        self._t.start()
-
-    def _read(self):
-        for line in self.p.stderr:
-            self.lines.append(line)
-
-    def events(self) -> list:
-        out = []
-        for line in list(self.lines):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
-
-    def wait(self, kind: str, timeout: float) -> dict:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for e in self.events():
-                if e.get("event") == kind:
-                    return e
-            assert self.p.poll() is None, f"the daemon exited {self.p.returncode}:\n{''.join(self.lines)[-3000:]}"
-            time.sleep(0.02)
-        raise AssertionError(f"no {kind} within {timeout} s; the daemon said:\n{''.join(self.lines)[-3000:]}")
-
-    def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(15)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait(5)
-        self._t.join(5)
+def Daemon(lab, *args, env=None, interval=INTERVAL) -> RunningDaemon:
+    return RunningDaemon(lab, *args, env=env, interval=interval)
 
 
 def _xdp_off(lab) -> None:

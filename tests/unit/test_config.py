@@ -551,3 +551,13 @@ def test_an_interval_takes_the_one_duration_grammar(tmp_path, text, seconds):
     p = tmp_path / "seawall.toml"
     p.write_text(f"[daemon]\ninterval = {text}\n")
     assert config.load(str(p)).daemon.interval == seconds
+
+
+def test_a_reload_that_changes_what_only_a_restart_applies_is_named():
+    running = Config()
+    assert config.restart_needed(running, running) == []
+    new = dataclasses.replace(running, daemon=dataclasses.replace(running.daemon, mode="generic", monitor=True,
+                                                                   interval=1.0))
+    assert config.restart_needed(running, new) == ["[daemon] mode"]  # monitor and interval reload live
+    new = dataclasses.replace(new, metrics=dataclasses.replace(new.metrics, port=9999))
+    assert config.restart_needed(running, new) == ["[daemon] mode", "[metrics] port"]
