@@ -120,7 +120,13 @@ def source_option():
 
 def of_source(rows, source):
     """rows (a function giving entries), keeping only those of `source` when given."""
-    return rows if source is None else lambda: [e for e in rows() if e.source == source]
+    return rows if source is None else lambda: [e for e in rows() if _of(e, source)]
+
+
+def _of(entry, source: str) -> bool:
+    """An entry (or a sig_list row) is of `source`: "bgp" takes every "bgp:<peer>"."""
+    have = entry["source"] if isinstance(entry, dict) else entry.source
+    return have == source or have.startswith(source + ":")
 
 
 def list_which(store, lst: str, prefix, as_json: bool) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from seawall.cli.common import json_option, list_show, pass_app
+from seawall.cli.common import json_option, list_show, of_source, pass_app, source_option
 from seawall.cli.params import DURATION, REASON
 from seawall.control.duration import format_duration
 from seawall.control.errors import SeawallError, UsageError
@@ -79,16 +79,18 @@ def sig_add(app, proto, dport, sport, icmp_type, icmp_code, length, flags, fragm
 
 
 @sig.command("list")
+@source_option()
 @json_option()
 @pass_app
-def sig_list(app, as_json):
+def sig_list(app, source, as_json):
     """List live signature rules.
 
     \b
     Example:
       seawall sig list --json
+      seawall sig list --source bgp
     """
-    list_show(app.lists().sig_list, "the signature table", as_json,
+    list_show(of_source(app.lists().sig_list, source), "the signature table", as_json,
               ["SLOT", "RULE", "ACTION", "SOURCE", "EXPIRES IN", "REASON"],
               lambda r, now: [r["slot"], r["rule"], r["action"] + (f" {r['rate_pps']}pps" if r["rate_pps"] else ""),
                               r["source"], "never" if r["expires_at"] is None else format_duration(r["expires_at"] - now),

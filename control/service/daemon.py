@@ -30,7 +30,7 @@ from seawall.control.detect.engine import BlockAction, CycleReport, Engine, Obse
 from seawall.control.detect.observe import observe
 from seawall.control.errors import SeawallError, UsageError
 from seawall.control.lists.store import ListStore, NotDurable
-from seawall.control.service import persist
+from seawall.control.service import fleet, persist
 from seawall.control.service.guard import FilterGuard
 from seawall.control.service.logs import event, sd_notify, version
 from seawall.control.service.sources import SourceReader
@@ -74,6 +74,7 @@ class Daemon:
         self._housekeeping_stop = threading.Event()
         self._housekeeper: Optional[threading.Thread] = None
         self._held_said = False
+        self.fleet: Optional[fleet.FleetLink] = None  # export/import through the BGP speaker ([fleet])
         self.sockets = None  # datapath.sockets.SocketWatch, while run() runs
         self.guard: Optional[FilterGuard] = None  # checks our programs are attached, once start() attached them
         self._saved_at = time.monotonic()
@@ -287,6 +288,8 @@ class Daemon:
                 self.apply_all(rep.actions)
         except OSError as e:
             self._state_failed(e)
+        if self.fleet is not None and rep.actions:
+            self.fleet.wake()
         self.last = rep
         if obs.t - self._saved_at >= self.cfg.daemon.baseline_save:
             self.save_baseline(obs.t)
@@ -460,6 +463,7 @@ class Daemon:
             return
         self.cfg = cfg
         self.engine.cfg = cfg
+        self.fleet = fleet.follow(self.fleet, cfg, self.paths, self.clock)
         event("reload", result="applied", config=self.config_path, monitor=cfg.daemon.monitor)
         sd_notify("READY=1")
 
@@ -492,6 +496,7 @@ class Daemon:
         sd_notify("READY=1\nSTATUS=watching " + ", ".join(self.counters))
         self._housekeeper = threading.Thread(target=self._housekeep_loop, name="housekeeping", daemon=True)
         self._housekeeper.start()
+        self.fleet = fleet.follow(None, self.cfg, self.paths, self.clock)
         # the first cycle counts from the snapshot watch() took, and comes
         # early: a daemon started during a flood acts on its first 100 ms
         last = self._snapshot_at
@@ -541,6 +546,8 @@ class Daemon:
         if self.engine is not None and self.store is not None:
             self.save_baseline()
         self._housekeeping_stop.set()
+        if self.fleet is not None:
+            self.fleet.stop()
         if self._housekeeper is not None:
             self._housekeeper.join(10)
         if not self.cfg.daemon.keep_filter_on_exit and self.attached_here:

@@ -95,6 +95,7 @@ class SeawallCollector(Collector):
         yield GaugeMetricFamily("seawall_anomaly_threshold", "The score that makes a cycle anomalous "
                                 "([detection] threshold)", value=d.cfg.detection.threshold)
         yield from _filter(d.guard)
+        yield from _fleet(getattr(d, "fleet", None))
         rep = d.last
         if rep is None:
             return
@@ -142,6 +143,30 @@ def _filter(guard):
     yield att
     yield re
     yield maps
+
+
+def _fleet(link):
+    """The fleet thread's view (service/fleet.py): its sessions as of its
+    last read, the routes it announces, the learnt routes by verdict."""
+    if link is None:
+        return
+    up = GaugeMetricFamily("seawall_fleet_session_up", "1 while the BGP session with the peer is established",
+                           labels=["peer"])
+    for s in link.sessions:
+        up.add_metric([s.peer], 1.0 if s.state == "established" else 0.0)
+    yield up
+    yield GaugeMetricFamily("seawall_fleet_routes_out", "Routes the speaker announces for this host's lists",
+                            value=link.routes_out)
+    rin = GaugeMetricFamily("seawall_fleet_routes_in", "Routes learnt from the peers, by verdict "
+                            "(accepted: enforced in the lists as bgp:<peer>)", labels=["verdict"])
+    for verdict, n in sorted(link.routes_in.items()):
+        rin.add_metric([verdict], n)
+    yield rin
+    imp = GaugeMetricFamily("seawall_fleet_imported_entries", "Blocks and signature rules the lists hold "
+                            "from the fleet, by origin (bgp:<peer>) and kind", labels=["origin", "kind"])
+    for (origin, kind), n in sorted(link.imported.items()):
+        imp.add_metric([origin, kind], n)
+    yield imp
 
 
 def registry(paths: Paths, daemon=None) -> CollectorRegistry:
