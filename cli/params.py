@@ -33,8 +33,8 @@ class DurationType(ParsedType):
     or with subsecond=True a float that may be a fraction (an interval).
     With bounds (least, most; seconds), a value outside them is refused."""
 
-    def __init__(self, subsecond: bool = False, least: float = 0, most: float = float("inf")):
-        super().__init__("DURATION", lambda text: parse_duration(text, subsecond), (int, float))
+    def __init__(self, subsecond: bool = False, least: float = 0, most: float = float("inf"), zero: bool = False):
+        super().__init__("DURATION", lambda text: parse_duration(text, subsecond, zero), (int, float))
         self.least, self.most = least, most
 
     def convert(self, value, param, ctx):

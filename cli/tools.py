@@ -111,7 +111,7 @@ def _evaluate_wire(names, runs, quick, pps, capture_dir, seawall_exe, keep, as_j
               help="cycle length on the capture's clock")
 @click.option("--background", type=click.FloatRange(0, 200000), default=1000.0, show_default=True, metavar="PPS",
               help="legitimate background mixed in (attack captures carry none)")
-@click.option("--warmup", type=DurationType(subsecond=True, most=600), default=30.0, show_default=True,
+@click.option("--warmup", type=DurationType(subsecond=True, most=600, zero=True), default=30.0, show_default=True,
               metavar="DURATION",
               help="background alone before the capture, for the baseline")
 @click.option("--seed", type=int, default=1, show_default=True)

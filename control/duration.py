@@ -26,12 +26,13 @@ EXAMPLES = "examples: 90s, 10m, 4h, 1d, 1h30m; a plain number is seconds"
 MAX_SECONDS = 366 * 86400
 
 
-def parse_duration(text: str, subsecond: bool = False):
+def parse_duration(text: str, subsecond: bool = False, zero: bool = False):
     """Seconds in a duration such as '90s', '10m', '1h30m' or '90': an int,
     or with subsecond=True a float that may be a fraction ('250ms', '0.5').
 
-    Refused with a UsageError naming the text: anything else, zero, more
-    than a year, and a fraction of a second where subsecond is False.
+    Refused with a UsageError naming the text: anything else, zero (unless
+    zero=True: a wait that may be none), more than a year, and a fraction
+    of a second where subsecond is False.
     """
     raw = text.strip().lower()
     # a length cap first: int() refuses numbers of over 4300 digits with a
@@ -42,7 +43,7 @@ def parse_duration(text: str, subsecond: bool = False):
         seconds = Decimal(raw)
     else:
         seconds = sum(int(n) * _UNITS[u] for n, u in _PART.findall(raw))
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not zero):
         raise UsageError(f"{text!r}: a duration must be longer than zero")
     if seconds > MAX_SECONDS:
         raise UsageError(f"{text!r} is longer than a year (366d); leave the option out for no expiry")

@@ -109,12 +109,23 @@ BPF_TABLE_PINNED("percpu_array", __u32, __u64, events, SW_EVENT_MAX,
 BPF_TABLE_PINNED("array", __u32, __u64, features, SW_NR_CPUS * FEAT_SLOTS,
 		 IFACE_PIN_DIR "/features", BPF_F_MMAPABLE);
 
-/* Tracked sources: bounded LRU with per-CPU values (no atomics). Inserts
- * are gated by the doorkeeper and the insert budget below. */
-BPF_TABLE_PINNED("lru_percpu_hash", __u32, struct sw_source, src_v4,
+/* Tracked sources: a bounded LRU whose value holds one struct sw_source
+ * per possible CPU, each written by its own CPU (no atomics), laid out as
+ * a per-CPU map's value reads back. Not a per-CPU LRU: the kernel
+ * allocates each entry's per-CPU copies one by one when it creates one,
+ * 44 ms at every load for 64k entries on two CPUs (a daemon started
+ * during a flood waits for it), where one shared table takes 3 ms.
+ * Inserts are gated by the doorkeeper and the insert budget below. */
+struct sw_source_cpus {
+	struct sw_source cpu[SW_NR_CPUS];
+};
+BPF_TABLE_PINNED("lru_hash", __u32, struct sw_source_cpus, src_v4,
 		 MAX_SOURCES_V4, IFACE_PIN_DIR "/src_v4", 0);
-BPF_TABLE_PINNED("lru_percpu_hash", struct in6_addr, struct sw_source, src_v6,
+BPF_TABLE_PINNED("lru_hash", struct in6_addr, struct sw_source_cpus, src_v6,
 		 MAX_SOURCES_V6, IFACE_PIN_DIR "/src_v6", 0);
+/* A new source's value before its first packet: all zero, never written
+ * (too large for the stack on a host with many CPUs). Scratch. */
+BPF_ARRAY(src_zero, struct sw_source_cpus, 1);
 
 /* Hot sources: the tracked sources that sent config.hot_pkts packets on
  * one CPU in one epoch (one daemon cycle), counted again here from then

@@ -357,30 +357,35 @@ static __always_inline void (hot_bump)(struct sw_source *h, __u64 len, int syn)
 }
 
 static __always_inline void (account_v4)(__u32 saddr, __u32 hash, __u64 len,
-				       int syn, __u32 epoch, __u32 hot_pkts)
+				       int syn, __u32 epoch, __u32 hot_pkts,
+				       __u32 cpu)
 {
-	struct sw_source *s;
-	struct sw_source fresh = {};
+	struct sw_source_cpus *all;
+	struct sw_source *s, fresh = {};
+	__u32 z = 0;
 
-	s = src_v4.lookup(&saddr);
-	if (s) {
+	if (cpu >= SW_NR_CPUS)
+		return;
+	all = src_v4.lookup(&saddr);
+	if (all) {
 		count_event(SW_EV_SRC_HIT);
-		if (!source_bump(s, len, syn, epoch, hot_pkts))
-			return;
 	} else {
-		if (!admit(hash))
+		struct sw_source_cpus *zero = src_zero.lookup(&z);
+
+		if (!admit(hash) || !zero)
 			return;
-		source_bump(&fresh, len, syn, epoch, hot_pkts);
-		if (src_v4.update(&saddr, &fresh) == 0)
+		if (src_v4.insert(&saddr, zero) == 0) /* not if another CPU did */
 			count_event(SW_EV_SRC_INSERT);
-		if (fresh.epoch_pkts < hot_pkts || !hot_pkts)
+		all = src_v4.lookup(&saddr);
+		if (!all)
 			return;
 	}
+	if (!source_bump(&all->cpu[cpu], len, syn, epoch, hot_pkts))
+		return;
 	s = hot_v4.lookup(&saddr);
 	if (s) {
 		hot_bump(s, len, syn);
 	} else {
-		__builtin_memset(&fresh, 0, sizeof(fresh));
 		hot_bump(&fresh, len, syn);
 		hot_v4.update(&saddr, &fresh);
 	}
@@ -389,30 +394,34 @@ static __always_inline void (account_v4)(__u32 saddr, __u32 hash, __u64 len,
 /* saddr: a copy on the stack (the map key), not a packet pointer. */
 static __always_inline void (account_v6)(struct in6_addr *saddr,
 				       __u32 hash, __u64 len, int syn,
-				       __u32 epoch, __u32 hot_pkts)
+				       __u32 epoch, __u32 hot_pkts, __u32 cpu)
 {
-	struct sw_source *s;
-	struct sw_source fresh = {};
+	struct sw_source_cpus *all;
+	struct sw_source *s, fresh = {};
+	__u32 z = 0;
 
-	s = src_v6.lookup(saddr);
-	if (s) {
+	if (cpu >= SW_NR_CPUS)
+		return;
+	all = src_v6.lookup(saddr);
+	if (all) {
 		count_event(SW_EV_SRC_HIT);
-		if (!source_bump(s, len, syn, epoch, hot_pkts))
-			return;
 	} else {
-		if (!admit(hash))
+		struct sw_source_cpus *zero = src_zero.lookup(&z);
+
+		if (!admit(hash) || !zero)
 			return;
-		source_bump(&fresh, len, syn, epoch, hot_pkts);
-		if (src_v6.update(saddr, &fresh) == 0)
+		if (src_v6.insert(saddr, zero) == 0) /* not if another CPU did */
 			count_event(SW_EV_SRC_INSERT);
-		if (fresh.epoch_pkts < hot_pkts || !hot_pkts)
+		all = src_v6.lookup(saddr);
+		if (!all)
 			return;
 	}
+	if (!source_bump(&all->cpu[cpu], len, syn, epoch, hot_pkts))
+		return;
 	s = hot_v6.lookup(saddr);
 	if (s) {
 		hot_bump(s, len, syn);
 	} else {
-		__builtin_memset(&fresh, 0, sizeof(fresh));
 		hot_bump(&fresh, len, syn);
 		hot_v6.update(saddr, &fresh);
 	}
@@ -465,10 +474,9 @@ unparsed:
 static __always_inline void (account_features)(__u32 hash, int proto,
 					     __u16 sport, __u16 dport,
 					     __u64 len, __u8 flags, int frag,
-					     __u32 dst)
+					     __u32 dst, __u32 cpu)
 {
 	__u32 cls = len / LEN_CLASS_WIDTH;
-	__u32 cpu = bpf_get_smp_processor_id();
 	__u32 base;
 
 	if (cpu >= SW_NR_CPUS)
@@ -723,17 +731,18 @@ int xdp_seawall(struct xdp_md *ctx)
 		}
 	}
 
-	/* 4. accounting */
+	/* 4. accounting, each CPU in its own slots */
 	{
 		__u32 epoch = cfg ? cfg->epoch : 0;
 		__u32 hot_pkts = cfg ? cfg->hot_pkts : 0;
+		__u32 cpu = bpf_get_smp_processor_id();
 
 		if (v6)
-			account_v6(&saddr6, hash, len, syn, epoch, hot_pkts);
+			account_v6(&saddr6, hash, len, syn, epoch, hot_pkts, cpu);
 		else
-			account_v4(saddr4, hash, len, syn, epoch, hot_pkts);
+			account_v4(saddr4, hash, len, syn, epoch, hot_pkts, cpu);
+		account_features(hash, proto, sport, dport, len, flags, frag, dst, cpu);
 	}
-	account_features(hash, proto, sport, dport, len, flags, frag, dst);
 
 out:
 	{

@@ -313,7 +313,7 @@ class Map:
     """A BPF map opened by fd (usually from a pin). Keys and values are
     bytes; per-CPU values come back as one slice per possible CPU."""
 
-    def __init__(self, fd: int, name: str = ""):
+    def __init__(self, fd: int, name: str = "", cpu_slots: bool = False):
         self.fd = fd
         info = map_info(fd)
         self.type = info.type
@@ -322,15 +322,19 @@ class Map:
         self.value_size = info.value_size
         self.max_entries = info.max_entries
         self.name = name or info.name.decode()
-        self.percpu = self.type in PERCPU_TYPES
+        # cpu_slots: one value holds a slot per possible CPU, laid out as a
+        # per-CPU map's value reads back, and is read as one
+        self.percpu = self.type in PERCPU_TYPES or cpu_slots
         self.ncpu = possible_cpus() if self.percpu else 1
-        # per-CPU values are laid out with an 8-byte stride per CPU
-        self.stride = (self.value_size + 7) // 8 * 8 if self.percpu else self.value_size
+        if cpu_slots:
+            self.stride = self.value_size // self.ncpu
+        else:  # per-CPU values are laid out with an 8-byte stride per CPU
+            self.stride = (self.value_size + 7) // 8 * 8 if self.percpu else self.value_size
         self.buf_size = self.stride * self.ncpu
 
     @classmethod
-    def open_pinned(cls, path: str) -> "Map":
-        return cls(obj_get(path), os.path.basename(path))
+    def open_pinned(cls, path: str, cpu_slots: bool = False) -> "Map":
+        return cls(obj_get(path), os.path.basename(path), cpu_slots)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -567,6 +571,7 @@ class MapSpec:
     key: type
     value: type
     max_entries: int
+    cpu_slots: bool = False  # value: one `value` per possible CPU, read as a per-CPU map's
 
     def path(self, folder: str) -> str:
         """Its pin in folder (the pin root for HOST, the interface's folder for IFACE)."""
@@ -576,10 +581,10 @@ class MapSpec:
         return os.path.exists(self.path(folder))
 
     def open(self, folder: str) -> "Map":
-        return Map.open_pinned(self.path(folder))
+        return Map.open_pinned(self.path(folder), self.cpu_slots)
 
     def key_bytes(self) -> int:
         return ctypes.sizeof(self.key)
 
     def value_bytes(self) -> int:
-        return ctypes.sizeof(self.value)
+        return ctypes.sizeof(self.value) * (possible_cpus() if self.cpu_slots else 1)

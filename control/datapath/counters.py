@@ -29,10 +29,11 @@ EVENTS = MapSpec("events", IFACE, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.U64, a
 #: cumulative feature histograms, back to back (abi.feature_offsets): one
 #: region of FEATURE_SLOTS per possible CPU, mapped into memory to be read
 FEATURES = MapSpec("features", IFACE, bpf.MAP_TYPE_ARRAY, abi.U32, abi.U64, abi.FEATURE_SLOTS * bpf.possible_cpus())
-#: tracked sources, by address (network order)
+#: tracked sources, by address (network order): an abi.SwSource per
+#: possible CPU in one value (maps.h says why not a per-CPU map)
 SOURCES = {
-    4: MapSpec("src_v4", IFACE, bpf.MAP_TYPE_LRU_PERCPU_HASH, abi.IN_ADDR, abi.SwSource, abi.MAX_SOURCES_V4),
-    6: MapSpec("src_v6", IFACE, bpf.MAP_TYPE_LRU_PERCPU_HASH, abi.IN6_ADDR, abi.SwSource, abi.MAX_SOURCES_V6),
+    4: MapSpec("src_v4", IFACE, bpf.MAP_TYPE_LRU_HASH, abi.IN_ADDR, abi.SwSource, abi.MAX_SOURCES_V4, cpu_slots=True),
+    6: MapSpec("src_v6", IFACE, bpf.MAP_TYPE_LRU_HASH, abi.IN6_ADDR, abi.SwSource, abi.MAX_SOURCES_V6, cpu_slots=True),
 }
 #: the hot sources (maps.h), counted again since they turned hot
 HOT = {
@@ -48,9 +49,10 @@ SIG_RATE = MapSpec("sig_rate", SCRATCH, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.
 ADMIT_TAGS = MapSpec("admit_tags", SCRATCH, bpf.MAP_TYPE_ARRAY, abi.U32, abi.U32, abi.ADMIT_SLOTS * bpf.possible_cpus())
 ADMIT_BUDGET = MapSpec("admit_budget", SCRATCH, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.SwAdmitBucket, 1)
 STAMP_CACHE = MapSpec("stamp_cache", SCRATCH, bpf.MAP_TYPE_PERCPU_ARRAY, abi.U32, abi.SwStamp, 1)
+SRC_ZERO = MapSpec("src_zero", SCRATCH, bpf.MAP_TYPE_ARRAY, abi.U32, abi.SwSource, 1, cpu_slots=True)
 
 SPECS = (CONFIG, STATS, EVENTS, FEATURES, SOURCES[4], SOURCES[6], HOT[4], HOT[6], SIG_HITS,
-         SIG_RATE, ADMIT_TAGS, ADMIT_BUDGET, STAMP_CACHE)
+         SIG_RATE, ADMIT_TAGS, ADMIT_BUDGET, STAMP_CACHE, SRC_ZERO)
 PINNED = tuple(s for s in SPECS if s.scope == IFACE)
 
 _SLOT0 = b"\0" * 4

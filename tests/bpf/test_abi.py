@@ -104,6 +104,20 @@ def layout_diffs(btf: btfmod.Btf, tid: int, mirror, what: str) -> list:
     return out
 
 
+def cpu_slot_type(btf: btfmod.Btf, tid: int) -> tuple:
+    """(the element type id, None) of a struct holding one array of one
+    element per possible CPU (a cpu_slots map's value), or (None, why not)."""
+    t = btf.resolve(tid)
+    members = btf.members(t) if t.kind == btfmod.STRUCT else []
+    arr = btf.resolve(members[0].type_id) if len(members) == 1 else None
+    if arr is None or arr.kind != btfmod.ARRAY:
+        return None, f"{t.name or t.id} is not a struct of one array"
+    elem, _index, n = arr.data[0]
+    if n != bpf.possible_cpus():
+        return None, f"{n} slots in C, {bpf.possible_cpus()} possible CPUs"
+    return elem, None
+
+
 def struct_diffs(btf: btfmod.Btf, structs: dict) -> list:
     out = []
     for cname, mirror in structs.items():
@@ -162,7 +176,13 @@ def map_diffs(maps: dict, btf: btfmod.Btf, specs: tuple, pinned_id) -> list:
                 out.append(f"map {spec.name}: {field} {getattr(info, field)} in the program, {want} declared")
         if info.btf_key_type_id:
             out += layout_diffs(btf, info.btf_key_type_id, spec.key, f"map {spec.name} key")
-            out += layout_diffs(btf, info.btf_value_type_id, spec.value, f"map {spec.name} value")
+            value_tid = info.btf_value_type_id
+            if spec.cpu_slots:  # a struct of one array, a spec.value per possible CPU
+                value_tid, why = cpu_slot_type(btf, value_tid)
+                if why:
+                    out.append(f"map {spec.name} value: {why}")
+                    continue
+            out += layout_diffs(btf, value_tid, spec.value, f"map {spec.name} value")
         else:
             out.append(f"map {spec.name}: no BTF for its key and value")
         pid = pinned_id(spec)

@@ -132,3 +132,10 @@ def test_parse_is_the_sum_of_its_parts(ps):
 @given(st.integers(1, MAX_SECONDS))
 def test_plain_seconds_equal_the_s_form(seconds):
     assert parse_duration(str(seconds)) == parse_duration(f"{seconds}s") == seconds
+
+
+def test_zero_only_where_a_wait_may_be_none():
+    assert parse_duration("0", subsecond=True, zero=True) == 0.0
+    assert parse_duration("0s", zero=True) == 0
+    with pytest.raises(UsageError, match="longer than zero"):
+        parse_duration("0s")

@@ -42,8 +42,8 @@
 #endif /* PROFILE_SKIP & SKIP_CLOCK */
 
 #if PROFILE_SKIP & SKIP_SOURCES
-#define account_v4(saddr, hash, len, syn, epoch, hot_pkts) do { } while (0)
-#define account_v6(saddr, hash, len, syn, epoch, hot_pkts) do { } while (0)
+#define account_v4(saddr, hash, len, syn, epoch, hot_pkts, cpu) do { } while (0)
+#define account_v6(saddr, hash, len, syn, epoch, hot_pkts, cpu) do { } while (0)
 #endif /* PROFILE_SKIP & SKIP_SOURCES */
 
 #if PROFILE_SKIP & SKIP_FEATURES
