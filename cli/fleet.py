@@ -129,13 +129,16 @@ def fleet_status(config_path, api, as_json):
 @fleet.command("speaker-config")
 @_CONFIG
 def fleet_speaker_config(config_path):
-    """Print gobgpd's config for [fleet]'s asn, router_id and peers.
+    """Print gobgpd's config for [fleet]'s asn, router_id and peers. Each
+    peer may send at most twice [fleet] max_import FlowSpec routes per
+    family (gobgpd's prefix limit): past it gobgpd cuts the session.
 
     \b
     Example:
       seawall fleet speaker-config --config /etc/seawall/seawall.toml > /etc/gobgpd.conf
     """
-    from seawall.control.fleet.speaker import speaker_config
+    from seawall.control.fleet.speaker import import_limit, speaker_config
 
     cfg, api = _config(config_path, None)
-    click.echo(speaker_config(cfg.asn, cfg.router_id, cfg.peers, api, unicast=cfg.rtbh), nl=False)
+    click.echo(speaker_config(cfg.asn, cfg.router_id, cfg.peers, api, unicast=cfg.rtbh,
+                              max_prefixes=import_limit(cfg.max_import)), nl=False)

@@ -12,5 +12,10 @@
   command, which drives gobgpd over its gRPC API): announce, withdraw, read
   the sessions and the routes; gobgpd's config from [fleet].
 - exporter.py: keeps the speaker's routes equal to what the lists hold
-  (`seawall fleet sync`, and the daemon's hook).
+  (`seawall fleet sync`, and the daemon's fleet thread).
+- importer.py: the difference between the routes the speaker learnt and
+  the lists' imported (`bgp:<peer>`) entries. Pure.
+
+The daemon's thread that runs the exporter and the importer is
+control/service/fleet.py.
 """

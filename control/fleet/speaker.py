@@ -161,11 +161,20 @@ def _peer_of(path: dict) -> str:
     return "" if ip in ("", "<nil>", "0.0.0.0", "::") else str(ip)
 
 
+def import_limit(max_import: int) -> int:
+    """gobgpd's prefix limit for [fleet] max_import: twice the cap (the
+    routes seawall refuses count too), none when nothing is imported."""
+    return 2 * max_import
+
+
 def speaker_config(asn: int, router_id: str, peers: tuple, api: str = "127.0.0.1:50051",
-                   unicast: bool = False) -> str:
+                   unicast: bool = False, max_prefixes: int = 0) -> str:
     """gobgpd's config (TOML) for [fleet]'s asn, router_id and peers ("ADDRESS
     AS" each): one neighbour per peer, with the two flowspec families (and
-    the two unicast ones with `unicast`, for rtbh). gobgpd is started with
+    the two unicast ones with `unicast`, for rtbh). `max_prefixes` (0: none):
+    gobgpd's prefix limit on each flowspec family, a router's
+    maximum-prefix: a peer that sends more is cut off (BGP Cease), so a
+    flood of routes never reaches seawall's reads. gobgpd is started with
     `gobgpd -f FILE --api-hosts API`."""
     if not asn or not router_id:
         raise UsageError("[fleet] asn and router_id are needed to write the speaker's config")
@@ -181,5 +190,7 @@ def speaker_config(asn: int, router_id: str, peers: tuple, api: str = "127.0.0.1
         for fam in list(FAMILIES.values()) + (["ipv4-unicast", "ipv6-unicast"] if unicast else []):
             lines += ["  [[neighbors.afi-safis]]", "    [neighbors.afi-safis.config]",
                       f'      afi-safi-name = "{fam}"']
+            if max_prefixes and fam in FAMILIES.values():
+                lines += ["    [neighbors.afi-safis.prefix-limit.config]", f"      max-prefixes = {max_prefixes}"]
         lines.append("")
     return "\n".join(lines)

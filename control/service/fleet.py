@@ -77,8 +77,8 @@ class FleetLink:
         self._speaker_given = speaker
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._lock = threading.Lock()  # reconfigure() against step()
+        self._threads: list = []
+        self._locks = {"export": threading.Lock(), "import": threading.Lock()}  # reconfigure() against a look
         self.sessions: list = []  # speaker.Session, as of the last REFRESH
         self.routes_out = 0
         self.routes_in = {"accepted": 0, "refused": 0}
@@ -99,26 +99,30 @@ class FleetLink:
                                  f.rtbh_community) if protect else None
         self.importer = Importer(f.max_import) if f.max_import > 0 else None
         self.configured = [Prefix.parse(p) for p in f.protect + f.accept]
-        self._cache: Optional[tuple] = None  # _lists(): what the lists held at the last read
-        self._stamp: Optional[tuple] = None  # the journal's (inode, size, mtime) at that read
-        self._read_at = self._refreshed_at = -REREAD
-        self._next_expiry = float("inf")
+        self._views = {"export": _Lists(self.paths, self.clock), "import": _Lists(self.paths, self.clock)}
+        self._refreshed_at = -REREAD
         self._exported = False  # the speaker is in step with the last read
+        self._judged: Optional[tuple] = None  # (learnt routes, lists' read, ours) of the last plan carried out
         self.ours = list(self.configured)
 
     def reconfigure(self, cfg) -> None:
         """A reload: the new [fleet] takes effect at the next look (the
         exporter starts again from the speaker's routes)."""
         if cfg.fleet != self.fleet_cfg:
-            with self._lock:
+            with self._locks["export"], self._locks["import"]:
                 self._configure(cfg)
             self.wake()
 
     # --- the thread --------------------------------------------------------------
 
     def start(self) -> "FleetLink":
-        self._thread = threading.Thread(target=self._loop, name="fleet", daemon=True)
-        self._thread.start()
+        """Two threads: export (woken by the cycle) and import (its read of
+        the speaker's learnt routes can take seconds on a large table, and
+        must not hold back an announcement)."""
+        for part in ("export", "import"):
+            t = threading.Thread(target=self._loop, args=(part,), name=f"fleet-{part}", daemon=True)
+            t.start()
+            self._threads.append(t)
         event("fleet", result="started", api=self.fleet_cfg.api, export=self.exporter is not None,
               max_import=self.fleet_cfg.max_import)
         return self
@@ -132,10 +136,10 @@ class FleetLink:
         syncs against them (nothing dropped, nothing duplicated)."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(15)
+        for t in self._threads:
+            t.join(15)
 
-    def _loop(self) -> None:
+    def _loop(self, part: str) -> None:
         from seawall.control.lists.store import ListStore
 
         try:
@@ -145,13 +149,16 @@ class FleetLink:
             return
         try:
             while not self._stop.is_set():
-                self._wake.wait(self.tick)
-                self._wake.clear()
+                if part == "export":
+                    self._wake.wait(self.tick)
+                    self._wake.clear()
+                else:
+                    self._stop.wait(self.tick)
                 if self._stop.is_set():
                     break
                 try:
-                    with self._lock:
-                        self.step(store)
+                    with self._locks[part]:
+                        self.step(store, parts=(part,))
                 except Exception as e:  # the thread must outlive any one look; said once while it lasts
                     self._fail("look", f"{type(e).__name__}: {e}")
         finally:
@@ -159,20 +166,27 @@ class FleetLink:
 
     # --- one look ----------------------------------------------------------------
 
-    def step(self, store, now: Optional[float] = None) -> None:
+    def step(self, store, now: Optional[float] = None, parts: tuple = ("export", "import")) -> None:
+        """One look: the export, the import, or both (tests)."""
         now = time.monotonic() if now is None else now
-        if now - self._refreshed_at >= REFRESH:
+        if now - self._refreshed_at >= REFRESH and ("import" if self.importer is not None else "export") in parts:
             self._refresh(now)
-        if self.exporter is not None:
+        if self.exporter is not None and "export" in parts:
             self._export(store, now)
-        if self.importer is not None:
+        if self.importer is not None and "import" in parts:
             self._import(store, now)
 
     def _refresh(self, now: float) -> None:
         self._refreshed_at = now
         try:
+            before = {x.peer: x.state for x in self.sessions}
             self.sessions = self.speaker.sessions(self.clock.wall())
             self._ok("sessions")
+            for x in self.sessions:  # a session that went down (a peer over gobgpd's prefix limit) is said
+                prev = before.get(x.peer)
+                if prev != x.state and (prev is not None or x.state != "established"):
+                    event("fleet_session", peer=x.peer, state=x.state,
+                          level=logging.INFO if x.state == "established" else logging.WARNING)
         except SeawallError as e:
             self.sessions = []
             self._fail("sessions", str(e))
@@ -183,29 +197,11 @@ class FleetLink:
             self.ours = list(self.configured)
             self._fail("addresses", f"cannot read this host's addresses: {e}")
 
-    def _lists(self, store, now: float) -> tuple:
-        """(blocks [Entry], rules [sig_list row]) live now: read again only
-        when the journal's stamp moved (every change to the lists appends to
-        it), an entry's expiry passed, or REREAD seconds went by."""
-        try:
-            st = os.stat(self.paths.journal)
-            stamp: Optional[tuple] = (st.st_ino, st.st_size, st.st_mtime_ns)
-        except OSError:
-            stamp = None
-        if (self._cache is None or stamp != self._stamp or now - self._read_at >= REREAD
-                or self.clock.wall() >= self._next_expiry):
-            blocks, sigs = store.block_list(prune=False), store.sig_list()
-            expiries = [e.expires_at for e in blocks] + [r["expires_at"] for r in sigs]
-            self._next_expiry = min((x for x in expiries if x is not None), default=float("inf"))
-            self._cache, self._stamp, self._read_at = (blocks, sigs), stamp, now
-            self._exported = False
-        return self._cache
-
     def _export(self, store, now: float) -> None:
         from seawall.control.fleet.importer import imported
 
-        blocks, sigs = self._lists(store, now)
-        if self._exported and self.exporter.held is not None:
+        blocks, sigs, moved = self._views["export"].read(store, now)
+        if not moved and self._exported and self.exporter.held is not None:
             return  # nothing moved since the speaker was brought in step
         blocks = [e for e in blocks if not imported(e.source)]
         sigs = [r for r in sigs if not imported(r["source"])]
@@ -222,16 +218,25 @@ class FleetLink:
         except SeawallError as e:
             self._fail("import", str(e))
             return
-        blocks, sigs = self._lists(store, now)
+        view = self._views["import"]
+        blocks, sigs, _ = view.read(store, now)
+        seen = (tuple(routes), view.read_at, tuple(self.ours))
+        if seen == self._judged:
+            return  # the same routes against the same lists: the same plan, already carried out
         held_b = {e.prefix: e.source for e in blocks}
         held_s = {r["rule"]: (r["signature"], r["source"]) for r in sigs}
         allow = store.allow_prefixes()
         plan = self.importer.plan(routes, self.ours, held_b, held_s,
                                   lambda p: any(a.overlaps(p) for a in allow))
-        for r in plan.fresh:
+        over = [r for r in plan.fresh if r.reason.startswith("over the cap")]
+        for r in (r for r in plan.fresh if not r.reason.startswith("over the cap")):
             event("fleet_refused", peer=r.route.peer, route=r.route.describe(), reason=r.reason,
                   level=logging.WARNING)
+        if over:  # one line, not one per route: a peer may send thousands
+            event("fleet_refused", routes=len(over), first=over[0].route.describe(), reason=over[0].reason,
+                  level=logging.WARNING)
         failed = self._apply(store, plan)
+        self._judged = None if failed else seen
         self.routes_in = {"accepted": plan.accepted - len(failed), "refused": len(plan.refused) + len(failed)}
         for what, err in failed:
             self._fail(f"apply {what}", err)
@@ -301,3 +306,32 @@ def _imported_counts(held_b: dict, held_s: dict, plan) -> dict:
     for key in rows:
         out[key] = out.get(key, 0) + 1
     return out
+
+
+class _Lists:
+    """What the lists hold, read again only when the journal's stamp moved
+    (every change to the lists appends to it), an entry's expiry passed, or
+    REREAD seconds went by. One per thread (each has its own store)."""
+
+    def __init__(self, paths, clock):
+        self.paths, self.clock = paths, clock
+        self.cache: Optional[tuple] = None
+        self.stamp: Optional[tuple] = None  # the journal's (inode, size, mtime) at the last read
+        self.read_at = -REREAD
+        self.next_expiry = float("inf")
+
+    def read(self, store, now: float) -> tuple:
+        """(blocks [Entry], rules [sig_list row], read again now)."""
+        try:
+            st = os.stat(self.paths.journal)
+            stamp: Optional[tuple] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamp = None
+        if not (self.cache is None or stamp != self.stamp or now - self.read_at >= REREAD
+                or self.clock.wall() >= self.next_expiry):
+            return self.cache + (False,)
+        blocks, sigs = store.block_list(prune=False), store.sig_list()
+        expiries = [e.expires_at for e in blocks] + [r["expires_at"] for r in sigs]
+        self.next_expiry = min((x for x in expiries if x is not None), default=float("inf"))
+        self.cache, self.stamp, self.read_at = (blocks, sigs), stamp, now
+        return blocks, sigs, True

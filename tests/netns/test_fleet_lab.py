@@ -148,12 +148,17 @@ class Lab:
         return out
 
     def wait(self, ok, what: str, timeout: float = TIMEOUT_S) -> float:
-        t0 = time.monotonic()
-        while not ok():
-            if time.monotonic() - t0 > timeout:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(0.01)
-        return time.monotonic() - t0
+        return wait_for(ok, what, timeout)
+
+
+def wait_for(ok, what: str, timeout: float = TIMEOUT_S, step: float = 0.01) -> float:
+    """Seconds until ok() holds; an AssertionError naming `what` after `timeout`."""
+    t0 = time.monotonic()
+    while not ok():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(step)
+    return time.monotonic() - t0
 
 
 BLOCK4 = "flow4 { dst 198.18.0.1/32; src 198.18.5.0/24; }"

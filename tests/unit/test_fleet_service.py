@@ -199,12 +199,16 @@ def test_bad_routes_change_nothing_and_each_is_reported_once(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         link.step(store, now=0.0)
         link.step(store, now=0.5)
+        store.blocks[P("198.18.71.0/24")] = ("manual", None)
+        store.block_del([])  # the lists move: the routes are judged again, and nothing is said again
+        link.step(store, now=1.0)
     refused = [r.getMessage() for r in caplog.records if "fleet_refused" in r.getMessage()]
     for reason in ("destination 198.18.9.9/32 is not one of this host's", "component dscp cannot be enforced",
                    "source 198.18.60.0/25 is allowlisted", "block 198.18.70.0/24 is held locally (manual)",
                    "over the cap of 3 imported rules"):
         assert sum(reason in m for m in refused) >= 1, (reason, refused)
-    assert len(refused) == len(bad) + len(many) - 3  # once each, not at every look
+    assert len(refused) == len(bad) + 1  # once each, not at every look; those over the cap in one line
+    assert '"routes": 7' in refused[-1]
     assert sorted(p for p, (s, _) in store.blocks.items() if imported(s)) == [P(f"198.18.{100 + i}.0/24")
                                                                                for i in range(3)]
     assert store.blocks[P("198.18.70.0/24")] == ("manual", None)
@@ -270,3 +274,25 @@ def test_the_fleet_metrics(tmp_path):
 def test_the_route_text_of_a_refusal_names_the_route():
     r = tr.judge(_block_route("198.18.51.0/24", dst=P("198.18.9.9")), [HOST4])
     assert isinstance(r, tr.Refused) and "198.18.51.0/24" in r.route.describe()
+
+
+def test_the_speaker_config_limits_what_a_peer_may_send():
+    from seawall.control.fleet.speaker import import_limit, speaker_config
+    import tomllib
+
+    conf = tomllib.loads(speaker_config(64514, "198.18.2.1", ("198.18.2.2 64513",), max_prefixes=import_limit(100)))
+    fams = {a["config"]["afi-safi-name"]: a.get("prefix-limit") for a in conf["neighbors"][0]["afi-safis"]}
+    assert fams == {"ipv4-flowspec": {"config": {"max-prefixes": 200}},
+                    "ipv6-flowspec": {"config": {"max-prefixes": 200}}}
+    assert "prefix-limit" not in speaker_config(64514, "198.18.2.1", ("198.18.2.2 64513",))
+
+
+def test_a_session_that_goes_down_is_said_once_at_warning(tmp_path, caplog):
+    link, store, speaker, clock = _link(tmp_path, max_import=0)
+    states = iter(["established", "established", "idle", "idle", "established"])
+    speaker.sessions = lambda now: [SimpleNamespace(peer=PEER, state=next(states))]
+    with caplog.at_level(logging.INFO):
+        for i in range(5):
+            link.step(store, now=i * fleet.REFRESH)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "fleet_session" in r.getMessage()]
+    assert [(lvl, '"idle"' in m) for lvl, m in said] == [("WARNING", True), ("INFO", False)]
