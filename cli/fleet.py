@@ -85,7 +85,9 @@ def fleet_sync(app, config_path, api, dry_run):
 def fleet_status(config_path, api, as_json):
     """The speaker's sessions, the routes it announces for this host
     (routes out), and the routes its peers sent (routes in), each judged as
-    an import would: accepted as a block or a rule, or refused and why.
+    an import would (for this host's addresses, [fleet] protect and accept):
+    accepted as a block or a rule, or refused and why. The daemon's import
+    also applies the cap and never replaces a local entry: its log says so.
 
     \b
     Examples:
@@ -100,7 +102,7 @@ def fleet_status(config_path, api, as_json):
     info = speaker.info()
     sessions = speaker.sessions(time.time())
     routes = speaker.global_routes()
-    ours = [Prefix.parse(p) for p in cfg.protect + cfg.accept]
+    ours = [Prefix.parse(p) for p in cfg.protect + cfg.accept] + _host_addresses()
     out = [r for r in routes if not r.peer]
     learnt = []
     for r in (r for r in routes if r.peer):
@@ -124,6 +126,18 @@ def fleet_status(config_path, api, as_json):
     for d in learnt:
         click.echo(f"  from {d['peer']}: {d['route']} -> "
                    + (d["decision"] if d["verdict"] == "accepted" else f"refused: {d['reason']}"))
+
+
+def _host_addresses() -> list:
+    """This host's addresses, which an imported route may be for too (as
+    the daemon judges them); none when netlink cannot be read."""
+    from seawall.control.service.fleet import host_addresses
+
+    try:
+        return host_addresses()
+    except Exception as e:  # pyroute2's NetlinkError is not an OSError
+        click.echo(f"warning: this host's addresses are unreadable ({e}): judging by [fleet] alone", err=True)
+        return []
 
 
 @fleet.command("speaker-config")

@@ -156,6 +156,7 @@ class Hosts:
         self.env = {h: {**os.environ, "SEAWALL_BPFFS": self.pins[h], "SEAWALL_STATE_DIR": str(tmp_path / f"state-{h}")}
                     for h in "ab"}
         self.procs: list = []
+        self.daemons: dict = {}  # host -> its seawall run
         self.bird_ctl = tmp_path / "bird.ctl"
 
     def ns(self, host: str) -> str:
@@ -184,9 +185,23 @@ class Hosts:
     def wait(self, ok, what: str, timeout: float = TIMEOUT_S) -> float:
         return wait_for(ok, what, timeout)
 
-    def daemon_log(self, host: str) -> list:
+    def run_daemon(self, host: str, run: int = 1) -> subprocess.Popen:
+        """`seawall run` on the host (its run-th start: its own log), once it said started."""
+        p = self.start(host, SEAWALL, "run", "--config", str(self.tmp / f"seawall-{host}.toml"), "-i", f"{host}1",
+                       log=self.tmp / f"seawall-{host}-{run}.log", env=self.env[host])
+        self.daemons[host] = p
+        self.wait(lambda: any(e.get("event") == "started" for e in self.daemon_log(host, run)), f"{host}'s daemon", 60)
+        return p
+
+    def stop_daemon(self, host: str) -> None:
+        p = self.daemons.pop(host)
+        p.send_signal(signal.SIGTERM)
+        p.wait(20)
+        assert p.returncode == 0, self.daemon_log(host)[-3:]
+
+    def daemon_log(self, host: str, run: int = 1) -> list:
         out = []
-        for line in (self.tmp / f"seawall-{host}.log").read_text().splitlines():
+        for line in (self.tmp / f"seawall-{host}-{run}.log").read_text().splitlines():
             try:
                 out.append(json.loads(line))
             except ValueError:
@@ -266,11 +281,8 @@ def fleet_hosts(tmp_path, cap: int = 1000, bird_extra: str = ""):
                 log=tmp_path / "bird.out")
         h.wait(lambda: h.bird_ctl.exists(), "BIRD's control socket")
         h.wait(lambda: h.birdc("show", "protocols").count("Established") == 2, "both BGP sessions", 60)
-        for host, iface in (("a", "a1"), ("b", "b1")):
-            h.start(host, SEAWALL, "run", "--config", str(tmp_path / f"seawall-{host}.toml"), "-i", iface,
-                    log=tmp_path / f"seawall-{host}.log", env=h.env[host])
         for host in "ab":
-            h.wait(lambda: any(e.get("event") == "started" for e in h.daemon_log(host)), f"host {host}'s daemon", 60)
+            h.run_daemon(host)
         yield h
     finally:
         for p in h.procs:  # nsenter execs the command: p.pid is the process's own
@@ -404,3 +416,37 @@ def test_ten_thousand_routes_are_cut_off_and_change_nothing_on_b(tmp_path):
         assert h.metric("b", "seawall_fleet_session_up", peer="198.18.2.2") == 0
         log = (tmp_path / "gobgpd-b.log").read_text()
         print("\ngobgpd B:", log[-600:])
+
+
+def test_restarts_neither_drop_nor_duplicate_a_route(tmp_path):
+    with fleet_hosts(tmp_path) as h:
+        src = "198.18.1.200/32"
+        route = f"flow4 {{ dst {A_SVC}/32; src {src}; }}"
+        h.seawall("a", "block", "add", src, "--reason", "fleet restart")  # a manual decision: exported too
+        h.wait(lambda: route in h.router_routes(), "A's manual block on the router", 10)
+        h.wait(lambda: [b["cidr"] for b in _imported(h)] == [src], "B importing it", 10)
+
+        def router_view() -> str:  # the route with BIRD's time of its last change
+            text = h.birdc("show", "route", "table", "flowtab4", "protocol", "host_a")
+            return next(line for line in text.splitlines() if line.startswith(route))
+
+        def journal_adds(host: str) -> int:
+            text = (tmp_path / f"state-{host}" / "journal.jsonl").read_text()
+            return sum(1 for line in text.splitlines() if f'"cidr":"{src}"' in line and '"op":"block"' in line)
+
+        before, b_before = router_view(), _imported(h)
+        assert "[host_a " in before, before  # BIRD's "[protocol time-of-last-change]"
+        for host in "ab":
+            h.stop_daemon(host)
+            time.sleep(1)
+            h.run_daemon(host, run=2)
+            time.sleep(2)  # several looks of the restarted daemon
+            assert router_view() == before  # not withdrawn, not announced again
+            assert _imported(h) == b_before  # B's entry neither dropped nor added again
+        assert journal_adds("a") == 1 and journal_adds("b") == 1
+        gob = json.loads(_run("nsenter", f"--net=/run/netns/{h.a}", "gobgp", "-u", "127.0.0.1", "-p", "50081",
+                              "global", "rib", "-a", "ipv4-flowspec", "-j").stdout)
+        assert len(gob) == 1, gob  # one route in A's speaker, not two
+        h.seawall("a", "block", "del", src)
+        h.wait(lambda: route not in h.router_routes(), "the route withdrawn after block del", 10)
+        h.wait(lambda: _imported(h) == [], "B dropping its import", 10)
