@@ -450,3 +450,25 @@ def test_restarts_neither_drop_nor_duplicate_a_route(tmp_path):
         h.seawall("a", "block", "del", src)
         h.wait(lambda: route not in h.router_routes(), "the route withdrawn after block del", 10)
         h.wait(lambda: _imported(h) == [], "B dropping its import", 10)
+
+
+def test_a_signature_on_a_is_enforced_in_b_signature_table_until_it_expires(tmp_path):
+    with fleet_hosts(tmp_path) as h:
+        src = "198.18.1.210"
+        # the probe's frames: UDP from port 40000, 82 bytes with the Ethernet header
+        h.seawall("a", "sig", "add", "--proto", "udp", "--sport", "40000", "--len", "60-100", "--ttl", "8s")
+        h.wait(lambda: any(r["rule"] == "udp sport 40000 len 60-100" and r["source"] == "bgp:198.18.2.2"
+                           for r in json.loads(h.seawall("b", "sig", "list", "--source", "bgp", "--json").stdout)),
+               "B's imported rule", 10)
+        rx = h.receiver(30)
+        probe = h.probe(src, 25)
+        h.wait(lambda: json.loads(h.seawall("b", "sig", "list", "--source", "bgp", "--json").stdout) == [],
+               "the rule gone from B once it expired on A", 15)
+        time.sleep(2)
+        for p in (probe, rx):
+            p.terminate()
+        probe.wait(15)
+        times = json.loads(rx.communicate(timeout=15)[0].strip().splitlines()[-1])
+        stats = json.loads(h.seawall("b", "stats", "-i", "b1", "--json").stdout)["interfaces"]["b1"]["reasons"]
+        assert stats["drop_sig"]["packets"] >= PROBE_PPS, stats  # B's signature table dropped the probe
+        assert len(times) >= PROBE_PPS, len(times)  # and let it through again after the expiry
