@@ -296,3 +296,14 @@ def test_a_session_that_goes_down_is_said_once_at_warning(tmp_path, caplog):
             link.step(store, now=i * fleet.REFRESH)
     said = [(r.levelname, r.getMessage()) for r in caplog.records if "fleet_session" in r.getMessage()]
     assert [(lvl, '"idle"' in m) for lvl, m in said] == [("WARNING", True), ("INFO", False)]
+
+
+def test_a_reload_changes_what_is_announced_at_the_next_look(tmp_path):
+    link, store, speaker, clock = _link(tmp_path, max_import=0)
+    store.blocks[P("198.18.5.0/24")] = ("auto", None)
+    link.step(store, now=0.0)
+    assert [r.match_text for r in speaker.held.values()] == ["[destination 198.18.0.1/32][source 198.18.5.0/24]"]
+    new = Config(fleet=FleetConfig(protect=("198.18.0.9",), max_import=0))
+    assert fleet.follow(link, new, link.paths, clock) is link  # reconfigured, not restarted
+    link.step(store, now=0.5)
+    assert [r.match_text for r in speaker.held.values()] == ["[destination 198.18.0.9/32][source 198.18.5.0/24]"]
