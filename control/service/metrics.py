@@ -179,7 +179,21 @@ def registry(paths: Paths, daemon=None) -> CollectorRegistry:
 
 
 def serve(paths: Paths, daemon, listen: str, port: int):
-    """Start the exposition server in a thread; returns (server, thread)."""
-    from prometheus_client import start_http_server
+    """Start the exposition server in a thread; returns (server, thread).
+    Its own small server around prometheus_client's handler, as
+    start_http_server is from 0.17 on: Debian 12's 0.16 returns nothing
+    to stop it by."""
+    import socket
+    import threading
+    from http.server import ThreadingHTTPServer
 
-    return start_http_server(port, addr=listen, registry=registry(paths, daemon))
+    from prometheus_client.exposition import MetricsHandler
+
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in listen else socket.AF_INET
+        daemon_threads = True
+
+    httpd = Server((listen, port), MetricsHandler.factory(registry(paths, daemon)))
+    thread = threading.Thread(target=httpd.serve_forever, name="metrics", daemon=True)
+    thread.start()
+    return httpd, thread
