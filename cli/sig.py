@@ -42,8 +42,9 @@ def sig():
               help="pass up to PPS matching packets per second [default: drop all]")
 @click.option("--ttl", type=DURATION, metavar="DURATION", help="expire after this long [default: until removed]")
 @click.option("--reason", type=REASON, default="", help="why (shown by sig list)")
+@click.option("--force", is_flag=True, help="add a rule that drops the ICMP path MTU discovery needs")
 @pass_app
-def sig_add(app, proto, dport, sport, icmp_type, icmp_code, length, flags, fragment, rate, ttl, reason):
+def sig_add(app, proto, dport, sport, icmp_type, icmp_code, length, flags, fragment, rate, ttl, reason, force):
     """Add a signature rule (or replace the rule matching the same packets).
 
     \b
@@ -73,6 +74,9 @@ def sig_add(app, proto, dport, sport, icmp_type, icmp_code, length, flags, fragm
             and not rule.fragment:
         raise UsageError("a rule on a whole protocol would cut everyone off; add a port, length, flags "
                          "or --fragment")
+    if rule.cuts_path_mtu() and not force:
+        raise UsageError(f"{rule.describe()} would drop path MTU discovery's ICMP (fragmentation needed, "
+                         f"packet too big): customers behind a smaller MTU stall; add --force if you mean it")
     slot, replaced = app.lists().sig_add(rule, ttl, reason)
     click.echo(f"{'updated' if replaced else 'added'} rule {slot}: {rule.describe()}"
                f"{' for ' + format_duration(ttl) if ttl else ''}")

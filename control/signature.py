@@ -129,6 +129,16 @@ class Signature:
             m &= flags == self.tcp_flags
         return m
 
+    def cuts_path_mtu(self) -> bool:
+        """Whether the rule can match the ICMP messages path MTU discovery
+        needs: IPv4 "fragmentation needed" (type 3 code 4), ICMPv6 "packet
+        too big" (type 2). Dropping them breaks large transfers to every
+        host behind a smaller MTU, customers included."""
+        if self.fragment or self.proto not in ICMP_PROTOS:
+            return False
+        need_type, need_code = (3, 4) if self.proto == 1 else (2, 0)
+        return self.sport in (None, need_type) and (self.dport in (None, need_code) or self.proto == 58)
+
     def to_json(self) -> dict:
         return {"proto": self.proto, "dport": self.dport, "sport": self.sport, "len_min": self.len_min,
                 "len_max": self.len_max, "tcp_flags": self.tcp_flags, "rate_pps": self.rate_pps,

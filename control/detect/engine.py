@@ -386,6 +386,10 @@ class Engine:
                 cand = wide  # as safe without the length: it takes every size
             sig, legit = cand.signature, cand.legit
             finding = {"kind": "signature", "rule": sig.describe(), "excess_pps": round(excess)}
+            if sig.cuts_path_mtu():  # whatever the baseline says: every customer behind a small MTU stalls
+                findings.append({**finding, "installed": False, "note": f"signature {sig.describe()} not "
+                                 "installed: it would drop the ICMP path MTU discovery needs"})
+                continue
             # What no socket serves cannot cut a customer; else the calm
             # share of the rule's rarest field bounds what it would match.
             unserved = self._unserved(sig)

@@ -112,6 +112,11 @@ COMMAND_USAGE_ERRORS = {
     "signature on a whole protocol": (["sig", "add", "--proto", "udp"], "whole protocol"),
     "icmp type on udp": (["sig", "add", "--proto", "udp", "--icmp-type", "3"], "--proto icmp"),
     "ports on icmp": (["sig", "add", "--proto", "icmp", "--dport", "3"], "ICMP has no ports"),
+    "fragmentation needed": (["sig", "add", "--proto", "icmp", "--icmp-type", "3", "--icmp-code", "4"],
+                             "path MTU discovery"),
+    "every unreachable": (["sig", "add", "--proto", "icmp", "--icmp-type", "3"], "add --force"),
+    "any icmp of a length": (["sig", "add", "--proto", "icmp", "--len", "500-600"], "path MTU"),
+    "packet too big": (["sig", "add", "--proto", "icmpv6", "--icmp-type", "2"], "path MTU"),
 }
 
 

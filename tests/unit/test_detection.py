@@ -490,3 +490,18 @@ def test_icmp_errors_the_calm_traffic_had_are_not_cut():
     rep = r.step(legit(r.t + 1) + usual + snmp_reflection())
     assert "icmp type 3 code 3 drop" not in icmp_rules(rep)
     assert "icmp type 11 drop" in icmp_rules(rep)
+
+
+def test_a_flood_of_fragmentation_needed_is_never_cut_by_a_rule():
+    """Path MTU discovery needs these: a rule on them (or on all ICMP of a
+    length) stalls every customer behind a smaller MTU, so the engine
+    says so and installs nothing for them, with or without a baseline."""
+    for warm in (False, True):
+        r = Run(cfg())
+        if warm:
+            r.calm(15)
+        flood = [flow(f"172.20.{i // 250}.{i % 250 + 1}", 1, 1, 3, 4, 590) for i in range(20000)]
+        rep = r.step((legit(r.t + 1) if warm else quiet(1)) + flood)
+        assert not [a for a in rep.actions if isinstance(a, SignatureAction) and a.signature.cuts_path_mtu()]
+        said = [f for f in rep.findings if f.get("kind") == "signature" and f.get("installed") is False]
+        assert said and "path MTU" in rep.note, (rep.findings, rep.note)

@@ -484,3 +484,13 @@ def test_icmp_rules_name_a_type_and_code(text, sig):
 def test_icmp_words_only_for_icmp(text):
     with pytest.raises(UsageError):
         Signature.parse(text)
+
+
+@pytest.mark.parametrize("text, cuts", [
+    ("icmp type 3 code 4", True), ("icmp type 3", True), ("icmp len 500-600", True),
+    ("icmpv6 type 2", True), ("icmpv6 len 1200-1499", True),
+    ("icmp type 3 code 3", False), ("icmp type 11", False), ("icmpv6 type 1", False), ("icmp fragment", False),
+    ("udp sport 53", False),
+])
+def test_a_rule_that_would_drop_path_mtu_discovery_is_known(text, cuts):
+    assert Signature.parse(text).cuts_path_mtu() is cuts
