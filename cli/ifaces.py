@@ -106,21 +106,32 @@ def status(app, as_json):
         "interfaces": [s.to_json() for s in ifs],
         "blocklist": {"entries": len(blocks),
                       "auto": sum(1 for e in blocks if e.source == "auto"),
-                      "manual": sum(1 for e in blocks if e.source != "auto")},
+                      "manual": sum(1 for e in blocks if e.source not in ("auto",) and not e.source.startswith("bgp")),
+                      "bgp": sum(1 for e in blocks if e.source.startswith("bgp"))},
         "allowlist": {"entries": len(allows)},
     }
+    # like systemctl status: not 0 when something that should filter does not
+    stale = [s.ifname for s in ifs if s.state != "attached"]
     if as_json:
         emit_json(obj)
-        return
+    else:
+        _status_text(app, ifs, store, obj)
+    if stale:
+        raise SeawallError(f"not filtering: {', '.join(stale)} (its program is gone: seawall attach "
+                           f"{stale[0]}, or seawall detach {stale[0]} to clear it)")
+
+
+def _status_text(app, ifs: list, store, obj: dict) -> None:
     if not ifs:
         click.echo("no interface attached (seawall attach IFACE)")
     if store is None:
         click.echo(f"no lists pinned under {app.paths.pin_root} yet: the first attach or list edit creates "
                    "them (and restores the journal)")
-    table([[s.ifname, s.state, s.mode or "-", "monitor" if s.monitor else "enforce", s.prog_id or "-"]
+    table([[s.ifname, s.state, s.mode or "-",
+            ("monitor" if s.monitor else "enforce") if s.state == "attached" else "not filtering", s.prog_id or "-"]
            for s in ifs], ["INTERFACE", "STATE", "MODE", "ACTION", "PROG"])
     click.echo(f"blocklist: {obj['blocklist']['entries']} entries "
-               f"({obj['blocklist']['auto']} auto, {obj['blocklist']['manual']} manual); "
+               f"({obj['blocklist']['auto']} auto, {obj['blocklist']['manual']} manual, {obj['blocklist']['bgp']} bgp); "
                f"allowlist: {obj['allowlist']['entries']} entries")
 
 

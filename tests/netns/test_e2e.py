@@ -7,12 +7,13 @@ so these tests also check that all state lives in the pins and the journal.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
 import pytest
 
-from swlab import CLIENT_V4, CLIENT_V6, NOBODY, SERVER_IF
+from swlab import CLIENT_V4, CLIENT_V6, NOBODY, SERVER_IF, _run
 
 pytestmark = pytest.mark.netns
 
@@ -171,6 +172,19 @@ def test_attach_again_leaves_monitor_alone_unless_told(lab):
     assert "now enforce" in out
     assert lab.status(SERVER_IF)["monitor"] is False and lab.status(SERVER_IF)["prog_id"] == prog_id
     _assert_dropped(lab, "198.18.0.20")
+
+
+def test_status_says_an_interface_that_no_longer_filters_and_exits_1(lab):
+    _attach(lab)
+    assert lab.seawall("status").returncode == 0
+    _run(["ip", "-n", lab.server, "link", "set", "dev", SERVER_IF, "xdp", "off"])  # behind seawall's back
+    p = lab.seawall("status")
+    assert p.returncode == 1 and "not filtering" in p.stdout, p.stdout
+    assert _one_line_error(p, 1).endswith(f"seawall attach {SERVER_IF}, or seawall detach {SERVER_IF} to clear it)")
+    p = lab.seawall("status", "--json")
+    assert p.returncode == 1
+    [st] = json.loads(p.stdout)["interfaces"]
+    assert st["state"] == "stale" and st["prog_id"] is None
 
 
 # --- (e) the lists outlive the program --------------------------------------------
