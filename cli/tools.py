@@ -58,13 +58,29 @@ def evaluate(seed, interval, as_json, wire, scenarios, runs, quick, pps, capture
         raise UsageError("--scenario, --runs, --quick, --seawall, --keep and --fastnetmon go with --wire")
     from seawall.control.tools import harness
 
-    results = harness.run_all(seed=seed, dt=interval)
+    results = harness.run_all(seed=seed, dt=interval, say=_progress_line("evaluate", as_json))
     if as_json:
         emit_json([r.to_json() for r in results])
     else:
         click.echo(harness.table(results))
     if not all(r.ok for r in results):
         raise SeawallError("a scenario missed its bound")
+
+
+def _progress_line(what: str, quiet: bool):
+    """On a terminal (stderr), one line rewritten in place per step, cleared
+    at the end of the command; None off a terminal or with --json."""
+    stream = sys.stderr
+    if quiet or not stream.isatty():
+        return None
+    import atexit
+
+    def say(text: str) -> None:
+        stream.write(f"\r\x1b[K{what}: {text}")
+        stream.flush()
+
+    atexit.register(lambda: (stream.write("\r\x1b[K"), stream.flush()))
+    return say
 
 
 def _evaluate_wire(names, runs, quick, pps, capture_dir, seawall_exe, keep, as_json, fastnetmon=False) -> None:

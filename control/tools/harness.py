@@ -415,8 +415,14 @@ def check(sc: Scenario, r: Result) -> None:
     r.ok = not f
 
 
-def run_all(cfg: Optional[Config] = None, seed: int = 1, dt: float = 0.25) -> list:
-    return [run(sc, cfg, seed, dt) for sc in scenarios()]
+def run_all(cfg: Optional[Config] = None, seed: int = 1, dt: float = 0.25, say=None) -> list:
+    """Every scenario's result; say(str), if given, hears which one runs."""
+    out, scs = [], scenarios()
+    for i, sc in enumerate(scs, 1):
+        if say:
+            say(f"scenario {i} of {len(scs)}: {sc.name}")
+        out.append(run(sc, cfg, seed, dt))
+    return out
 
 
 def table(results: list) -> str:

@@ -377,3 +377,22 @@ def test_real_sigint_exits_130(tmp_path):
     assert p.stdout == ""
     assert "Traceback" not in p.stderr
     assert p.stderr.strip() == "seawall: interrupted"
+
+
+def test_evaluate_says_which_scenario_runs_on_a_terminal_only(monkeypatch):
+    import io
+
+    from seawall.cli import tools
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    say = tools._progress_line("evaluate", quiet=False)
+    say("scenario 2 of 8: botnet")
+    assert tty.getvalue() == "\r\x1b[Kevaluate: scenario 2 of 8: botnet"
+    assert tools._progress_line("evaluate", quiet=True) is None  # --json
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert tools._progress_line("evaluate", quiet=False) is None  # not a terminal
