@@ -42,7 +42,7 @@ from test_fleet_lab import SEAWALL, TIMEOUT_S, _run, wait_for
 pytestmark = [pytest.mark.root, pytest.mark.netns]
 
 A_MAC1, X_MAC0, B_MAC1, X_MAC1 = "02:53:46:00:01:01", "02:53:46:00:01:02", "02:53:46:00:03:01", "02:53:46:00:03:02"
-A_SVC, B_SVC = "198.18.1.1", "198.18.3.1"
+A_SVC, B_SVC, A_SVC6 = "198.18.1.1", "198.18.3.1", "2001:2:0:1::1"
 API_A, API_B = "127.0.0.1:50081", "127.0.0.1:50082"
 ROUNDS = 10
 TTL_S = 6  # [ttl] base on A: a block's life, so that its withdrawal is seen within the round
@@ -73,7 +73,7 @@ api = "{api}"
 asn = 64512
 router_id = "198.18.0.1"
 peers = ["198.18.0.2 64513"]
-protect = ["{svc}"]
+protect = ["{svc}", "{svc6}"]
 max_import = 0
 """
 
@@ -90,7 +90,7 @@ asn = 64514
 router_id = "198.18.2.1"
 peers = ["198.18.2.2 64513"]
 protect = ["{svc}"]
-accept = ["198.18.1.0/24"]
+accept = ["198.18.1.0/24", "2001:2:0:1::/64"]
 max_import = {cap}
 """
 
@@ -264,12 +264,14 @@ def fleet_hosts(tmp_path, cap: int = 1000, bird_extra: str = ""):
                               (h.r, "r1", "198.18.2.2/24"), (h.b, "b0", "198.18.2.1/24")):
             _run("ip", "-n", ns, "addr", "add", addr, "dev", dev)
             _run("ip", "-n", ns, "link", "set", dev, "up")
+        _run("ip", "-n", h.a, "addr", "add", f"{A_SVC6}/64", "dev", "a1", "nodad")
         # B takes the attacker's sources on b1 (no reverse-path drop before its socket)
         _run("ip", "-n", h.b, "route", "add", "198.18.1.0/24", "dev", "b1")
         for ns in (h.a, h.b):
             _run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0",
                  "net.ipv4.conf.default.rp_filter=0")
-        cfg = {"a": DAEMON_A.format(api=API_A, svc=A_SVC, ttl=TTL_S), "b": DAEMON_B.format(api=API_B, svc=B_SVC, cap=cap)}
+        cfg = {"a": DAEMON_A.format(api=API_A, svc=A_SVC, svc6=A_SVC6, ttl=TTL_S),
+               "b": DAEMON_B.format(api=API_B, svc=B_SVC, cap=cap)}
         for host, api in (("a", API_A), ("b", API_B)):
             (tmp_path / f"seawall-{host}.toml").write_text(cfg[host])
             conf = h.seawall(host, "fleet", "speaker-config", "--config", str(tmp_path / f"seawall-{host}.toml")).stdout
@@ -452,7 +454,7 @@ def test_restarts_neither_drop_nor_duplicate_a_route(tmp_path):
         h.wait(lambda: _imported(h) == [], "B dropping its import", 10)
 
 
-def test_a_signature_on_a_is_enforced_in_b_signature_table_until_it_expires(tmp_path):
+def test_a_signature_on_a_is_enforced_in_b_until_it_expires_and_an_ipv6_block_reaches_b(tmp_path):
     with fleet_hosts(tmp_path) as h:
         src = "198.18.1.210"
         # the probe's frames: UDP from port 40000, 82 bytes with the Ethernet header
@@ -472,3 +474,11 @@ def test_a_signature_on_a_is_enforced_in_b_signature_table_until_it_expires(tmp_
         stats = json.loads(h.seawall("b", "stats", "-i", "b1", "--json").stdout)["interfaces"]["b1"]["reasons"]
         assert stats["drop_sig"]["packets"] >= PROBE_PPS, stats  # B's signature table dropped the probe
         assert len(times) >= PROBE_PPS, len(times)  # and let it through again after the expiry
+
+        # IPv6: a block on A for its IPv6 address, in B's blocklist from the router
+        h.seawall("a", "block", "add", "2001:2:0:66::/64")
+        h.wait(lambda: [(b["cidr"], b["source"]) for b in _imported(h)] == [("2001:2:0:66::/64", "bgp:198.18.2.2")],
+               "B importing the IPv6 block", 10)
+        assert f"flow6 {{ dst {A_SVC6}/128; src 2001:2:0:66::/64; }}" in h.birdc("show", "route", "table", "flowtab6")
+        h.seawall("a", "block", "del", "2001:2:0:66::/64")
+        h.wait(lambda: _imported(h) == [], "B dropping the IPv6 block", 10)
