@@ -80,7 +80,7 @@ def test_rules_name_only_exported_metrics(tmp_path):
 def test_promtool_check_rules():
     p = subprocess.run([PROMTOOL, "check", "rules", RULES], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "SUCCESS: 7 rules found" in p.stdout, p.stdout
+    assert f"SUCCESS: {len(CASES)} rules found" in p.stdout, p.stdout
 
 
 # Each case: input series (15 s apart), then [eval time, alerts expected firing].
@@ -100,6 +100,8 @@ CASES = {
                       [("15s", []), ("30s", [{"severity": "warning"}])]),
     "SeawallAttackOngoing": ([f'seawall_alarm{{{L}}}: "1+0x80"'],
                              [("10m", []), ("16m", [{"severity": "critical"}])]),
+    "SeawallFleetPeerDown": ([f'seawall_fleet_session_up{{{L}, peer="198.18.0.2"}}: "1 1 0 0 0 0 0 0"'],
+                             [("45s", []), ("1m45s", [{"peer": "198.18.0.2", "severity": "warning"}])]),
 }
 
 
@@ -133,7 +135,7 @@ def test_promtool_fires_each_alert_at_its_time(alertname, tmp_path):
     rules = tmp_path / "rules.yml"
     with open(RULES) as f:
         rules.write_text(without_annotations(f.read()))
-    assert "annotations" not in rules.read_text() and rules.read_text().count("- alert:") == 7
+    assert "annotations" not in rules.read_text() and rules.read_text().count("- alert:") == len(CASES)
     lines = [f"rule_files: [{rules}]", "evaluation_interval: 15s", "tests:",
              "  - interval: 15s", "    input_series:"]
     for s in series:
