@@ -163,8 +163,8 @@ class Daemon:
                 if os.path.exists(self.paths.owned):
                     os.unlink(self.paths.owned)
                 return
-            tmp = self.paths.owned + ".tmp"
-            with open(tmp, "w") as f:
+            tmp = self.paths.owned + ".tmp"  # root's alone, as every state file
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "w") as f:
                 json.dump(sorted(names), f)
                 f.flush()
                 os.fsync(f.fileno())

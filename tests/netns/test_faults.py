@@ -164,6 +164,8 @@ def test_a_stop_detaches_what_the_daemon_attached_even_after_a_crash(dlab, tmp_p
     ev1 = Events(d1)
     ev1.wait("started", 60)
     ev1.wait("attached", 1, interface="sws0")
+    owned = os.path.join(lab.paths.state_dir, "attached-by-daemon.json")
+    assert os.stat(owned).st_mode & 0o777 == 0o600, "a state file readable by others"
     d1.send_signal(signal.SIGKILL)
     d1.wait(10)
     assert attached(lab) == {"sws0", "swa0"}
