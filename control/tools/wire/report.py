@@ -52,6 +52,9 @@ def summarise(runs: list) -> list[dict]:
         ok = [r for r in rs if "error" not in r]
         flood = [r for r in ok if r.get("segments")]
         cuts = _cuts(flood)
+        # a daemon started during the flood: its cut counted from its own start as well
+        since = [c - r["daemon_starts_s"][0] for c, r in zip(cuts, flood)
+                 if r.get("start") == "during" and r.get("daemon_starts_s")]
         after = [r["passed_after_cut"] for r in flood]
         total = [r["passed_total"] for r in flood]
         cust = [r["customers"] for r in ok]
@@ -61,6 +64,8 @@ def summarise(runs: list) -> list[dict]:
             "flood": bool(flood),
             "cut_runs": int(sum(c != NEVER for c in cuts)),
             "cut_median": _never(_median(cuts)), "cut_worst": _never(max(cuts)) if cuts else None,
+            "cut_since_daemon_median": _never(_median(since)) if since else None,
+            "cut_since_daemon_worst": _never(max(since)) if since else None,
             "passed_after_cut_median": _median(after),
             "passed_after_cut_worst": max((a for a in after if a is not None), default=None),
             "passed_total_median": _median(total), "passed_total_worst": max(total) if total else None,
@@ -105,6 +110,9 @@ def table(runs: list) -> str:
         if s["flood"]:
             cut_in = f"{s['cut_runs']}/{s['runs'] - s['errors']}"
             cut = f"{_fmt_s(s['cut_median'])} / {_fmt_s(s['cut_worst'])}"
+            if s["cut_since_daemon_median"] is not None:
+                cut += (f" ({_fmt_s(s['cut_since_daemon_median'])} / {_fmt_s(s['cut_since_daemon_worst'])} "
+                        "after the daemon's start)")
             after = f"{_pct(s['passed_after_cut_median'])} / {_pct(s['passed_after_cut_worst'])}"
             total = f"{_pct(s['passed_total_median'])} / {_pct(s['passed_total_worst'])}"
             if s["later_pulses_passed_worst"] is not None:
