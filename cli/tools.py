@@ -27,8 +27,9 @@ from seawall.control.errors import SeawallError, UsageError
 @click.option("--quick", is_flag=True, help="--wire: the short subset for CI (about 2 minutes)")
 @click.option("--pps", type=click.IntRange(1000, 200000), default=40000, show_default=True,
               help="--wire: the floods' rate, packets/s")
-@click.option("--captures", "capture_dir", default="/work/shared/captures", show_default=True, metavar="DIR",
-              help="--wire: the folder of the two real captures")
+@click.option("--captures", "capture_dir", envvar="SEAWALL_CAPTURES", metavar="DIR",
+              help="--wire: the folder of the two real captures [default: shared/captures beside the "
+                   "checkout; env SEAWALL_CAPTURES]")
 @click.option("--seawall", "seawall_exe", metavar="PATH", type=click.Path(dir_okay=False),
               help="--wire: the seawall to evaluate [default: the one beside this Python]")
 @click.option("--keep", is_flag=True, help="--wire: keep the samples and logs (their folder is printed)")
@@ -87,13 +88,14 @@ def _evaluate_wire(names, runs, quick, pps, capture_dir, seawall_exe, keep, as_j
     import shutil
     import time
 
-    from seawall.control.tools.wire import report, runner, scenarios
+    from seawall.control.tools.wire import floods, report, runner, scenarios
 
     try:
         scs = scenarios.select(tuple(names), quick, pps)
     except ValueError as e:
         raise UsageError(f"--scenario: {e}") from None
     exe = seawall_exe or runner.default_seawall()
+    capture_dir = capture_dir or floods.default_capture_dir()
     try:
         runner.check_tools(scs, capture_dir, exe, fastnetmon)
     except RuntimeError as e:

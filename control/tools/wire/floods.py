@@ -20,7 +20,7 @@ server 198.18.0.1; no kind ever uses those):
   first fragment (UDP header, source port 53, MF) and a non-first one
   (offset 1480, no L4 header);
 - syn: spoofed SYNs from 198.19.0.0/16 to the served port (8080);
-- capture:NAME: a file of /work/shared/captures (or --captures DIR)
+- capture:NAME: a file of the project's ../shared/captures (or --captures DIR)
   rewritten with tcprewrite: Ethernet addresses the lab's, destination the
   server, sources mapped into 198.19.0.0/16 (host bits kept).
 """
@@ -36,7 +36,18 @@ from dataclasses import dataclass
 from seawall.control.tools.wire.lab import ATTACKER_MAC, HTTP_PORT, IF_ATTACKER, SERVER, SERVER_MAC
 
 CAPTURES = {"capture-syn": "pkt.TCP.synflood.spoofed.pcap", "capture-snmp": "amp.UDP.snmp.src161.pcapng"}
-DEFAULT_CAPTURE_DIR = "/work/shared/captures"
+
+
+def default_capture_dir() -> str:
+    """shared/captures beside the checkout this runs from (the project's
+    ../shared/captures), or captures/ in the current folder elsewhere."""
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    if os.path.exists(os.path.join(top, "pyproject.toml")):
+        return os.path.join(os.path.dirname(top), "shared", "captures")
+    return os.path.abspath("captures")
+
+
+DEFAULT_CAPTURE_DIR = default_capture_dir()
 KINDS = ("single", "botnet", "botnet_tcp", "spoofed", "reflect", "frag", "syn", *CAPTURES)
 
 
