@@ -99,15 +99,14 @@ def status(app, as_json):
         store = None
     blocks = store.block_list() if store else []
     allows = store.allow_list() if store else []
+    auto = sum(1 for e in blocks if e.source == "auto")
+    bgp = sum(1 for e in blocks if e.source.startswith("bgp"))
     obj = {
         "bpffs": app.paths.pin_root,
         "state_dir": app.paths.state_dir,
         "lists_pinned": store is not None,
         "interfaces": [s.to_json() for s in ifs],
-        "blocklist": {"entries": len(blocks),
-                      "auto": sum(1 for e in blocks if e.source == "auto"),
-                      "manual": sum(1 for e in blocks if e.source not in ("auto",) and not e.source.startswith("bgp")),
-                      "bgp": sum(1 for e in blocks if e.source.startswith("bgp"))},
+        "blocklist": {"entries": len(blocks), "auto": auto, "manual": len(blocks) - auto - bgp, "bgp": bgp},
         "allowlist": {"entries": len(allows)},
     }
     # like systemctl status: not 0 when something that should filter does not

@@ -59,29 +59,18 @@ def evaluate(seed, interval, as_json, wire, scenarios, runs, quick, pps, capture
         raise UsageError("--scenario, --runs, --quick, --seawall, --keep and --fastnetmon go with --wire")
     from seawall.control.tools import harness
 
-    results = harness.run_all(seed=seed, dt=interval, say=_progress_line("evaluate", as_json))
+    progress = _progress("evaluate", as_json)
+    try:
+        results = harness.run_all(seed=seed, dt=interval, say=progress and progress.say)
+    finally:
+        if progress is not None:
+            progress.done()
     if as_json:
         emit_json([r.to_json() for r in results])
     else:
         click.echo(harness.table(results))
     if not all(r.ok for r in results):
         raise SeawallError("a scenario missed its bound")
-
-
-def _progress_line(what: str, quiet: bool):
-    """On a terminal (stderr), one line rewritten in place per step, cleared
-    at the end of the command; None off a terminal or with --json."""
-    stream = sys.stderr
-    if quiet or not stream.isatty():
-        return None
-    import atexit
-
-    def say(text: str) -> None:
-        stream.write(f"\r\x1b[K{what}: {text}")
-        stream.flush()
-
-    atexit.register(lambda: (stream.write("\r\x1b[K"), stream.flush()))
-    return say
 
 
 def _evaluate_wire(names, runs, quick, pps, capture_dir, seawall_exe, keep, as_json, fastnetmon=False) -> None:
@@ -157,7 +146,7 @@ def replay(app, capture, config_path, interval, background, warmup, seed, as_jso
     """
     from seawall.control import config as configmod
     from seawall.control.tools import pcap as pcapmod
-    from seawall.control.tools.replay import Progress, check
+    from seawall.control.tools.replay import check
     from seawall.control.tools.replay import replay as run_replay
 
     if plot_path is not None:  # before the replay, which takes a while
@@ -171,9 +160,7 @@ def replay(app, capture, config_path, interval, background, warmup, seed, as_jso
         dt = configmod.from_dict({"daemon": {"interval": interval}}, "--interval").daemon.interval
     except configmod.ConfigError as e:
         raise UsageError(str(e).replace("--interval: [daemon] interval: ", "--interval: ")) from None
-    progress = None
-    if not (quiet or as_json) and sys.stderr.isatty():
-        progress = Progress(lambda s: (sys.stderr.write(s), sys.stderr.flush()), "replay")
+    progress = _progress("replay", quiet or as_json)
     try:
         # validate the whole capture before compiling anything: one streaming pass
         summary = check(capture, pcapmod.scan(capture, progress and progress.reading))
@@ -192,6 +179,16 @@ def replay(app, capture, config_path, interval, background, warmup, seed, as_jso
 
         plot.write_png(plot_path, plot.render(res, cfg.detection.threshold))
         click.echo(f"plot: {plot_path}", err=as_json)
+
+
+def _progress(what: str, quiet: bool):
+    """A progress line on stderr when it is a terminal (replay.Progress),
+    else None."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from seawall.control.tools.replay import Progress
+
+    return Progress(lambda s: (sys.stderr.write(s), sys.stderr.flush()), what)
 
 
 def _replay_summary(res) -> None:

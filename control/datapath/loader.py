@@ -405,8 +405,8 @@ def _load_and_attach(ifname, pin_root, folder, mode, config_flags, defines, befo
             netlink.set_xdp(ifname, loaded.prog_fd, MODE_FLAGS[m])
             used = m
             break
-        except SeawallError as e:
-            last_err = str(e).rpartition(": ")[2]
+        except netlink.XdpRefused as e:
+            last_err = e.reason
     if used is None:
         loaded.close()
         raise SeawallError(f"cannot attach XDP to {ifname} in {mode} mode: {last_err}")
@@ -511,8 +511,5 @@ def detach(ifname: str, pin_root: str, attached_mode: Optional[str]) -> None:
     """Remove the XDP program from ifname (if attached_mode is set) and the
     interface's pins. Host-wide lists stay."""
     if attached_mode is not None:
-        try:
-            netlink.set_xdp(ifname, -1, MODE_FLAGS.get(attached_mode, 0))
-        except SeawallError as e:
-            raise SeawallError(f"cannot detach XDP from {ifname}: {str(e).rpartition(': ')[2]}") from None
+        netlink.set_xdp(ifname, -1, MODE_FLAGS.get(attached_mode, 0))
     shutil.rmtree(iface_dir(pin_root, ifname), ignore_errors=True)

@@ -100,6 +100,15 @@ IFLA_XDP_FD, IFLA_XDP_FLAGS, IFLA_XDP_EXPECTED_FD = 1, 3, 8
 XDP_FLAGS_REPLACE = 1 << 4
 
 
+class XdpRefused(SeawallError):
+    """The kernel refused an XDP attach or detach; reason: its word."""
+
+    def __init__(self, ifname: str, attach: bool, reason: str):
+        what = f"attach XDP to {ifname}" if attach else f"detach XDP from {ifname}"
+        super().__init__(f"cannot {what}: {reason}")
+        self.reason = reason
+
+
 def set_xdp(ifname: str, prog_fd: int, flags: int, expected_fd: Optional[int] = None) -> None:
     """Attach the program prog_fd to ifname (-1: remove the one attached)
     with these XDP_FLAGS_* (the mode's), by one RTM_SETLINK: how the
@@ -124,4 +133,4 @@ def set_xdp(ifname: str, prog_fd: int, flags: int, expected_fd: Optional[int] = 
     _, kind, _, _, _ = _NLMSG.unpack_from(buf, 0)
     err = -struct.unpack_from("=i", buf, _NLMSG.size)[0] if kind == NLMSG_ERROR else 0
     if err:
-        raise SeawallError(f"cannot attach XDP to {ifname}: {os.strerror(err)}")
+        raise XdpRefused(ifname, prog_fd >= 0, os.strerror(err))

@@ -328,7 +328,11 @@ def record(k: str, func: str, prog_type: int, license: str, kern_version: int, i
 
 
 class _Mismatch(Exception):
-    """A pinned map is not the one the entry was built with."""
+    """A pinned map is not the one the entry was built with (why: how)."""
+
+    def __init__(self, text: str, why: str):
+        super().__init__(text)
+        self.why = why
 
 
 def mismatches(entry: Entry, folders: dict, skip: tuple = ()) -> list:
@@ -342,13 +346,10 @@ def mismatches(entry: Entry, folders: dict, skip: tuple = ()) -> list:
             continue
         path = os.path.join(folders[rec.scope], rec.pin)
         if os.path.exists(path):
-            fd = bpf.obj_get(path)
             try:
-                why = rec.fits(bpf.map_info(fd))
-            finally:
-                os.close(fd)
-            if why:
-                out.append(f"{rec.pin}: {why}")
+                os.close(_open_pinned(rec, path))
+            except _Mismatch as e:
+                out.append(f"{rec.pin}: {e.why}")
     return out
 
 
@@ -364,62 +365,17 @@ def _open_map(rec: MapRecord, folders: dict) -> int:
             return fd
         except OSError:  # pinned meanwhile by another loader: use theirs
             os.close(fd)
+    return _open_pinned(rec, path)
+
+
+def _open_pinned(rec: MapRecord, path: str) -> int:
+    """The fd of the map pinned at path, if it is rec's twin (else _Mismatch)."""
     fd = bpf.obj_get(path)
     why = rec.fits(bpf.map_info(fd))
     if why:
         os.close(fd)
-        raise _Mismatch(f"pinned map {path} differs: {why}")
+        raise _Mismatch(f"pinned map {path} differs: {why}", why)
     return fd
-
-
-_PREALLOCATED = {bpf.MAP_TYPE_HASH, bpf.MAP_TYPE_PERCPU_HASH, bpf.MAP_TYPE_LRU_HASH, bpf.MAP_TYPE_LRU_PERCPU_HASH}
-BPF_F_NO_PREALLOC = 1
-
-
-def _creation_cost(rec: MapRecord) -> int:
-    """How long the kernel takes to create rec's map, roughly: a hash
-    table allocates each element up front (each CPU's share on its own for
-    the per-CPU types: 44 ms for 64k x 2 here); an array or trie only
-    zeroes memory, or allocates nothing."""
-    if rec.type in _PREALLOCATED and not rec.flags & BPF_F_NO_PREALLOC:
-        return rec.max_entries * 64 * ((os.cpu_count() or 1) if rec.type in bpf.PERCPU_TYPES else 1)
-    return rec.max_entries * rec.value_size // 8
-
-
-def _open_maps(recs: tuple, folders: dict, fds: list) -> list:
-    """[(record, fd)] of recs, each opened or created (_open_map), every
-    fd also appended to fds (the caller closes them, on failure too). The
-    largest map is made in a thread beside the others: creating a
-    preallocated table takes the kernel tens of milliseconds (the 64k
-    per-CPU LRU of sources, 40 ms here), without the GIL."""
-    if not recs:
-        return []
-    big = max(recs, key=_creation_cost)
-    out: dict = {}
-
-    def make() -> None:
-        try:
-            out["fd"] = _open_map(big, folders)
-        except BaseException as e:  # raised in the caller's thread below
-            out["error"] = e
-
-    th = threading.Thread(target=make, name="map-create", daemon=True)
-    th.start()
-    done = []
-    try:
-        for rec in recs:
-            if rec is not big:
-                fd = _open_map(rec, folders)
-                fds.append(fd)
-                done.append((rec, fd))
-    finally:
-        th.join()
-        if "fd" in out:
-            fds.append(out["fd"])
-            done.append((big, out["fd"]))
-    if "error" in out:
-        raise out["error"]
-    return done
 
 
 def instantiate(entry: Entry, folders: dict, meanwhile: Optional[Callable[[], None]] = None) -> tuple:
@@ -438,7 +394,9 @@ def instantiate(entry: Entry, folders: dict, meanwhile: Optional[Callable[[], No
     fds = []
     try:
         where = {}
-        for rec, fd in _open_maps(entry.maps, folders, fds):
+        for rec in entry.maps:
+            fd = _open_map(rec, folders)
+            fds.append(fd)
             where.update({i: fd for i in rec.slots})
         prog_fd = _verify(entry, patch(entry.insns, where), meanwhile)
         tag = bytes(bpf.prog_info(prog_fd).tag).hex()

@@ -207,6 +207,10 @@ class Progress:
         self.write(f"\r{self.name}: {text}\x1b[K")
         self.shown = True
 
+    def say(self, text: str) -> None:
+        """Any other step's line (`seawall evaluate`: the scenario running)."""
+        self._show(text)
+
     def reading(self, packets: int) -> None:
         self._show(f"reading, {packets:,} packets")
 

@@ -390,9 +390,11 @@ def test_evaluate_says_which_scenario_runs_on_a_terminal_only(monkeypatch):
 
     tty = Tty()
     monkeypatch.setattr(sys, "stderr", tty)
-    say = tools._progress_line("evaluate", quiet=False)
-    say("scenario 2 of 8: botnet")
-    assert tty.getvalue() == "\r\x1b[Kevaluate: scenario 2 of 8: botnet"
-    assert tools._progress_line("evaluate", quiet=True) is None  # --json
+    progress = tools._progress("evaluate", quiet=False)
+    progress.say("scenario 2 of 8: botnet")
+    assert tty.getvalue() == "\revaluate: scenario 2 of 8: botnet\x1b[K"
+    progress.done()
+    assert tty.getvalue().endswith("\r\x1b[K")  # the line cleared at the end
+    assert tools._progress("evaluate", quiet=True) is None  # --json
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    assert tools._progress_line("evaluate", quiet=False) is None  # not a terminal
+    assert tools._progress("evaluate", quiet=False) is None  # not a terminal
