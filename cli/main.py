@@ -18,7 +18,7 @@ from typing import Optional
 
 import click
 
-from seawall.cli import ifaces, lists, serving, service, sig, tools
+from seawall.cli import ifaces, lists, serving, service, sig, synproxy, tools
 from seawall.cli.fleet import fleet
 from seawall.cli.common import PROG, App
 from seawall.control.errors import SeawallError, UsageError
@@ -48,7 +48,7 @@ def cli(ctx, pin_root, state_dir, cache_dir):
     ctx.obj = App(Paths.from_env(pin_root, state_dir, cache_dir))
 
 
-for module in (ifaces, lists, sig, service, tools, serving):
+for module in (ifaces, lists, sig, synproxy, service, tools, serving):
     for command in module.COMMANDS:
         cli.add_command(command)
 cli.add_command(fleet)
