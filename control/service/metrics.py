@@ -12,7 +12,7 @@ from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from seawall.control.datapath import sigtable, tries
+from seawall.control.datapath import sigtable, synports, tries
 from seawall.control.errors import SeawallError
 from seawall.control.datapath.interfaces import Interfaces
 from seawall.control.lists.store import lists_pinned
@@ -38,6 +38,25 @@ class SeawallCollector(Collector):
         finally:
             maps.close()
             sigs.close()
+
+    def _synproxy(self):
+        """Ports whose SYNs the datapath answers with cookies (syn_ports
+        entries active and unexpired: one batch read of the array), by source."""
+        g = GaugeMetricFamily("seawall_synproxy_ports", "TCP ports under SYN protection (SYN cookies at the "
+                              "NIC), by source", labels=["source"])
+        n = {"auto": 0, "manual": 0}
+        if synports.pinned(self.paths.pin_root):
+            table = synports.SynPortTable(self.paths.pin_root)
+            try:
+                for p in table.active(Clock().boot_ns()):
+                    n["auto" if p.auto else "manual"] += 1
+            except OSError:
+                pass
+            finally:
+                table.close()
+        for source, count in n.items():
+            g.add_metric([source], count)
+        return g
 
     def collect(self):
         ifs = Interfaces(self.paths)
@@ -81,6 +100,7 @@ class SeawallCollector(Collector):
         yield bl
         yield GaugeMetricFamily("seawall_allowlist_entries", "Allowlist entries", value=allows)
         yield GaugeMetricFamily("seawall_signature_rules", "Live signature rules", value=sigs)
+        yield self._synproxy()
 
         d = self.daemon
         if d is None:

@@ -18,7 +18,7 @@ EXPORTED = {
     "seawall_anomaly_score", "seawall_alarm", "seawall_observed_packets_per_second",
     "seawall_volume_ratio", "seawall_baseline_learnt_seconds", "seawall_baseline_packets_per_second",
     "seawall_build_info", "seawall_anomaly_threshold", "seawall_filter_attached", "seawall_filter_reattach_total",
-    "seawall_filter_maps_missing",
+    "seawall_filter_maps_missing", "seawall_synproxy_ports",
     "seawall_fleet_session_up", "seawall_fleet_routes_out", "seawall_fleet_routes_in", "seawall_fleet_imported_entries",
 }
 

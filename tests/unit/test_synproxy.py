@@ -424,6 +424,32 @@ def test_a_damaged_state_file_is_one_line(sp):
         sp.enable(443)
 
 
+def test_the_gauge_counts_active_entries_by_source(tmp_path, monkeypatch):
+    from seawall.control.service.metrics import SeawallCollector
+
+    seen = {}
+
+    class Table:
+        def __init__(self, root):
+            seen["root"] = root
+
+        def active(self, now_ns=None):
+            seen["now"] = now_ns
+            return [synports.SynPort(p, 0, auto, 10, 1460, 1440) for p, auto in ((22, False), (443, True), (80, True))]
+
+        def close(self):
+            seen["closed"] = True
+
+    monkeypatch.setattr(synports, "pinned", lambda root: True)
+    monkeypatch.setattr(synports, "SynPortTable", Table)
+    fam = SeawallCollector(Paths(pin_root=str(tmp_path)))._synproxy()
+    assert fam.name == "seawall_synproxy_ports"
+    assert {s.labels["source"]: s.value for s in fam.samples} == {"auto": 2, "manual": 1}
+    assert seen["root"] == str(tmp_path) and seen["now"] > 0 and seen["closed"]
+    monkeypatch.setattr(synports, "pinned", lambda root: False)
+    assert [s.value for s in SeawallCollector(Paths(pin_root=str(tmp_path)))._synproxy().samples] == [0, 0]
+
+
 # --- the command line ----------------------------------------------------------------
 
 
