@@ -70,9 +70,16 @@ def synproxy_add(app, port, ttl, reason):
       seawall synproxy add 443
       seawall synproxy add 8080 --ttl 30m --reason "SYN flood, ticket 4713"
     """
-    e, updated = _open(app).enable(port, ttl, reason)
+    sp = _open(app)
+    e, updated = sp.enable(port, ttl, reason)
     until = f"for {format_duration(ttl)}" if ttl else "until removed"
     click.echo(f"{'updated' if updated else 'protected'} port {e.port} {until}")
+    if sp.seeded:
+        click.echo(f"{sp.seeded} connection{'s' if sp.seeded > 1 else ''} open on the port added to conntrack, "
+                   f"so that they carry on", err=True)
+    if sp.seed_error:
+        click.echo(f"warning: connections open on the port before may stall while it is protected "
+                   f"(cannot add them to conntrack: {sp.seed_error})", err=True)
 
 
 @synproxy.command("del")

@@ -7,8 +7,9 @@ The order is the invariant the datapath relies on: its entry for a port
 is never active without the nft rule for the port beside it (it passes on
 ACKs whose cookie only SYNPROXY can finish).
 
-    on:  requirements checked -> nft table or set element -> tcp_loose=0
-         -> syn_ports entry
+    on:  requirements checked -> the port's open connections added to
+         conntrack (conntrack.py) -> nft table or set element ->
+         tcp_loose=0 -> syn_ports entry
     off: syn_ports entry cleared -> set element removed -> with the last
          port, the table deleted and tcp_loose put back
 
@@ -79,6 +80,8 @@ class SynProxy:
         self.table = synports.SynPortTable(paths.pin_root)
         self._seen: Optional[tuple] = None  # (inode, mtime_ns, size) of the state file when last read
         self._due: Optional[float] = None  # its earliest expiry then
+        self.seeded = 0  # open connections added to conntrack by this object's changes
+        self.seed_error: Optional[str] = None  # why the last seeding failed, if it did
 
     def close(self) -> None:
         self.table.close()
@@ -223,7 +226,12 @@ class SynProxy:
             if want.loose_saved is not None:
                 self._write(LOOSE, want.loose_saved)
             return replace(want, loose_saved=None, wscale=None)
-        # 2. the nft table, or its set
+        # 2. the connections the new ports hold already, made known to
+        # conntrack (conntrack.py), or tcp_loose=0 would cut off the idle ones
+        new = set(live) - (table.ports if table is not None else set())
+        if new:
+            self._seed(new)
+        # 3. the nft table, or its set
         wscale = self.wscale()
         if table is None or table.wscales != {wscale} or table.rules != rules.RULES:
             self._nft(rules.render(wscale, synports.MSS4, synports.MSS6, live, replace_table=table is not None))
@@ -232,20 +240,31 @@ class SynProxy:
                 self._nft(rules.element("add", set(live) - table.ports))
             if table.ports - set(live):
                 self._nft(rules.element("delete", table.ports - set(live)))
-        # 3. conntrack: a cookie ACK must reach SYNPROXY as INVALID, not be picked up
+        # 4. conntrack: a cookie ACK must reach SYNPROXY as INVALID, not be picked up
         loose = int(self._read(LOOSE))
         if loose != 0:
             if want.loose_saved is None:
                 want = replace(want, loose_saved=loose)
                 self._save(want)
             self._write(LOOSE, 0)
-        # 4. the datapath's entries (all of them: the window scale may have changed)
+        # 5. the datapath's entries (all of them: the window scale may have changed)
         if live and not synports.pinned(self.paths.pin_root):
             raise SeawallError(f"no syn_ports map under {self.paths.pin_root}: attach a seawall build "
                                f"with SYN protection (seawall attach IFACE)")
         for e in live.values():
             self.table.put(self._synport(e, wscale))
         return replace(want, wscale=wscale)
+
+    def _seed(self, ports: set) -> None:
+        """conntrack.seed of the ports' open connections, best effort:
+        protection comes first, so a failure is kept in seed_error (for the
+        caller to say) rather than raised."""
+        from seawall.control.synproxy import conntrack
+
+        try:
+            self.seeded += conntrack.seed(conntrack.connections(ports))
+        except (OSError, SeawallError) as e:
+            self.seed_error = str(e)
 
     def _commit(self, have: State, want: State, now: float) -> State:
         """_apply(want) and save it, all or nothing: on a failure the

@@ -247,6 +247,7 @@ def sp(tmp_path, monkeypatch, kernel):
 
     s._nft = nft
     s.nft_table = nft_table
+    s._seed = lambda ports: kernel.log.append(f"seed {sorted(ports)}")
     real_write = s._write
 
     def write(key, value):
@@ -264,7 +265,7 @@ def loose(sp) -> str:
 def test_on_is_requirements_then_nft_then_loose_then_the_entry(sp, kernel):
     e, updated = sp.enable(443, ttl=600, reason="SYN flood")
     assert not updated and e.port == 443 and e.expires_at == sp.clock.wall() + 600
-    assert kernel.log == ["nft table [443]", "loose=0", "put 443"]
+    assert kernel.log == ["seed [443]", "nft table [443]", "loose=0", "put 443"]
     p = kernel.entries[443]
     assert (p.wscale, p.mss4, p.mss6, p.auto) == (10, synports.MSS4, synports.MSS6, False)
     assert p.expires_ns == sp.clock.wall_to_boot_ns(e.expires_at)
@@ -277,7 +278,7 @@ def test_a_second_port_is_a_set_element(sp, kernel):
     sp.enable(443)
     kernel.log.clear()
     sp.enable(8080, source="auto")
-    assert kernel.log == ["nft add element", "put 443", "put 8080"]
+    assert kernel.log == ["seed [8080]", "nft add element", "put 443", "put 8080"]
     assert kernel.table == {443, 8080} and kernel.entries[8080].auto
 
 
@@ -368,7 +369,8 @@ def test_prune_sees_another_process_s_change(sp, kernel):
     sp.enable(443)
     assert sp.prune() == 0  # remembers: nothing expires
     other = SynProxy(sp.paths, sp.clock, nft=sp.nft, sysctl=sp.sysctl)
-    other.table, other._nft, other.nft_table, other._write = kernel, sp._nft, sp.nft_table, sp._write
+    other.table, other._nft, other.nft_table, other._write, other._seed = kernel, sp._nft, sp.nft_table, sp._write, \
+        sp._seed
     other.enable(22, ttl=5)
     sp.clock.t += 6
     assert sp.prune() == 1 and kernel.table == {443}
@@ -392,7 +394,7 @@ def test_restore_puts_back_what_the_state_holds_and_clears_what_it_does_not(sp, 
     sp.clock.t += 40  # 8080 expired meanwhile
     kernel.log.clear()
     assert sp.restore() == 1
-    assert kernel.log[0] == "clear 9999" and kernel.log[1:] == ["nft table [443]", "loose=0", "put 443"]
+    assert kernel.log == ["clear 9999", "seed [443]", "nft table [443]", "loose=0", "put 443"]
     st = sp.read_state()
     assert set(st.ports) == {443} and st.loose_saved == 1
     assert sp.restore() == 0  # in step: nothing to put back
@@ -448,6 +450,33 @@ def test_the_gauge_counts_active_entries_by_source(tmp_path, monkeypatch):
     assert seen["root"] == str(tmp_path) and seen["now"] > 0 and seen["closed"]
     monkeypatch.setattr(synports, "pinned", lambda root: False)
     assert [s.value for s in SeawallCollector(Paths(pin_root=str(tmp_path)))._synproxy().samples] == [0, 0]
+
+
+# --- the open connections handed to conntrack ---------------------------------------
+
+
+def test_connections_are_the_port_s_past_the_handshake_v4_mapped_as_v4(monkeypatch):
+    from seawall.control.datapath import sockets
+    from seawall.control.detect.serving import ESTABLISHED, LISTEN, SocketTable
+    from seawall.control.synproxy import conntrack
+
+    table = SocketTable.from_rows([
+        (6, LISTEN, "0.0.0.0", 443, "0.0.0.0", 0),
+        (6, ESTABLISHED, "198.18.0.1", 443, "198.18.0.10", 40000),
+        (6, ESTABLISHED, "::ffff:198.18.0.1", 443, "::ffff:198.18.0.20", 40001),  # dual-stack socket
+        (6, ESTABLISHED, "2001:2::1", 443, "2001:2::10", 40002),
+        (6, 8, "198.18.0.1", 443, "198.18.0.30", 40003),  # CLOSE_WAIT: still open
+        (6, ESTABLISHED, "198.18.0.1", 22, "198.18.0.10", 40004),  # another port
+        (17, 7, "198.18.0.1", 443, "0.0.0.0", 0),  # UDP
+    ])
+    monkeypatch.setattr(sockets, "read_table", lambda: table)
+    assert conntrack.connections([443]) == [
+        (4, "198.18.0.1", 443, "198.18.0.10", 40000),
+        (4, "198.18.0.1", 443, "198.18.0.20", 40001),
+        (6, "2001:2::1", 443, "2001:2::10", 40002),
+        (4, "198.18.0.1", 443, "198.18.0.30", 40003),
+    ]
+    assert conntrack.seed([]) == 0  # nothing to add: no netlink socket opened
 
 
 # --- the command line ----------------------------------------------------------------
