@@ -245,7 +245,10 @@ def top(app, interval, metrics_url):
 @click.option("--save", "save_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="also write the JSON report to FILE")
 @click.option("--seed", type=int, default=1, show_default=True, help="seed of the address lists and traffic")
-def bench(as_json, quick, full, repeat, runs, profile, plot_path, save_path, seed):
+@click.option("--syn-flood", type=click.IntRange(10_000, 10_000_000), metavar="N",
+              help="also the host's CPU per million spoofed SYNs on veth, kernel syncookies against XDP's, N SYNs "
+                   "a flood [default with --full: 1000000]")
+def bench(as_json, quick, full, repeat, runs, profile, plot_path, save_path, seed, syn_flood):
     """Measure seawall side by side with the empty program and xdp-filter:
     per-packet cost (BPF_PROG_TEST_RUN), the daemon's scoring cycle and
     bulk list install, and memory. (scripts/bench adds customers served
@@ -260,12 +263,14 @@ def bench(as_json, quick, full, repeat, runs, profile, plot_path, save_path, see
       seawall bench
       seawall bench --profile --plot docs/bench.png
       seawall bench --quick --json
+      seawall bench --quick --syn-flood 200000
     """
     from seawall.control.tools import bench as benchmod
 
     if os.geteuid() != 0:
         raise SeawallError("`seawall bench` needs root (BPF and bpffs); run it with sudo")
-    p = benchmod.Params.make(quick=quick, full=full, repeat=repeat, runs=runs, profile=profile or None, seed=seed)
+    p = benchmod.Params.make(quick=quick, full=full, repeat=repeat, runs=runs, profile=profile or None, seed=seed,
+                             syn_flood=syn_flood)
     args = sys.argv[sys.argv.index("bench") + 1:] if "bench" in sys.argv else []
     command = " ".join(["seawall bench", *args])
 

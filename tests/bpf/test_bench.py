@@ -142,3 +142,93 @@ def test_nothing_is_left_behind(report):
     assert not report["_leftover_pins"]
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "swt-bench-" not in netns
+
+
+# --- the SYN cases (control/tools/bench/syn.py) ----------------------------------------------------
+
+SYN_COOKIE_CASES = ("syn_cookie", "syn_cookie_ipv6")
+
+
+def test_the_syn_cases_were_answered_with_cookie_syn_acks(report):
+    """The bench fails (and this fixture with it) unless every SYN of a
+    cookie case came back XDP_TX, as a SYN-ACK to its source, counted
+    under tx_syncookie; the report must say so, against its own floor."""
+    from seawall.control.tools.bench.syn import PROTECTED_PORT, SINGLE_FLOOR
+
+    cases = by_name(report)
+    n = report["params"]["syn_packets"]
+    floor = cases[SINGLE_FLOOR]
+    assert floor["packets"] == n and floor["ns_per_packet"] > 0 and floor["ratio_to_floor"] == 1.0
+    for name in SYN_COOKIE_CASES:
+        c = cases[name]
+        assert (c["verdict"], c["reason"], c["dport"], c["packets"]) == ("tx", "tx_syncookie", PROTECTED_PORT, n), c
+        assert c["floor"] == SINGLE_FLOOR
+        assert math.isclose(c["ratio_to_floor"], c["ns_per_packet"] / floor["ns_per_packet"], abs_tol=0.01), c
+        assert 0 < c["p10_ns"] <= c["ns_per_packet"] <= c["p90_ns"], c  # a trimmed mean lies inside
+    u = cases["syn_unprotected"]
+    assert (u["verdict"], u["reason"], u["packets"]) == ("pass", "pass_clean", n), u
+    assert u["dport"] != PROTECTED_PORT
+
+
+def test_the_syn_frames_are_linux_syns_with_valid_checksums():
+    import scapy.layers.inet  # noqa: F401 - binds IP and TCP under Ether
+    import scapy.layers.inet6  # noqa: F401
+    from scapy.layers.l2 import Ether
+
+    from seawall.control.tools.bench.syn import spoofed_syns
+
+    for version in (4, 6):
+        frames = spoofed_syns(version, 8443, 50, 7)
+        assert len({f[26:30] if version == 4 else f[22:38] for f in frames}) == 50  # a new source each
+        for f in frames:
+            p = Ether(f)
+            tcp = p["TCP"]
+            assert tcp.flags == "S" and tcp.dport == 8443
+            assert [o[0] for o in tcp.options] == ["MSS", "SAckOK", "Timestamp", "NOP", "WScale"]
+            want = tcp.chksum
+            del tcp.chksum
+            if version == 4:
+                ip_sum = p["IP"].chksum
+                del p["IP"].chksum
+            q = Ether(bytes(p))
+            assert q["TCP"].chksum == want
+            if version == 4:
+                assert q["IP"].chksum == ip_sum
+
+
+def test_the_syn_ack_check_refuses_what_is_not_an_answer():
+    from seawall.control.tools.bench.syn import check_synack, syn_frame
+
+    syn = syn_frame("198.19.1.2", "198.18.0.1", 40000, 8443, seq=100)
+    ans = bytearray(syn)
+    ans[0:6], ans[6:12] = syn[6:12], syn[0:6]
+    ans[26:30], ans[30:34] = syn[30:34], syn[26:30]
+    ans[34:36], ans[36:38] = syn[36:38], syn[34:36]
+    ans[42:46] = (101).to_bytes(4, "big")
+    ans[47] = 0x12
+    assert check_synack(syn, bytes(ans)) is None
+    assert "not SYN-ACK" in check_synack(syn, bytes(ans[:47]) + b"\x10" + bytes(ans[48:]))
+    assert "acknowledgement" in check_synack(syn, bytes(ans[:42]) + (100).to_bytes(4, "big") + bytes(ans[46:]))
+    assert "not swapped" in check_synack(syn, syn)
+
+
+def test_a_syn_run_with_the_wrong_verdict_fails_the_bench(tmp_path):
+    """single_runs() checks every verdict: the floor drops, so expecting
+    XDP_TX of it must raise, not measure."""
+    import shutil
+    import uuid
+
+    from seawall.control.datapath import loader
+    from seawall.control.errors import SeawallError
+    from seawall.control.tools.bench.syn import single_runs, spoofed_syns
+
+    pin_root = f"/sys/fs/bpf/seawall-test-{uuid.uuid4().hex[:10]}"
+    floor = loader.load(pin_root, loader.iface_dir(pin_root, "f"), source="bench/floor.c", func="xdp_floor")
+    try:
+        frames = spoofed_syns(4, 8443, 3, 1)
+        assert len(single_runs(floor.prog_fd, frames, 1)) == 3  # XDP_DROP
+        with pytest.raises(SeawallError, match="wrong path"):
+            single_runs(floor.prog_fd, frames, 3)
+    finally:
+        floor.close()
+        shutil.rmtree(pin_root, ignore_errors=True)

@@ -9,11 +9,18 @@
    empty `return XDP_DROP;` compiled by bcc the same way) and xdp-filter's
    own object from xdp-tools (peers.py), loaded through libbpf with the
    same addresses. Each figure is also given as a ratio to the floor, and
-   seawall's as a ratio to xdp-filter's.
+   seawall's as a ratio to xdp-filter's. The SYN cases (syn.py): a
+   spoofed SYN answered with a cookie SYN-ACK in XDP, IPv4 and IPv6, and
+   the same SYN to an unprotected port, one packet per test run against
+   the floor run the same way.
 2. **Control plane** (control.py). One daemon scoring cycle over 10k and
    100k tracked sources (1M with `full`), the parts of a cycle each timed
    alone, the bulk install of 100k blocklist entries, and the resident
    memory of a process running the cycle.
+3. **SYN flood on veth** (syncost.py, with `full` or `syn_flood`): the
+   host's CPU time per million spoofed SYNs with the kernel's own
+   syncookies, with seawall's cookies in XDP and with an empty XDP_DROP
+   program (the floor), interleaved, in namespaces of its own.
 
 Everything runs in scratch maps (a private bpffs folder), removed
 afterwards; the host's own lists are never touched. The bench uses the
@@ -34,6 +41,7 @@ from typing import Callable
 
 from seawall.control.datapath import loader
 from seawall.control.errors import SeawallError
+from seawall.control.tools.bench import syn, syncost
 from seawall.control.tools.bench.control import control_plane
 from seawall.control.tools.bench.datapath import Datapath, Lists
 from seawall.control.tools.bench.report import Params, Report, machine, plot, render_text
@@ -56,11 +64,14 @@ def run(p: Params, say: Callable = lambda msg: None, command: str = "seawall ben
         dp = Datapath(p, lists, pin_root, state_dir, say)
         dp.fill_lists(report)
         dp.run(report)
+        syn.run(dp, report)
         if p.profile:
             dp.profile(report)
         dp.close()
         dp = None
         control_plane(p, pin_root, state_dir, report, say)
+        if p.syn_flood:
+            report.syn_cost = syncost.host_cost(p.syn_flood, p.syn_rounds, seed=p.seed, say=say)
     finally:
         if dp is not None:
             dp.close()

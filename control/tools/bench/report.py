@@ -23,6 +23,9 @@ class Params:
     bulk_entries: int = 100_000
     single_adds: int = 200  # block_add() calls timed for comparison with the bulk write
     rss_sources: int = 100_000
+    syn_packets: int = 20_000  # SYNs per SYN case, one per test run (syn.py)
+    syn_flood: int = 0  # spoofed SYNs per flood of the host-CPU part on veth (syncost.py); 0: not run
+    syn_rounds: int = 5  # its rounds, each configuration once a round
     profile: bool = False
     seed: int = 1
     quick: bool = False
@@ -34,9 +37,9 @@ class Params:
         if quick:
             p = replace(p, repeat=20_000, runs=3, block_entries=1_000, allow_entries=100, block6_entries=100,
                         allow6_entries=10, sources=(2_000,), bulk_entries=2_000, single_adds=20,
-                        rss_sources=2_000, quick=True)
+                        rss_sources=2_000, syn_packets=2_000, syn_rounds=2, quick=True)
         if full:
-            p = replace(p, sources=tuple(p.sources) + (1_000_000,), full=True)
+            p = replace(p, sources=tuple(p.sources) + (1_000_000,), syn_flood=1_000_000, full=True)
         return replace(p, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -79,6 +82,7 @@ class Report:
     memory: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     command: str = ""
+    syn_cost: dict = field(default_factory=dict)  # the host's CPU per million spoofed SYNs (syncost.host_cost)
 
     def case(self, name: str) -> Optional[Case]:
         return next((c for c in self.cases if c.name == name), None)
@@ -93,6 +97,7 @@ class Report:
             "control_stages": self.control_stages,
             "memory": self.memory,
             "notes": self.notes,
+            "syn_cost": self.syn_cost,
         }
 
 
@@ -152,6 +157,9 @@ def render_text(r: Report) -> str:
     for c in r.cases:
         if " vs " in c.name:
             lines.append(f"{c.name:28s} {c.detail['ratio_to_xdp_filter']:>8.2f}x  {c.target}: {_fmt_met(c)}")
+    if any(c.detail.get("floor") for c in r.cases):
+        lines.append("(the SYN cases and their floor: one packet per test run, as a cookie SYN-ACK is built in "
+                     "place; compare them with that floor only)")
     if r.profile:
         lines.append("")
         lines.append("profile (ns/packet; the part's cost = full program minus the build without it):")
@@ -176,9 +184,36 @@ def render_text(r: Report) -> str:
                                                                        for k, v in st.items()))
     for key, mem in r.memory.items():
         lines.append(f"memory ({key}): {mem['rss_mib']} MiB RSS - {mem['what']}")
+    if r.syn_cost:
+        lines.append("")
+        lines += render_syn_cost(r.syn_cost)
     for n in r.notes:
         lines.append("note: " + n)
     return "\n".join(lines)
+
+
+def render_syn_cost(sc: dict) -> list:
+    """The host-CPU part (syncost.host_cost's result) as lines."""
+    s = sc["summary"]
+    lines = [f"CPU seconds per million spoofed SYNs on veth ({sc['syns']:,} SYNs a flood, {sc['repeats']} rounds "
+             f"interleaved, median (worst)); host: /proc/stat, every CPU; flood: the sending process tree, which "
+             f"ran the receive path in-line",
+             f"  {'config':8s} {'host':>14s} {'- floor':>8s} {'flood':>14s} {'- floor':>8s} {'Mpps':>6s}  what"]
+    for cfg, c in s["configs"].items():
+        cells = []
+        for m in ("host", "flood"):
+            v = c[m]
+            cells.append(f"{v['median']:>6.2f} ({v['worst']:>5.2f})")
+            cells.append(f"{v['over_floor']:>8.2f}" if "over_floor" in v else f"{'':>8s}")
+        lines.append(f"  {cfg:8s} {cells[0]:>14s} {cells[1]} {cells[2]:>14s} {cells[3]} {c['mpps']:>6.3f}  {c['what']}")
+    if s.get("host_kernel_over_xdp") is not None or s.get("flood_kernel_over_xdp") is not None:
+        def x(v) -> str:
+            return f"{v:.1f}x" if v is not None else "-"
+
+        lines.append(f"  above the floor, the kernel's syncookies cost {x(s.get('host_kernel_over_xdp'))} what XDP's "
+                     f"cost per SYN (host), {x(s.get('flood_kernel_over_xdp'))} (flood)")
+    lines.append(f"  {sc['method']['syn_acks']}; {sc['method']['veth']}")
+    return lines
 
 
 def plot(r: Report, path: str) -> None:
