@@ -479,6 +479,40 @@ def test_connections_are_the_port_s_past_the_handshake_v4_mapped_as_v4(monkeypat
     assert conntrack.seed([]) == 0  # nothing to add: no netlink socket opened
 
 
+@pytest.mark.parametrize("conn", [(4, "198.18.0.1", 443, "198.18.0.10", 40000),
+                                  (6, "2001:2::1", 8443, "2001:2::10", 65535)])
+def test_the_ctnetlink_request_says_what_pyroute2_reads(conn):
+    from pyroute2.netlink.nfnetlink.nfctsocket import nfct_msg
+
+    from seawall.control.synproxy import conntrack
+
+    v, laddr, lport, raddr, rport = conn
+    raw = conntrack.pack_new(7, conn, 432000)
+    msg = nfct_msg(raw)
+    msg.decode()
+    assert msg["header"]["length"] == len(raw) and msg["header"]["sequence_number"] == 7
+    assert msg["header"]["type"] == 0x100 and msg["header"]["flags"] == 0x605  # CT_NEW; REQUEST|ACK|EXCL|CREATE
+    assert msg["nfgen_family"] == (2 if v == 4 else 10)
+    ip = "V4" if v == 4 else "V6"
+
+    def tup(name):
+        t = msg.get_attr(name)
+        return (t.get_attr("CTA_TUPLE_IP").get_attr(f"CTA_IP_{ip}_SRC"),
+                t.get_attr("CTA_TUPLE_IP").get_attr(f"CTA_IP_{ip}_DST"),
+                t.get_attr("CTA_TUPLE_PROTO").get_attr("CTA_PROTO_NUM"),
+                t.get_attr("CTA_TUPLE_PROTO").get_attr("CTA_PROTO_SRC_PORT"),
+                t.get_attr("CTA_TUPLE_PROTO").get_attr("CTA_PROTO_DST_PORT"))
+
+    assert tup("CTA_TUPLE_ORIG") == (raddr, laddr, 6, rport, lport)  # opened by the remote side
+    assert tup("CTA_TUPLE_REPLY") == (laddr, raddr, 6, lport, rport)
+    assert msg.get_attr("CTA_STATUS") == 0b1110  # CONFIRMED, ASSURED, SEEN_REPLY
+    assert msg.get_attr("CTA_TIMEOUT") == 432000
+    tcp = msg.get_attr("CTA_PROTOINFO").get_attr("CTA_PROTOINFO_TCP")
+    assert tcp.get_attr("CTA_PROTOINFO_TCP_STATE") == 3  # ESTABLISHED
+    for side in ("ORIGINAL", "REPLY"):
+        assert tuple(tcp.get_attr(f"CTA_PROTOINFO_TCP_FLAGS_{side}")) == (8, 8)  # BE_LIBERAL: flags, mask
+
+
 # --- the command line ----------------------------------------------------------------
 
 
