@@ -247,12 +247,12 @@ class SynProxy:
                 want = replace(want, loose_saved=loose)
                 self._save(want)
             self._write(LOOSE, 0)
-        # 5. the datapath's entries (all of them: the window scale may have changed)
-        if live and not synports.pinned(self.paths.pin_root):
-            raise SeawallError(f"no syn_ports map under {self.paths.pin_root}: attach a seawall build "
-                               f"with SYN protection (seawall attach IFACE)")
-        for e in live.values():
-            self.table.put(self._synport(e, wscale))
+        # 5. the datapath's entries (all of them: the window scale may have
+        # changed). With no syn_ports pinned (a reboot, before the attach),
+        # SYNPROXY protects alone, and the attach's restore() adds them.
+        if synports.pinned(self.paths.pin_root):
+            for e in live.values():
+                self.table.put(self._synport(e, wscale))
         return replace(want, wscale=wscale)
 
     def _seed(self, ports: set) -> None:
@@ -305,6 +305,9 @@ class SynProxy:
         wscale = self.wscale()
         self.check(wscale)  # before anything changes
         self._maps()
+        if not synports.pinned(self.paths.pin_root):
+            raise SynProxyUnavailable(f"no syn_ports map under {self.paths.pin_root}: attach a seawall build "
+                                      f"with SYN protection (seawall attach IFACE)")
         with locked(self.paths):
             now = self.clock.wall()
             have = self.read_state()

@@ -408,6 +408,23 @@ def test_restore_without_requirements_leaves_every_entry_off(sp, kernel):
     assert kernel.entries == {}
 
 
+def test_without_syn_ports_add_is_refused_and_del_works_on_nft_alone(sp, kernel, monkeypatch):
+    sp.enable(443)
+    sp.enable(8080)
+    kernel.entries.clear()  # a reboot: bpffs empty, nothing attached yet
+    monkeypatch.setattr(synports, "pinned", lambda root: False)
+    monkeypatch.setattr(protect.loader, "ensure_global_maps", lambda *a: None)  # a build without syn_ports
+    kernel.log.clear()
+    with pytest.raises(SynProxyUnavailable, match="no syn_ports map under .*attach"):
+        sp.enable(22)
+    assert kernel.log == [] and set(sp.read_state().ports) == {443, 8080}
+    sp.disable(8080)  # SYNPROXY alone keeps protecting 443 until the attach restores its entry
+    assert kernel.log == ["nft delete element"] and kernel.table == {443}
+    assert sp.restore() == 0  # nothing attached: nothing to put back yet
+    monkeypatch.setattr(synports, "pinned", lambda root: True)
+    assert sp.restore() == 1 and kernel.entries[443].wscale == 10
+
+
 def test_list_says_which_half_is_in_place(sp, kernel):
     sp.enable(443, reason="shop")
     sp.enable(8080, ttl=120)
