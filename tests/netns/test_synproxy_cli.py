@@ -18,6 +18,7 @@ two-namespace lab (swlab.py): the real kernel, the real nft, no stand-ins.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -28,7 +29,7 @@ import pytest
 
 from seawall.control.datapath import synports
 from seawall.control.synproxy import rules
-from swlab import CLIENT_V4, SEAWALL, SERVER_IF, SERVER_V4, _run
+from swlab import CLIENT_IF, CLIENT_V4, SEAWALL, SERVER_IF, SERVER_V4, _run
 
 pytestmark = pytest.mark.netns
 
@@ -51,12 +52,15 @@ while True:
     c.close()
 """
 
-# Connects, checks the echo, then on each line of stdin sends one byte and
-# says what came back within the line's timeout: "got B 0.01" or "timeout".
+# Connects, checks the echo ("open A <the window scale the server offered>"),
+# then on each line of stdin sends one byte and says what came back within
+# the line's timeout: "got B 0.01" or "timeout".
 _CLIENT = """
 import socket, sys, time
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5, source_address=(sys.argv[3], 0))
-s.sendall(b"a"); print("open", s.recv(10).decode(), flush=True)
+s.sendall(b"a")
+info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)  # byte 6: snd_wscale (low 4 bits), rcv_wscale
+print("open", s.recv(10).decode(), info[6] & 15, flush=True)
 for line in sys.stdin:
     byte, wait = line.split()
     s.settimeout(float(wait)); t = time.monotonic()
@@ -206,7 +210,7 @@ def test_an_idle_connection_from_before_carries_on(lab):
         assert server.stdout.readline().strip() == "listening"
         client = subprocess.Popen([*lab.nsenter(lab.client), sys.executable, "-c", _CLIENT, SERVER_V4, str(PORT),
                                    CLIENT_V4[0]], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert client.stdout.readline().split() == ["open", "A"]
+        assert client.stdout.readline().split()[:2] == ["open", "A"]
         p = lab.seawall("synproxy", "add", str(PORT))
         assert p.returncode == 0, p.stderr
         assert "1 connection open on the port added to conntrack" in p.stderr, p.stderr
@@ -228,8 +232,26 @@ def test_an_idle_connection_from_before_carries_on(lab):
                 p.wait(5)
 
 
+def xdp_pass_on_the_client(lab):
+    """An XDP_PASS program on the client's veth: a veth delivers what its
+    peer's XDP sends back (XDP_TX) only to a device with XDP of its own
+    (its NAPI); without one, every cookie SYN-ACK is lost on the way. A
+    NIC has no such need. Pinned in the test's pin root, which goes with it."""
+    from seawall.control.datapath import bpf, loader
+
+    pin = f"{lab.env['SEAWALL_BPFFS']}/client_pass"
+    fd, _ = bpf.prog_load(loader.BPF_PROG_TYPE_XDP, bytes.fromhex("b700000002000000" "9500000000000000"), "GPL",
+                          "pass")  # r0 = XDP_PASS; exit
+    try:
+        bpf.obj_pin(fd, pin)
+    finally:
+        os.close(fd)
+    _run([*lab.nsenter(lab.client), "ip", "link", "set", "dev", CLIENT_IF, "xdpdrv", "pinned", pin])
+
+
 def test_a_customer_connects_through_the_cookie(lab):
     lab.sw("attach", SERVER_IF)
+    xdp_pass_on_the_client(lab)
     server = subprocess.Popen([*lab.nsenter(lab.server), sys.executable, "-c", _ECHO, SERVER_V4, str(PORT)],
                               stdout=subprocess.PIPE, text=True)
     client = None
@@ -238,7 +260,10 @@ def test_a_customer_connects_through_the_cookie(lab):
         lab.sw("synproxy", "add", str(PORT))
         client = subprocess.Popen([*lab.nsenter(lab.client), sys.executable, "-c", _CLIENT, SERVER_V4, str(PORT),
                                    CLIENT_V4[1]], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert client.stdout.readline().split() == ["open", "A"]
+        opened = client.stdout.readline().split()
+        assert opened[:2] == ["open", "A"], opened
+        # the cookie SYN-ACK offered the window scale the server's socket uses (SYNPROXY rewrites no window)
+        assert int(opened[2]) == slot(lab, PORT).wscale == offered_wscale(lab)
         client.stdin.write("z 3\n")
         client.stdin.flush()
         assert client.stdout.readline().split()[:2] == ["got", "Z"]
