@@ -29,7 +29,7 @@ import pytest
 
 from seawall.control.datapath import synports
 from seawall.control.synproxy import rules
-from swlab import CLIENT_IF, CLIENT_V4, SEAWALL, SERVER_IF, SERVER_V4, _run
+from swlab import CLIENT_IF, CLIENT_V4, CLIENT_V6, SEAWALL, SERVER_IF, SERVER_V4, SERVER_V6, _run
 
 pytestmark = pytest.mark.netns
 
@@ -39,7 +39,8 @@ LOOSE = "/proc/sys/net/netfilter/nf_conntrack_tcp_loose"
 # One connection at a time: each byte back upper-cased.
 _ECHO = """
 import socket, sys
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 l.bind((sys.argv[1], int(sys.argv[2]))); l.listen(16)
 print("listening", flush=True)
 while True:
@@ -249,17 +250,19 @@ def xdp_pass_on_the_client(lab):
     _run([*lab.nsenter(lab.client), "ip", "link", "set", "dev", CLIENT_IF, "xdpdrv", "pinned", pin])
 
 
-def test_a_customer_connects_through_the_cookie(lab):
+@pytest.mark.parametrize("server_addr, client_addr", [(SERVER_V4, CLIENT_V4[1]), (SERVER_V6, CLIENT_V6[0])],
+                         ids=["ipv4", "ipv6"])
+def test_a_customer_connects_through_the_cookie(lab, server_addr, client_addr):
     lab.sw("attach", SERVER_IF)
     xdp_pass_on_the_client(lab)
-    server = subprocess.Popen([*lab.nsenter(lab.server), sys.executable, "-c", _ECHO, SERVER_V4, str(PORT)],
+    server = subprocess.Popen([*lab.nsenter(lab.server), sys.executable, "-c", _ECHO, server_addr, str(PORT)],
                               stdout=subprocess.PIPE, text=True)
     client = None
     try:
         assert server.stdout.readline().strip() == "listening"
         lab.sw("synproxy", "add", str(PORT))
-        client = subprocess.Popen([*lab.nsenter(lab.client), sys.executable, "-c", _CLIENT, SERVER_V4, str(PORT),
-                                   CLIENT_V4[1]], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        client = subprocess.Popen([*lab.nsenter(lab.client), sys.executable, "-c", _CLIENT, server_addr, str(PORT),
+                                   client_addr], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         opened = client.stdout.readline().split()
         assert opened[:2] == ["open", "A"], opened
         # the cookie SYN-ACK offered the window scale the server's socket uses (SYNPROXY rewrites no window)
