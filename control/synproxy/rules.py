@@ -13,6 +13,10 @@ set, so protecting a port adds an element, not a rule):
          ACK that carries a cookie is INVALID to conntrack) goes to
          SYNPROXY: a valid cookie opens the connection with the listening
          socket, anything else is dropped; the INVALID rest is dropped.
+         At priority filter - 10, before a host firewall's input chain,
+         whose `ct state invalid drop` would otherwise take the cookie ACKs
+         whenever it was loaded after this table (at one priority the
+         newer hook runs first).
 
 `synproxy` takes one MSS, so each family has its rule (the MSS of a
 1500-byte MTU: 1460 over IPv4, 1440 over IPv6). Its window scale must be
@@ -94,7 +98,7 @@ def render(wscale: int, mss4: int, mss6: int, ports: Iterable[int] = (), replace
         f"    tcp dport @{SET} tcp flags & (fin | syn | rst | ack) == syn notrack",
         "  }",
         "  chain in {",
-        "    type filter hook input priority filter; policy accept;",
+        "    type filter hook input priority filter - 10; policy accept;",
         f"    meta nfproto ipv4 tcp dport @{SET} ct state invalid,untracked synproxy mss {mss4} {opts}",
         f"    meta nfproto ipv6 tcp dport @{SET} ct state invalid,untracked synproxy mss {mss6} {opts}",
         f"    tcp dport @{SET} ct state invalid drop",

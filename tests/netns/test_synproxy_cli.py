@@ -250,9 +250,27 @@ def xdp_pass_on_the_client(lab):
     _run([*lab.nsenter(lab.client), "ip", "link", "set", "dev", CLIENT_IF, "xdpdrv", "pinned", pin])
 
 
-@pytest.mark.parametrize("server_addr, client_addr", [(SERVER_V4, CLIENT_V4[1]), (SERVER_V6, CLIENT_V6[0])],
-                         ids=["ipv4", "ipv6"])
-def test_a_customer_connects_through_the_cookie(lab, server_addr, client_addr):
+#: a host firewall of the common kind: INVALID dropped at the usual priority
+FIREWALL = """table inet hostfw {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    ct state invalid drop
+    ct state established,related accept
+    iif lo accept
+    tcp dport %d accept
+    meta l4proto { icmp, ipv6-icmp } accept
+  }
+}
+""" % PORT
+
+
+@pytest.mark.parametrize("server_addr, client_addr, firewall", [
+    (SERVER_V4, CLIENT_V4[1], False), (SERVER_V6, CLIENT_V6[0], False), (SERVER_V4, CLIENT_V4[1], True)],
+    ids=["ipv4", "ipv6", "ipv4-behind-a-host-firewall"])
+def test_a_customer_connects_through_the_cookie(lab, server_addr, client_addr, firewall):
+    """The cookie ACK is INVALID to conntrack: seawall's input chain runs
+    before a host firewall's (priority filter - 10), so that SYNPROXY gets
+    it before a `ct state invalid drop` does."""
     lab.sw("attach", SERVER_IF)
     xdp_pass_on_the_client(lab)
     server = subprocess.Popen([*lab.nsenter(lab.server), sys.executable, "-c", _ECHO, server_addr, str(PORT)],
@@ -261,6 +279,8 @@ def test_a_customer_connects_through_the_cookie(lab, server_addr, client_addr):
     try:
         assert server.stdout.readline().strip() == "listening"
         lab.sw("synproxy", "add", str(PORT))
+        if firewall:  # loaded after seawall's table (a firewall reload): at one priority the newer hook runs first
+            _run([*lab.nsenter(lab.server), "nft", "-f", "-"], input=FIREWALL)
         client = subprocess.Popen([*lab.nsenter(lab.client), sys.executable, "-c", _CLIENT, server_addr, str(PORT),
                                    client_addr], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         opened = client.stdout.readline().split()

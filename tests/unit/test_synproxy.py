@@ -64,6 +64,8 @@ def test_ruleset_has_the_set_the_pure_syn_match_and_one_rule_per_family():
     assert ("meta nfproto ipv6 tcp dport @ports ct state invalid,untracked synproxy mss 1440 wscale 10 "
             "timestamp sack-perm") in text
     assert "tcp dport @ports ct state invalid drop" in text
+    assert "hook prerouting priority raw;" in text  # before conntrack, so the SYN is UNTRACKED
+    assert "hook input priority filter - 10;" in text  # before a host firewall's INVALID drop
     # the synproxy rules come before the drop: an INVALID cookie ACK is SYNPROXY's to judge
     assert text.index("synproxy mss 1460") < text.index("invalid drop")
     assert text.count("synproxy mss") == 2
