@@ -215,10 +215,15 @@ class SynProxy:
         crash."""
         live = want.live(now)
         kernel = self._kernel_active()
-        table = self.nft_table()
-        # 1. the datapath first: no entry may outlive its nft element
+        # 1. the datapath first: no entry may outlive its nft element (the
+        # ports going are cleared before nft is asked anything, so that a
+        # failing nft leaves them off)
         for port in kernel:
-            if port not in live or table is None or port not in table.ports:
+            if port not in live:
+                self.table.clear(port)
+        table = self.nft_table()
+        for port in kernel:
+            if port in live and (table is None or port not in table.ports):
                 self.table.clear(port)
         if not live:
             if table is not None:

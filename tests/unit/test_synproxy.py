@@ -427,6 +427,21 @@ def test_without_syn_ports_add_is_refused_and_del_works_on_nft_alone(sp, kernel,
     assert sp.restore() == 1 and kernel.entries[443].wscale == 10
 
 
+def test_del_with_nft_gone_still_clears_the_entry(sp, kernel):
+    sp.enable(443)
+    sp.enable(8080)
+
+    def gone():
+        raise SynProxyUnavailable("nft (nftables) is not installed")
+
+    sp.nft_table = gone
+    kernel.log.clear()
+    with pytest.raises(SynProxyUnavailable):
+        sp.disable(8080)
+    assert kernel.log[0] == "clear 8080" and 8080 not in kernel.entries  # the datapath never outlives its rule
+    assert 443 in kernel.entries
+
+
 def test_list_says_which_half_is_in_place(sp, kernel):
     sp.enable(443, reason="shop")
     sp.enable(8080, ttl=120)
