@@ -82,6 +82,10 @@ class AttributionConfig:
     signature_min_share: float = 0.5  # the signature must cover this share of the excess
     signature_max_legit: float = 0.001  # installed as a drop only if it matched at most this share of calm traffic
     returning_min_pps: float = 20.0  # a past offender seen again at this rate is blocked again at once
+    # a SYN flood on a port the host serves is answered with SYN cookies at
+    # the NIC for that port (control/synproxy.py; needs kernel >= 6.0,
+    # conntrack and nftables' synproxy: without them, nothing is done)
+    synproxy: bool = True
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,7 @@ _RULES: dict = {
         "signature_min_share": ("float", lambda x: 0 < x <= 1, "a number in (0, 1]"),
         "signature_max_legit": ("float", lambda x: 0 <= x <= 1, "a number in [0, 1]"),
         "returning_min_pps": ("float", _pos, "a number > 0"),
+        "synproxy": ("bool", None, ""),
     },
     "ttl": {
         "base": ("duration", _pos, "a duration"),

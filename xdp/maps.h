@@ -76,6 +76,11 @@ BPF_TABLE_PINNED("array", __u32, struct sw_sig, sigs, MAX_SIGNATURES,
 BPF_TABLE_PINNED("array", __u32, struct sw_sig_meta, sig_meta, 1,
 		 PIN_ROOT "/sig_meta", 0);
 
+/* Ports under SYN protection, indexed by the port (host byte order): an
+ * array, so every TCP segment's check is one inlined read. 1 MiB. */
+BPF_TABLE_PINNED("array", __u32, struct sw_synport, syn_ports, 65536,
+		 PIN_ROOT "/syn_ports", 0);
+
 /* --- per interface -------------------------------------------------------- */
 
 /* Slot 0: this interface's flags (monitor mode), flipped at run time. */
@@ -153,6 +158,10 @@ BPF_ARRAY(admit_tags, __u32, SW_NR_CPUS * ADMIT_SLOTS);
 
 /* Insert budget: per-CPU token bucket. Scratch state, not pinned. */
 BPF_PERCPU_ARRAY(admit_budget, struct sw_admit_bucket, 1);
+
+/* A segment to a protected port's particulars, written and read back
+ * (synproxy_out() in seawall.c). Kernel-only scratch, not pinned. */
+BPF_PERCPU_ARRAY(syn_args, struct sw_syn_args, 1);
 
 /* This CPU's last boot-clock reading (struct sw_stamp). Kernel-only and
  * per-CPU, so no atomics. Scratch state, not pinned. */

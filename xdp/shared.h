@@ -21,7 +21,20 @@ enum sw_reason {
 				* source whose address is whole still drops. */
 	SW_DROP_SIG = 6,       /* dropped: matched a signature rule (or over its rate) */
 	SW_MON_SIG = 7,        /* passed in monitor mode, a signature would drop */
-	SW_REASON_MAX = 8,
+	/* Ports under SYN protection (syn_ports): */
+	SW_TX_SYNCOOKIE = 8,   /* a SYN answered here with a cookie SYN-ACK (XDP_TX) */
+	SW_PASS_SYNCOOKIE = 9, /* an ACK carrying a valid cookie, passed on to
+				* netfilter's SYNPROXY, which opens the
+				* connection with the listening socket */
+	SW_PASS_SOCKET = 10,   /* a segment of a connection the host holds a
+				* socket for (established, closing) */
+	SW_DROP_SYNPROXY = 11, /* dropped: a segment with no socket and no valid
+				* cookie (spoofed ACKs, RSTs, FINs), or a SYN
+				* no SYN-ACK can be made for (cut short, a
+				* fragment, ACK or RST set with it) */
+	SW_MON_SYNPROXY = 12,  /* passed in monitor mode, SYN protection would
+				* have answered or dropped it */
+	SW_REASON_MAX = 13,
 };
 
 /* Accounting events (per-CPU counters), not verdicts. */
@@ -63,6 +76,12 @@ enum sw_frag_class {
 /* Per-interface configuration flags (config map, slot 0). */
 enum sw_cfg_flags {
 	SW_CFG_MONITOR = 1U << 0, /* count would-be drops, pass everything */
+};
+
+/* A port under SYN protection (struct sw_synport.flags). */
+enum sw_synport_flags {
+	SW_SYNPORT_ACTIVE = 1U << 0, /* slot in use */
+	SW_SYNPORT_AUTO = 1U << 1,   /* turned on by the daemon, not by hand */
 };
 
 /* Blocklist entry flags. */
@@ -151,6 +170,20 @@ struct sw_sig_meta {
 	__u32 pad;
 };
 
+/* A TCP port under SYN protection: slot `port` of syn_ports. SYNs to it
+ * are answered in XDP with a cookie SYN-ACK carrying the options that
+ * netfilter's SYNPROXY decodes from the timestamp (the nftables rule that
+ * the control plane installs beside it, with the same wscale), and its
+ * other segments pass only with a socket or a valid cookie. */
+struct sw_synport {
+	__u64 expires_ns; /* CLOCK_BOOTTIME ns; 0 = never */
+	__u8 flags;       /* SW_SYNPORT_* */
+	__u8 wscale;      /* window scale advertised: the nft rule's */
+	__u16 mss4;       /* MSS advertised over IPv4 (the interface's MTU lowers it) */
+	__u16 mss6;       /* and over IPv6 */
+	__u16 pad;
+};
+
 /* Host-wide list flags (list_meta map, slot 0). */
 enum sw_lists_flags {
 	SW_LISTS_SUMMARISED = 1U << 0, /* the list summaries cover every entry */
@@ -166,6 +199,17 @@ struct sw_list_meta {
 struct sw_admit_bucket {
 	__u64 tokens;
 	__u64 last_ns;
+};
+
+/* ... a segment to a protected port, handed to SYN protection ... */
+struct sw_syn_args {
+	__u64 l3_off;
+	__u64 l4_off;
+	__u64 len;
+	__u32 dport; /* 0: no candidate */
+	__u32 v6;
+	__u32 flags;
+	__u32 frag;
 };
 
 /* ... and this CPU's last boot-clock reading with the jiffy it was taken

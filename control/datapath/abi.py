@@ -41,6 +41,11 @@ class Reason(enum.IntEnum):
     PASS_MALFORMED = 5
     DROP_SIG = 6
     MON_SIG = 7
+    TX_SYNCOOKIE = 8
+    PASS_SYNCOOKIE = 9
+    PASS_SOCKET = 10
+    DROP_SYNPROXY = 11
+    MON_SYNPROXY = 12
 
 
 #: verdict each reason stands for (monitor-mode would-drops pass)
@@ -53,6 +58,11 @@ REASON_VERDICT = {
     Reason.PASS_MALFORMED: "pass",
     Reason.DROP_SIG: "drop",
     Reason.MON_SIG: "pass",
+    Reason.TX_SYNCOOKIE: "tx",
+    Reason.PASS_SYNCOOKIE: "pass",
+    Reason.PASS_SOCKET: "pass",
+    Reason.DROP_SYNPROXY: "drop",
+    Reason.MON_SYNPROXY: "pass",
 }
 
 
@@ -98,6 +108,13 @@ class CfgFlag(enum.IntFlag):
     MONITOR = 1 << 0
 
 
+class SynPortFlag(enum.IntFlag):
+    """enum sw_synport_flags: struct sw_synport.flags."""
+
+    ACTIVE = 1 << 0
+    AUTO = 1 << 1
+
+
 class BlockFlag(enum.IntFlag):
     """enum sw_block_flags: struct sw_block.flags."""
 
@@ -130,6 +147,7 @@ C_ENUMS = {
     Feature: ("sw_feature", "SW_FEAT_", "SW_FEATURE_MAX"),
     CfgFlag: ("sw_cfg_flags", "SW_CFG_", None),
     BlockFlag: ("sw_block_flags", "SW_BLOCK_", None),
+    SynPortFlag: ("sw_synport_flags", "SW_SYNPORT_", None),
     SigMatch: ("sw_sig_match", "SW_SIG_", None),
     FragClass: ("sw_frag_class", "SW_FRAG_", None),
     ListsFlag: ("sw_lists_flags", "SW_LISTS_", None),
@@ -310,6 +328,19 @@ class SwSigMeta(ctypes.Structure):
     _fields_ = [("used", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
 
 
+class SwSynPort(ctypes.Structure):
+    """A port under SYN protection: slot `port` of syn_ports."""
+
+    _fields_ = [
+        ("expires_ns", ctypes.c_uint64),
+        ("flags", ctypes.c_uint8),
+        ("wscale", ctypes.c_uint8),
+        ("mss4", ctypes.c_uint16),
+        ("mss6", ctypes.c_uint16),
+        ("pad", ctypes.c_uint16),
+    ]
+
+
 class SwListMeta(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
 
@@ -318,6 +349,20 @@ class SwAdmitBucket(ctypes.Structure):
     """Kernel-only scratch: a token bucket."""
 
     _fields_ = [("tokens", ctypes.c_uint64), ("last_ns", ctypes.c_uint64)]
+
+
+class SwSynArgs(ctypes.Structure):
+    """Kernel-only scratch: a segment to a protected port, handed to SYN protection."""
+
+    _fields_ = [
+        ("l3_off", ctypes.c_uint64),
+        ("l4_off", ctypes.c_uint64),
+        ("len", ctypes.c_uint64),
+        ("dport", ctypes.c_uint32),
+        ("v6", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("frag", ctypes.c_uint32),
+    ]
 
 
 class SwStamp(ctypes.Structure):
@@ -329,7 +374,7 @@ class SwStamp(ctypes.Structure):
 #: every mirrored struct, by its C name
 STRUCTS = {"sw_counter": SwCounter, "sw_config": SwConfig, "sw_lpm_v4": SwLpmV4, "sw_lpm_v6": SwLpmV6,
            "sw_block": SwBlock, "sw_allow": SwAllow, "sw_source": SwSource, "sw_sig": SwSig,
-           "sw_sig_meta": SwSigMeta, "sw_list_meta": SwListMeta, "sw_admit_bucket": SwAdmitBucket,
+           "sw_sig_meta": SwSigMeta, "sw_synport": SwSynPort, "sw_list_meta": SwListMeta, "sw_admit_bucket": SwAdmitBucket, "sw_syn_args": SwSynArgs,
            "sw_stamp": SwStamp}
 
 # scalar map keys and values, and raw addresses

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Callable, Optional
 
-from seawall.control.datapath import abi, bpf, counters, hosts, netlink, objcache, sigtable, summary, tries
+from seawall.control.datapath import abi, bpf, counters, hosts, netlink, objcache, sigtable, summary, synports, tries
 from seawall.control.errors import SeawallError
 from seawall.control.state import private_makedirs
 
@@ -37,7 +37,7 @@ MODE_FLAGS = {"native": XDP_FLAGS_DRV_MODE, "generic": XDP_FLAGS_SKB_MODE}
 BPF_FS_MAGIC = 0xCAFE4A11
 
 #: every map of xdp/maps.h, as its owner declares it
-MAPS = (*tries.SPECS, *hosts.SPECS, *summary.SPECS, *sigtable.SPECS, *counters.SPECS)
+MAPS = (*tries.SPECS, *hosts.SPECS, *summary.SPECS, *sigtable.SPECS, *synports.SPECS, *counters.SPECS)
 #: the maps pinned under the pin root, shared by every interface
 HOST_MAPS = tuple(s for s in MAPS if s.scope == bpf.HOST)
 #: the pinned program in an interface's folder (its maps are counters.PINNED)

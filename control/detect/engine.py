@@ -31,6 +31,9 @@ How it decides (README "How seawall decides" explains it for operators):
      signature_max_legit of the calm traffic, or when no socket on the
      host serves (or asked for) what it matches. Otherwise nothing is
      installed, and the report says why: no rule shared with customers.
+     A flood of plain SYNs to a served port is the exception: SYN cookies
+     at the NIC for that port (synproxy), which answer customers and
+     flood alike, while the flood lasts.
    An anomaly with an attacker raises the alarm; one without (a flash
    crowd) is a surge: reported once, nothing done. Calm cycles are learnt
    (baseline.py); the alarm clears after clear_after s under threshold/2.
@@ -53,6 +56,7 @@ from seawall.control.config import Config
 from seawall.control.datapath.abi import Feature
 from seawall.control.detect.baseline import VOLUME_FEATURES, Baseline, Ewma, Regulars  # noqa: F401 (re-exported)
 from seawall.control.detect import signatures
+from seawall.control.detect.actions import BlockAction, CycleReport, SignatureAction, SynProxyAction  # noqa: F401
 from seawall.control.signature import PROTO_NAMES, Signature
 
 FEATURE_NAMES = {f: f.name.lower() for f in Feature}
@@ -91,40 +95,6 @@ class Observation:
         return float(self.hist[Feature.PROTO].sum())
 
 
-@dataclass
-class BlockAction:
-    prefix: Prefix
-    ttl: float
-    reason: str
-    evidence: dict
-
-
-@dataclass
-class SignatureAction:
-    signature: Signature
-    ttl: float
-    reason: str
-    evidence: dict
-
-
-@dataclass
-class CycleReport:
-    t: float
-    pps: float
-    entropy: dict  # feature name -> H
-    z: dict  # feature name -> z (once the mix is learnt)
-    score: float  # max(volume, mix); anomalous at >= threshold
-    alarm: bool
-    raised: bool  # alarm raised this cycle
-    cleared: bool
-    learning: bool  # this cycle was learnt as calm
-    actions: list = field(default_factory=list)
-    note: str = ""
-    volume: float = 0.0  # the volume ratio
-    where: str = ""  # the dimension that gave it ("total", "dport 9", ...)
-    findings: list = field(default_factory=list)  # attackers recognised, acted on or not
-
-
 def _covered(in_force: dict, prefix: Prefix) -> bool:
     """Prefix.contains(prefix) for any block of Engine._in_force()."""
     bits = 32 if prefix.version == 4 else 128
@@ -152,6 +122,11 @@ class Engine:
         self._surge_refs: Optional[tuple] = None  # the references when the surge began
         self.active: dict = {}  # Prefix -> (expiry t, ttl) of automatic blocks in force
         self.sigs: dict = {}  # Signature matcher -> (expiry t, ttl, Signature)
+        self.synports: dict = {}  # TCP port -> (expiry t, ttl) of automatic SYN protection in force
+        #: SYN protection can be turned on here (the daemon checked what it
+        #: needs); when False a SYN flood on a served port is left to the
+        #: kernel's syncookies, with no rule shared with the customers
+        self.synproxy_ok = False
         self.offences: dict = {}  # Prefix or Signature matcher -> (count, last t)
         self._next_expiry = math.inf
         self._offenders: Optional[tuple] = None  # (hosts, {plen: nets}) as Sources; None: rebuild
@@ -386,6 +361,17 @@ class Engine:
                 cand = wide  # as safe without the length: it takes every size
             sig, legit = cand.signature, cand.legit
             finding = {"kind": "signature", "rule": sig.describe(), "excess_pps": round(excess)}
+            if self._synproxy_fits(sig):
+                # SYNs to a served port: no rule tells the flood from the
+                # customers, cookies at the NIC answer both
+                finding.update(synproxy=sig.dport, installed=sig.dport in self.synports)
+                act = self._synproxy(sig.dport, obs.t, score, excess, legit, z)
+                if act is not None:
+                    finding["installed"] = True
+                    actions.append(act)
+                findings.append(finding)
+                flood_cut = True
+                continue
             if sig.cuts_path_mtu():  # whatever the baseline says: every customer behind a small MTU stalls
                 findings.append({**finding, "installed": False, "note": f"signature {sig.describe()} not "
                                  "installed: it would drop the ICMP path MTU discovery needs"})
@@ -399,7 +385,8 @@ class Engine:
                 if legit > a.signature_max_legit:
                     finding["installed"] = False
                     finding["note"] = (f"signature {sig.describe()} not installed: it matched {legit:.2%} of the "
-                                       "calm traffic" + ("; SYNs are left to the kernel's SYN cookies"
+                                       "calm traffic" + ("; SYNs are left to the kernel's SYN cookies (SYN "
+                                                         "protection at the NIC is off or unavailable)"
                                                          if sig.proto == 6 and sig.tcp_flags == 0x02 else ""))
                     findings.append(finding)
                     continue
@@ -424,6 +411,29 @@ class Engine:
                                             "unserved": unserved or None, "moved": _moved(z)}))
         return actions, findings
 
+    def _synproxy_fits(self, sig: Signature) -> bool:
+        """A flood of plain SYNs to one port that a socket may serve."""
+        return (self.synproxy_ok and self.cfg.attribution.synproxy and sig.proto == 6 and sig.tcp_flags == 0x02
+                and sig.dport is not None and sig.sport is None and not self._unserved(sig))
+
+    def _synproxy(self, port: int, t: float, score: float, excess: float, legit, z: dict):
+        """SYN protection of port turned on, or renewed (escalated) once in
+        the second half of its life while the flood goes on; None while
+        it is in force and young."""
+        cur = self.synports.get(port)
+        if cur is not None and t < cur[0] - cur[1] / 2:
+            return None
+        key = ("synproxy", port)
+        ttl = self._ttl(key, t)
+        self._put(self.synports, port, t, ttl)
+        ev = {"score": round(score, 2), "excess_pps": round(excess), "offence": self.offences[key][0],
+              "legit_share": None if legit is None else round(legit, 6), "moved": _moved(z)}
+        if cur is not None:
+            ev["renewed"] = True
+            return SynProxyAction(port, ttl, f"renewed: SYN flood on port {port} still on", ev)
+        return SynProxyAction(port, ttl, f"SYN flood on served port {port}: {excess:.0f} pps over the usual, "
+                                         f"score {score:.1f}", ev)
+
     def _unserved(self, sig: Signature) -> str:
         """Why no customer can send what sig matches, or '' (serving.py's
         no_collateral: no socket at its port, or reflection answers no
@@ -442,13 +452,15 @@ class Engine:
         if t >= self._next_expiry:
             self.active = {k: v for k, v in self.active.items() if v[0] > t}
             self.sigs = {k: v for k, v in self.sigs.items() if v[0] > t}
-            self._next_expiry = min((v[0] for v in (*self.active.values(), *self.sigs.values())), default=math.inf)
+            self.synports = {k: v for k, v in self.synports.items() if v[0] > t}
+            self._next_expiry = min((v[0] for v in (*self.active.values(), *self.sigs.values(),
+                                                    *self.synports.values())), default=math.inf)
             self._offenders = None
         # An offence older than [ttl] memory no longer escalates anything
         # (_ttl starts the count again): forget it, or weeks of attacks from
         # ever-new prefixes grow this without bound. Amortised: only once
         # it has doubled past what is in force.
-        if len(self.offences) > 2 * (len(self.active) + len(self.sigs)) + 1024:
+        if len(self.offences) > 2 * (len(self.active) + len(self.sigs) + len(self.synports)) + 1024:
             memory = self.cfg.ttl.memory
             self.offences = {k: v for k, v in self.offences.items() if t - v[1] <= memory}
             self._offenders = None
@@ -546,6 +558,13 @@ class Engine:
         self._next_expiry = min(self._next_expiry, expires_t)
         self.offences[prefix] = (offences, t)
         self._offenders = None
+
+    def note_synproxy(self, port: int, expires_t: float, offences: int = 1, t: float = 0.0,
+                      ttl: Optional[float] = None) -> None:
+        """Tell the engine about automatic SYN protection in force (restored at start)."""
+        self.synports[port] = (expires_t, ttl if ttl is not None else max(expires_t - t, 0.0))
+        self._next_expiry = min(self._next_expiry, expires_t)
+        self.offences[("synproxy", port)] = (offences, t)
 
     def note_signature(self, sig: Signature, expires_t: float, offences: int = 1, t: float = 0.0,
                        ttl: Optional[float] = None) -> None:

@@ -49,6 +49,7 @@ struct sw_abi {
 	enum sw_sig_match sig_match;
 	enum sw_frag_class frag_class;
 	enum sw_lists_flags lists_flags;
+	enum sw_synport_flags synport_flags;
 	enum sw_tunables tunables;
 	struct sw_counter counter;
 	struct sw_config config;
@@ -62,6 +63,8 @@ struct sw_abi {
 	struct sw_list_meta list_meta;
 	struct sw_admit_bucket admit_bucket;
 	struct sw_stamp stamp;
+	struct sw_synport synport;
+	struct sw_syn_args syn_args;
 };
 
 BPF_ARRAY(sw_abi, struct sw_abi, 1);

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from seawall.control.addr import Prefix
-from seawall.control.datapath import abi, bpf, counters, loader, tries
+from seawall.control.datapath import abi, bpf, counters, loader, synports, tries
 from seawall.control.lists.store import ListStore
 from seawall.control.state import Clock, Paths
 
@@ -65,8 +65,10 @@ class Datapath:
         self._scratch = {spec.name: bpf.Map(os.dup(loaded.bpf[spec.name.encode()].map_fd), spec.name)
                          for spec in (counters.ADMIT_TAGS, counters.ADMIT_BUDGET)}
         self.offsets = abi.feature_offsets()
+        self.synports = synports.SynPortTable(paths.pin_root)
 
     def close(self) -> None:
+        self.synports.close()
         self.lists.close()
         self.counters.close()
         for m in self._scratch.values():
@@ -169,6 +171,11 @@ class Datapath:
     def set_config(self, flags: int) -> None:
         counters.write_flags(self.iface_dir, flags)
 
+    def protect(self, port: int, expires_ns: int = 0, wscale: int = 7, mss4: int = synports.MSS4,
+                mss6: int = synports.MSS6) -> None:
+        """Put a TCP port under SYN protection (its syn_ports slot only)."""
+        self.synports.put(synports.SynPort(port, expires_ns, False, wscale, mss4, mss6))
+
     # --- isolation -----------------------------------------------------------
 
     @staticmethod
@@ -190,6 +197,8 @@ class Datapath:
             self._empty(m)
         self.set_config(0)
         self.counters.write_epoch(0, 0)
+        for p in self.synports.active():
+            self.synports.clear(p.port)
         for m in self._scratch.values():
             self._zero_array(m)
 

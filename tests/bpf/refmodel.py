@@ -10,7 +10,9 @@ follows the C program step by step (the comments name the C helper).
 
 Not modelled: the state-dependent parts of accounting (doorkeeper, insert
 budget, which admission event a packet counts) and the token bucket of a
-rate-limited signature, whose outcome the caller supplies (rate_ok).
+rate-limited signature, whose outcome the caller supplies (rate_ok); of
+SYN protection, the sockets and valid cookies (tests/bpf/test_synproxy.py):
+the model's host has neither, as the fuzz's random frames find none.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from seawall.control.datapath import abi
 from seawall.control.datapath.abi import BLOCK_EXPIRED_HOPS, IPV6_EXT_MAX_CHAIN, VLAN_MAX_DEPTH, Event, FragClass, Reason
 
 # the verdicts and the tunables.h defaults the program is compiled with are abi.py's
-XDP_DROP, XDP_PASS = abi.XdpAction.DROP, abi.XdpAction.PASS
+XDP_DROP, XDP_PASS, XDP_TX = abi.XdpAction.DROP, abi.XdpAction.PASS, abi.XdpAction.TX
 
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
@@ -82,11 +84,12 @@ class Tables:
     sigs: list = field(default_factory=list)  # Rule per slot (at most MAX_SIGNATURES)
     sig_used: int = 0  # sig_meta.used
     monitor: bool = False
+    syn_ports: dict = field(default_factory=dict)  # TCP port -> expires_ns of its syn_ports slot
 
 
 @dataclass(frozen=True)
 class Decision:
-    verdict: int  # XDP_DROP or XDP_PASS
+    verdict: int  # XDP_DROP, XDP_PASS or XDP_TX
     reason: Reason
     events: Counter  # Event -> count, the parsing and list events (no admission events)
     accounted: bool  # reached accounting (one admission event, features bumped)
@@ -100,7 +103,7 @@ class Decision:
 
     def __str__(self) -> str:
         ev = ",".join(f"{e.name}={n}" for e, n in sorted(self.events.items()) if n)
-        return (f"{'DROP' if self.verdict == XDP_DROP else 'PASS'}/{self.reason.name} events[{ev}] "
+        return (f"{abi.XdpAction(self.verdict).name}/{self.reason.name} events[{ev}] "
                 f"accounted={self.accounted} proto={self.proto} sport={self.sport} dport={self.dport} "
                 f"flags={self.tcp_flags:#x} frag={self.frag.name} dst={self.dst}")
 
@@ -374,5 +377,29 @@ def classify(frame: bytes, t: Tables, now: int,
                     return out(XDP_DROP, Reason.DROP_SIG, l3=l3, ports=ports, rate_slot=rate_slot)
                 reason = Reason.MON_SIG
 
-    # 4. accounting
+    # 4. accounting, then 5. SYN protection of a protected port
+    if reason == Reason.PASS_CLEAN and l3.proto == IPPROTO_TCP and dport and dport in t.syn_ports \
+            and (t.syn_ports[dport] == 0 or t.syn_ports[dport] > now):
+        verdict, reason = _synproxy(f, l3, flags, t.monitor)
+        return out(verdict, reason, accounted=True, l3=l3, ports=ports, rate_slot=rate_slot)
     return out(XDP_PASS, reason, accounted=True, l3=l3, ports=ports, rate_slot=rate_slot)
+
+
+TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
+
+
+def _synproxy(f: bytes, l3: _L3, flags: int, monitor: bool) -> tuple:
+    """synproxy() in xdp/synproxy.h, for a host with no socket for the
+    frame (the fuzz's random tuples) and no valid cookie in its ACK (a
+    random one is valid with a probability of some 2^-29): (verdict,
+    reason)."""
+    if flags & TH_SYN:
+        if monitor:
+            return XDP_PASS, Reason.MON_SYNPROXY
+        if flags & (TH_SYN | TH_ACK | TH_RST | TH_FIN) != TH_SYN or l3.frag != FragClass.NONE:
+            return XDP_DROP, Reason.DROP_SYNPROXY
+        tcp_len = (f[l3.pos + 12] >> 4) * 4
+        if tcp_len < 20 or l3.pos + tcp_len > len(f):  # a data offset below the header, or options cut short
+            return XDP_DROP, Reason.DROP_SYNPROXY
+        return XDP_TX, Reason.TX_SYNCOOKIE
+    return (XDP_PASS, Reason.MON_SYNPROXY) if monitor else (XDP_DROP, Reason.DROP_SYNPROXY)

@@ -257,7 +257,7 @@ def test_a_mirror_struct_of_another_size_is_caught(probe):
 
 
 def test_a_mirror_enum_drift_is_caught(probe):
-    Reason = enum.IntEnum("Reason", {**{m.name: m.value for m in abi.Reason}, "MON_SIG": 9})
+    Reason = enum.IntEnum("Reason", {**{m.name: m.value for m in abi.Reason}, "MON_SIG": 99})
     Extra = enum.IntFlag("CfgFlag", {"MONITOR": 1, "TURBO": 2})
     diffs = enum_diffs(probe, {Reason: abi.C_ENUMS[abi.Reason], Extra: abi.C_ENUMS[abi.CfgFlag]})
     assert len(diffs) == 2 and "enum sw_reason" in diffs[0] and "enum sw_cfg_flags" in diffs[1]

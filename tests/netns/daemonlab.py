@@ -112,13 +112,15 @@ class DaemonLab:
             if getattr(p, "group", False):
                 send(signal.SIGKILL)  # a sender the signal left behind
 
-    def arrived(self) -> int:
+    def arrived(self, by_seawall: bool) -> int:
         """Frames that reached the server's flooded interface, whoever then
-        dropped them: seawall's own counters while it is attached (the
-        frames its XDP drops never reach the interface's rx counter), the
-        rx counter otherwise (nftables' ingress hook runs after it)."""
-        st = self.seawall("stats", "-i", "swa0", "--json", check=False)
-        if st.returncode == 0:
+        dropped them. by_seawall: seawall is attached there, so its own
+        counters (the frames its XDP drops never reach the interface's rx
+        counter); otherwise the rx counter (nftables' ingress hook runs
+        after it). A failed read raises: falling back to the other counter
+        would quietly count nothing."""
+        if by_seawall:
+            st = self.seawall("stats", "-i", "swa0", "--json")
             return sum(r["packets"] for r in json.loads(st.stdout)["interfaces"]["swa0"]["reasons"].values())
         out = sh(*self.nsenter(self.s), "ip", "-s", "-j", "link", "show", "swa0").stdout
         return int(json.loads(out)[0]["stats64"]["rx"]["packets"])

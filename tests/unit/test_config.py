@@ -114,6 +114,7 @@ VALID = {
         "signature_min_share": ("1.0", 1.0),
         "signature_max_legit": ("0.01", 0.01),
         "returning_min_pps": ("5", 5.0),
+        "synproxy": ("false", False),
     },
     "ttl": {
         "base": ('"10m"', 600.0),
