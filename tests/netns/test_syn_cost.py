@@ -83,8 +83,9 @@ def test_the_summary_has_medians_worsts_and_ratios(cost):
         k, x = sm["configs"]["kernel"][m]["over_floor"], sm["configs"]["xdp"][m]["over_floor"]
         assert sm[f"{m}_kernel_over_xdp"] == (pytest.approx(k / x, abs=0.01) if x > 0 else None)
     for s in cost["samples"]:
-        # the sender's tree ran on the host: its CPU time is part of the host's (10 ms ticks)
-        assert 0 < s["flood_cpu_s"] <= s["host_cpu_s"] + s["steal_s"] + 0.05, s
+        # the sender's tree and ksoftirqd ran on the host: their CPU time is part of the host's,
+        # which /proc/stat counts in 10 ms ticks (a few of them either side of the flood)
+        assert 0 < s["flood_cpu_s"] <= 1.05 * (s["host_cpu_s"] + s["steal_s"]) + 0.1, s
     text = "\n".join(render_syn_cost(cost))
     assert "kernel" in text and "xdp" in text and "floor" in text
 

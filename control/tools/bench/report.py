@@ -197,7 +197,7 @@ def render_syn_cost(sc: dict) -> list:
     s = sc["summary"]
     lines = [f"CPU seconds per million spoofed SYNs on veth ({sc['syns']:,} SYNs a flood, {sc['repeats']} rounds "
              f"interleaved, median (worst)); host: /proc/stat, every CPU; flood: the sending process tree, which "
-             f"ran the receive path in-line",
+             f"ran the receive path in-line, and ksoftirqd",
              f"  {'config':8s} {'host':>14s} {'- floor':>8s} {'flood':>14s} {'- floor':>8s} {'Mpps':>6s}  what"]
     for cfg, c in s["configs"].items():
         cells = []
