@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from seawall.control.addr import Prefix
-from seawall.control.signature import Signature
+from seawall.control.datapath.abi import Feature
+from seawall.control.signature import PROTO_NAMES, Signature
 
 
 @dataclass
@@ -50,3 +51,17 @@ class CycleReport:
     volume: float = 0.0  # the volume ratio
     where: str = ""  # the dimension that gave it ("total", "dport 9", ...)
     findings: list = field(default_factory=list)  # attackers recognised, acted on or not
+
+
+# --- how a report names what moved -------------------------------------------
+
+def moved(z: dict) -> dict:
+    return {k: round(v, 2) for k, v in z.items() if abs(v) >= 2.0}
+
+
+def dimension(f: Feature, b: int) -> str:
+    if f == Feature.PROTO:
+        return f"proto {PROTO_NAMES.get(b, b)}"
+    if f in (Feature.DPORT, Feature.SPORT):
+        return f"{f.name.lower()} {b}" if b else f"{f.name.lower()} none"
+    return f"{f.name.lower()} {b}"

@@ -45,6 +45,7 @@ How it decides (README "How seawall decides" explains it for operators):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -57,7 +58,8 @@ from seawall.control.datapath.abi import Feature
 from seawall.control.detect.baseline import VOLUME_FEATURES, Baseline, Ewma, Regulars  # noqa: F401 (re-exported)
 from seawall.control.detect import signatures
 from seawall.control.detect.actions import BlockAction, CycleReport, SignatureAction, SynProxyAction  # noqa: F401
-from seawall.control.signature import PROTO_NAMES, Signature
+from seawall.control.detect.actions import dimension as _dimension, moved as _moved
+from seawall.control.signature import Signature
 
 FEATURE_NAMES = {f: f.name.lower() for f in Feature}
 Z_CLIP = 10.0
@@ -361,11 +363,12 @@ class Engine:
                 cand = wide  # as safe without the length: it takes every size
             sig, legit = cand.signature, cand.legit
             finding = {"kind": "signature", "rule": sig.describe(), "excess_pps": round(excess)}
-            if self._synproxy_fits(sig):
+            port = self._synproxy_port(sig, obs)
+            if port is not None:
                 # SYNs to a served port: no rule tells the flood from the
                 # customers, cookies at the NIC answer both
-                finding.update(synproxy=sig.dport, installed=sig.dport in self.synports)
-                act = self._synproxy(sig.dport, obs.t, score, excess, legit, z)
+                finding.update(synproxy=port, installed=port in self.synports)
+                act = self._synproxy(port, obs.t, score, excess, legit, z)
                 if act is not None:
                     finding["installed"] = True
                     actions.append(act)
@@ -411,10 +414,24 @@ class Engine:
                                             "unserved": unserved or None, "moved": _moved(z)}))
         return actions, findings
 
-    def _synproxy_fits(self, sig: Signature) -> bool:
-        """A flood of plain SYNs to one port that a socket may serve."""
-        return (self.synproxy_ok and self.cfg.attribution.synproxy and sig.proto == 6 and sig.tcp_flags == 0x02
-                and sig.dport is not None and sig.sport is None and not self._unserved(sig))
+    def _synproxy_port(self, sig: Signature, obs: Observation) -> Optional[int]:
+        """The port of a flood of plain SYNs to one port a socket may serve,
+        else None. A flood on the port the customers use has no port in its
+        signature (that field did not move): the port that took most of the
+        cycle's packets, if it took at least signature_min_share of them."""
+        if not (self.synproxy_ok and self.cfg.attribution.synproxy and sig.proto == 6 and sig.tcp_flags == 0x02
+                and sig.sport is None):
+            return None
+        port = sig.dport
+        if port is None:
+            h = obs.hist.get(Feature.DPORT)
+            if h is None or not h.sum():
+                return None
+            top = int(np.argmax(h))
+            if not top or h[top] < self.cfg.attribution.signature_min_share * h.sum():
+                return None
+            port = top
+        return None if self._unserved(dataclasses.replace(sig, dport=port)) else port
 
     def _synproxy(self, port: int, t: float, score: float, excess: float, legit, z: dict):
         """SYN protection of port turned on, or renewed (escalated) once in
@@ -572,15 +589,3 @@ class Engine:
         self.sigs[key] = (expires_t, ttl if ttl is not None else max(expires_t - t, 0.0), sig)
         self._next_expiry = min(self._next_expiry, expires_t)
         self.offences[key] = (offences, t)
-
-
-def _moved(z: dict) -> dict:
-    return {k: round(v, 2) for k, v in z.items() if abs(v) >= 2.0}
-
-
-def _dimension(f: Feature, b: int) -> str:
-    if f == Feature.PROTO:
-        return f"proto {PROTO_NAMES.get(b, b)}"
-    if f in (Feature.DPORT, Feature.SPORT):
-        return f"{f.name.lower()} {b}" if b else f"{f.name.lower()} none"
-    return f"{f.name.lower()} {b}"

@@ -13,7 +13,6 @@ configured otherwise); SIGHUP reloads the config.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -26,14 +25,16 @@ from seawall.control.addr import Prefix, PrefixSet
 from seawall.control.datapath import loader
 from seawall.control.datapath.counters import IfaceCounters
 from seawall.control.datapath.interfaces import Interfaces
-from seawall.control.detect.engine import BlockAction, CycleReport, Engine, Observation, SignatureAction
+from seawall.control.detect.engine import BlockAction, CycleReport, Engine, Observation, SignatureAction, SynProxyAction
 from seawall.control.detect.observe import observe
 from seawall.control.errors import SeawallError, UsageError
 from seawall.control.lists.store import ListStore, NotDurable
 from seawall.control.service import fleet, persist
+from seawall.control.service import owned as owned_mod
 from seawall.control.service.guard import FilterGuard
 from seawall.control.service.logs import event, sd_notify, version
 from seawall.control.service.sources import SourceReader
+from seawall.control.service.synprotect import SynProtection
 from seawall.control.signature import Signature
 from seawall.control.state import Clock, Paths, claim_daemon
 
@@ -64,7 +65,9 @@ class Daemon:
         self.engine: Optional[Engine] = None
         self.last: Optional[CycleReport] = None
         self.decisions = 0
-        self.decisions_by = {"block": 0, "signature": 0, "would_block": 0, "would_signature": 0}
+        self.decisions_by = {"block": 0, "signature": 0, "would_block": 0, "would_signature": 0, "synproxy": 0,
+                             "would_synproxy": 0}
+        self.syn: Optional[SynProtection] = None  # SYN protection of served ports, once start() ran
         self.metrics_server = None
         self.cycle_seconds = 0.0
         self.state_ok = True
@@ -89,7 +92,7 @@ class Daemon:
         # an empty bpffs compiles once, not once for the lists and again
         # for the program.
         ifs = Interfaces(self.paths)
-        owned = self._read_owned()
+        owned = owned_mod.read(self.paths.owned)
         for name in self.interfaces:
             args = (name, self.cfg.daemon.mode, self.cfg.daemon.monitor, self.cfg.daemon.defines())
             try:  # attached already (a restart, an upgrade): this build takes over in one step if it differs
@@ -105,7 +108,7 @@ class Daemon:
                   monitor=st.monitor)
         self.store = ListStore(self.paths, self.clock)
         self._probe_state()
-        self._write_owned(self.attached_here)
+        owned_mod.write(self.paths.owned, self.attached_here)
         restored = self.store.restored + ifs.restored
         if restored:
             event("restored", entries=restored,
@@ -125,6 +128,8 @@ class Daemon:
             modes[name] = st.mode
         self.guard = FilterGuard(self.paths.pin_root, modes)
         self.watch({n: IfaceCounters(loader.iface_dir(self.paths.pin_root, n)) for n in names}, self.store, rep)
+        self.syn = SynProtection(self.cfg, self.paths, self.clock)
+        self.syn.start(self.engine)
 
     def watch(self, counters: dict, store: ListStore, journal=None) -> None:
         """Watch these interfaces' counters ({name: IfaceCounters}), deciding
@@ -143,34 +148,6 @@ class Daemon:
         self._saved_at = time.monotonic()
         self.snapshots = self.snapshot()
         self._snapshot_at = time.monotonic()
-
-    def _read_owned(self) -> list:
-        try:
-            with open(self.paths.owned) as f:
-                names = json.load(f)
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as e:
-            event("state_ignored", file=self.paths.owned, error=str(e))
-            return []
-        return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
-
-    def _write_owned(self, names: list) -> None:
-        """Record (or, with none, forget) the interfaces this daemon attached,
-        atomically; a failure only costs the detach after a crash."""
-        try:
-            if not names:
-                if os.path.exists(self.paths.owned):
-                    os.unlink(self.paths.owned)
-                return
-            tmp = self.paths.owned + ".tmp"  # root's alone, as every state file
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "w") as f:
-                json.dump(sorted(names), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.paths.owned)
-        except OSError as e:
-            event("state_write_failed", file=self.paths.owned, error=e.strerror or str(e))
 
     def _seed_engine(self, rep) -> None:
         """Automatic decisions still in force are known to the engine, so a
@@ -290,6 +267,8 @@ class Daemon:
             self._state_failed(e)
         if self.fleet is not None and rep.actions:
             self.fleet.wake()
+        if self.syn is not None:
+            self.syn.tick()
         self.last = rep
         if obs.t - self._saved_at >= self.cfg.daemon.baseline_save:
             self.save_baseline(obs.t)
@@ -393,6 +372,11 @@ class Daemon:
             return
         monitor = self.cfg.daemon.monitor
         self.decisions += 1
+        if isinstance(act, SynProxyAction):
+            self.decisions_by["would_synproxy" if monitor else "synproxy"] += 1
+            if self.syn is not None:
+                self.syn.apply(act, monitor)
+            return
         kind = "would_signature" if monitor else "signature"
         self.decisions_by[kind] += 1
         if isinstance(act, SignatureAction):
@@ -560,15 +544,13 @@ class Daemon:
                 except SeawallError as e:
                     left.append(name)
                     event("detach_failed", interface=name, error=str(e))
-            self._write_owned(left)
+            owned_mod.write(self.paths.owned, left)
         elif self.attached_here:
-            self._write_owned([])  # left attached on purpose: the operator's now
+            owned_mod.write(self.paths.owned, [])  # left attached on purpose: the operator's now
         if self.metrics_server is not None:
             self.metrics_server[0].shutdown()
-        for r in self.readers.values():
-            r.close()
-        for c in self.counters.values():
-            c.close()
+        for x in (*self.readers.values(), *self.counters.values(), *([self.syn] if self.syn else [])):
+            x.close()
         if self.store is not None:
             self.store.close()
         # what is attached now, asked of the kernel: not what was meant to be

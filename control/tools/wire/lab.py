@@ -62,6 +62,11 @@ def sh(*cmd: str, check: bool = True, timeout: float = 60, stdin: str | None = N
     return p
 
 
+BPF_PROG_TYPE_XDP = 6
+XDP_PASS_INSNS = bytes.fromhex("b700000002000000" "9500000000000000")  # r0 = XDP_PASS; exit
+XDP_DROP_INSNS = bytes.fromhex("b700000001000000" "9500000000000000")  # r0 = XDP_DROP; exit
+
+
 class Lab:
     """The four namespaces and the processes started in them."""
 
@@ -90,6 +95,8 @@ class Lab:
             *(f"link set {p} up" for p in ("lo", "wbr", "wbs", "wbc", "wba")),
         ]
         self._batch(self.w, w)
+        self._xdp(self.w, "wbs", XDP_PASS_INSNS)
+        self._xdp(self.a, IF_ATTACKER, XDP_DROP_INSNS)
         self._batch(self.w, [f"fdb replace {SERVER_MAC} dev wbs master static",
                              f"fdb replace {CLIENT_MAC} dev wbc master static",
                              f"fdb replace {ATTACKER_MAC} dev wba master static"], tool="bridge")
@@ -114,6 +121,31 @@ class Lab:
             sh("ip", "netns", "exec", self.s, "sysctl", "-qw", f"{key}={val}")
         for key, val in (("net.ipv4.ip_local_port_range", "10000 60999"), ("net.ipv4.tcp_tw_reuse", "1")):
             sh("ip", "netns", "exec", self.c, "sysctl", "-qw", f"{key}={val}")
+
+    def _xdp(self, ns: str, ifname: str, insns: bytes) -> None:
+        """A two-instruction XDP program on a veth:
+        - XDP_PASS on the server's peer (wbs). A veth hands what its peer's
+          XDP sends back (XDP_TX: seawall's cookie SYN-ACKs) only to a
+          device with NAPI of its own, which XDP gives it; without it every
+          SYN-ACK is lost on the way. A NIC needs nothing of the kind.
+        - XDP_DROP on the attacker's interface: the backscatter (SYN-ACKs
+          and RSTs to spoofed sources) ends there, as on the Internet it
+          ends far from the host, instead of costing the attacker's stack
+          CPU on the two cores the server shares."""
+        from seawall.control.datapath import bpf
+
+        fd, _ = bpf.prog_load(BPF_PROG_TYPE_XDP, insns, "GPL", "sww_lab")
+        pin = f"/sys/fs/bpf/{ns}-{ifname}"
+        try:
+            bpf.obj_pin(fd, pin)
+            # nsenter, not `ip -n`: that one mounts a fresh /sys, without the bpffs
+            sh(*self.nsenter(ns), "ip", "link", "set", "dev", ifname, "xdpdrv", "pinned", pin)
+        finally:
+            os.close(fd)
+            try:
+                os.unlink(pin)  # the attachment holds the program
+            except OSError:
+                pass
 
     def _batch(self, ns: str, lines: list[str], tool: str = "ip") -> None:
         sh(tool, "-n", ns, "-batch", "-", stdin="\n".join(lines) + "\n")

@@ -162,8 +162,10 @@ class Customers:
     requests_attack: int = 0
     success_calm: float | None = None
     success_attack: float | None = None
-    p99_calm_ms: float | None = None
+    p99_calm_ms: float | None = None  # whole requests: connect, send, answer
     p99_attack_ms: float | None = None
+    p99_connect_calm_ms: float | None = None  # the TCP handshake alone (connect() returning)
+    p99_connect_attack_ms: float | None = None
     blocked: list = field(default_factory=list)  # [source, time the failures began (s after attack start)]
 
     def to_json(self) -> dict:
@@ -179,16 +181,18 @@ def customers(records: list, t0: float, calm: tuple[float, float], attack: tuple
     """records: [t (s after t0), src, ok, connect_ms, total_ms, error];
     calm and attack: windows in monotonic seconds."""
     out = Customers()
-    rows = [(t0 + r[0], r[1], bool(r[2]), r[4]) for r in records]
+    rows = [(t0 + r[0], r[1], bool(r[2]), r[4], r[3]) for r in records]
     cal = [r for r in rows if calm[0] <= r[0] < calm[1]]
     att = [r for r in rows if attack[0] <= r[0] < attack[1]]
     out.requests_calm, out.requests_attack = len(cal), len(att)
     if cal:
         out.success_calm = round(sum(r[2] for r in cal) / len(cal), 5)
         out.p99_calm_ms = _p99([r[3] for r in cal if r[2]])
+        out.p99_connect_calm_ms = _p99([r[4] for r in cal if r[2]])
     if att:
         out.success_attack = round(sum(r[2] for r in att) / len(att), 5)
         out.p99_attack_ms = _p99([r[3] for r in att if r[2]])
+        out.p99_connect_attack_ms = _p99([r[4] for r in att if r[2]])
     out.blocked = blocked_sources(rows, attack, min_fails)
     return out
 

@@ -76,6 +76,8 @@ def summarise(runs: list) -> list[dict]:
                                  default=None),
             "p99_calm_ms": _median([c["p99_calm_ms"] for c in cust]),
             "p99_attack_ms": _median([c["p99_attack_ms"] for c in cust]),
+            "p99_connect_calm_ms": _median([c.get("p99_connect_calm_ms") for c in cust]),
+            "p99_connect_attack_ms": _median([c.get("p99_connect_attack_ms") for c in cust]),
             "alarm_runs": sum(bool(r.get("alarm_raised")) for r in ok),
             "seconds_per_run": _median([r["duration_s"] for r in rs]),
             "xdp_modes": sorted({r.get("xdp_mode") or "none" for r in ok}),
@@ -100,7 +102,7 @@ def _fastnetmon(fs: list) -> dict:
 def table(runs: list) -> str:
     head = ("| scenario | runs | cut in | cut median / worst (s) | passed after cut median / worst | "
             "passed in total median / worst | legit sources blocked (worst) | customers' success (worst) | "
-            "p99 calm → attack (ms) | alarm raised | s/run |")
+            "p99 request (connect) calm → attack (ms) | alarm raised | s/run |")
     summ = summarise(runs)
     fnm = any("fnm_runs" in s for s in summ)
     if fnm:  # FastNetMon beside seawall: when it would have blackholed the victim
@@ -119,7 +121,8 @@ def table(runs: list) -> str:
                 total += f" (later pulses ≤ {_pct(s['later_pulses_passed_worst'])})"
         else:
             cut_in, cut, after, total = "no flood", "–", "–", "–"
-        p99 = f"{_fmt_ms(s['p99_calm_ms'])} → {_fmt_ms(s['p99_attack_ms'])}"
+        p99 = (f"{_fmt_ms(s['p99_calm_ms'])} ({_fmt_ms(s['p99_connect_calm_ms'])}) → "
+               f"{_fmt_ms(s['p99_attack_ms'])} ({_fmt_ms(s['p99_connect_attack_ms'])})")
         err = f" ({s['errors']} failed)" if s["errors"] else ""
         err += f" ({s['shared_runs']} shared)" if s["shared_runs"] else ""
         lines.append(f"| {s['scenario']} | {s['runs']}{err} | {cut_in} | {cut} | {after} | {total} | "

@@ -133,6 +133,8 @@ def _timeline(sc: Scenario) -> tuple[float | None, list]:
         flood_at = SETTLE + sc.lead
     for i, b in enumerate(sc.bursts):
         acts.append((flood_at + b.start, "burst", i))
+    if sc.options.get("synproxy"):  # the operator protects the port before the flood
+        acts.append((flood_at - 3.0, "synproxy", sc.options["synproxy"]))
     return flood_at, sorted(acts, key=lambda a: a[0])
 
 
@@ -195,6 +197,10 @@ def run_once(sc: Scenario, opts: Options, hooks: dict | None = None) -> dict:
                 run.marks.setdefault("bursts", []).append([time.monotonic(), b.kind, b.pps, b.seconds])
                 senders.append(lab.start(lab.a, *floods.command(b, opts.workdir, opts.capture_dir),
                                          stderr=subprocess.PIPE))
+            elif what == "synproxy":
+                for port in arg:
+                    run.seawall("synproxy", "add", str(port), "--reason", "wire lab: protected beforehand")
+                run.marks["synproxy_at"] = time.monotonic()
             elif what == "hook":
                 arg(run)
         cust.wait(timeout=total + 60)
@@ -210,6 +216,9 @@ def run_once(sc: Scenario, opts: Options, hooks: dict | None = None) -> dict:
         for th in run._readers:
             th.join(5)
         sender_err = [p.stderr.read().decode(errors="replace")[-300:] for p in senders if p.returncode not in (0,)]
+        with open(os.path.join(rundir, "daemon-events.jsonl"), "w") as f:  # kept with --keep
+            for t, ev in run.events:
+                f.write(json.dumps({"t": round(t, 4), **ev}) + "\n")
         return _figures(run, sc, srv_file, snd_file, cust_file, t0, flood_at, began, sender_err)
     finally:
         try:
@@ -262,7 +271,7 @@ def _figures(run: Run, sc: Scenario, srv_file: str, snd_file: str, cust_file: st
         "sampling": {"server": measure.sampling(srows, (a_start, a_end)),
                      "sender": measure.sampling(trows, (a_start, a_end))},
         "alarm_raised": any(ev.get("event") in ("alarm",) for ev in alarms),
-        "daemon_decisions": sum(ev.get("event") in ("block", "signature") for ev in alarms),
+        "daemon_decisions": sum(ev.get("event") in ("block", "signature", "synproxy") for ev in alarms),
         "first_alarm_s": None if first_alarm is None else round(first_alarm, 3),
         "xdp_mode": run.marks.get("xdp_mode"),
         "daemon_starts_s": [round(t - a_start, 3) for t in run.daemon_starts],

@@ -9,6 +9,8 @@ and the customers' load:
   the same state;
 - during: the flood starts, and 3 s into it a daemon with an empty state
   directory starts.
+A scenario's options: {"synproxy": (port, ...)}: the ports are put under
+SYN protection by hand (`seawall synproxy add`) 3 s before the flood.
 A flash crowd has no flood: the customers' rate rises 10x with 200 new
 addresses for `flood_s` seconds; the figures of interest are the alarm
 and the customers'.
@@ -69,6 +71,8 @@ def matrix(quick: bool = False, pps: int = 40000) -> list[Scenario]:
         Scenario("reflection", _one("reflect", pps, d), note="NTP-style, sport 123, ~1000 reflectors"),
         Scenario("frag-reflection", _one("frag", pps, d), note="DNS answers as IP fragments"),
         Scenario("syn", _one("syn", pps, d), note="spoofed SYN to the served port"),
+        Scenario("syn-protected", _one("syn", pps, d), options={"synproxy": (8080,)},
+                 note="the same, the port protected beforehand (seawall synproxy add 8080)"),
         Scenario("pulse", tuple(pulse("botnet", pps, 6.0, 14.0, 3)), note="botnet, 3 pulses 6 s on 14 s off"),
         Scenario("ramp", tuple(ramp("botnet", low, 3.0, 12)), note="botnet from 5k pps, +20% every 3 s"),
         Scenario("low-rate", _one("botnet", low, d), note="botnet at 5k pps"),
