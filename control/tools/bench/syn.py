@@ -74,7 +74,7 @@ def linux_options(tsval: int) -> bytes:
 
 
 def syn_frame(src: Union[str, int, bytes], dst: str, sport: int = 40000, dport: int = PROTECTED_PORT,
-              seq: int = 1, tsval: int = 1, vlan: Optional[int] = None) -> bytes:
+              seq: int = 1, tsval: int = 1) -> bytes:
     """An Ethernet frame carrying a TCP SYN with Linux's options, with
     valid IP and TCP checksums. src: text, an IPv4 address as a host-order
     int, or 16 bytes of IPv6 address; its version is dst's."""
@@ -97,13 +97,13 @@ def syn_frame(src: Union[str, int, bytes], dst: str, sport: int = 40000, dport: 
         l3 = struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, 64, s.packed, d.packed)
         etype = 0x86DD
     tcp = tcp[:16] + struct.pack("!H", _csum(pseudo + tcp)) + tcp[18:]
-    eth = MAC_DST + MAC_SRC + (struct.pack("!HH", 0x8100, vlan) if vlan is not None else b"")
-    return eth + struct.pack("!H", etype) + l3 + tcp
+    return MAC_DST + MAC_SRC + struct.pack("!H", etype) + l3 + tcp
 
 
 def spoofed_syns(version: int, dport: int, n: int, seed: int) -> list:
-    """n SYNs to dport, each from a different random source (198.19.0.0/16
-    or 2001:2:0:1::/64), with random ports, sequence numbers and timestamps."""
+    """n SYNs to dport from random sources (198.19.0.0/16, each a different
+    one up to 65,536 SYNs; or 2001:2:0:1::/64), with random ports,
+    sequence numbers and timestamps."""
     rng = np.random.default_rng(seed)
     hosts = rng.permutation(1 << 16)[:n] if version == 4 and n <= 1 << 16 else rng.integers(1, 1 << 16, n)
     ports = rng.integers(1024, 65536, n)
@@ -121,9 +121,10 @@ def spoofed_syns(version: int, dport: int, n: int, seed: int) -> list:
 
 
 def check_synack(syn: bytes, out: bytes) -> Optional[str]:
-    """Why `out` is not a SYN-ACK answering `syn` (None when it is): the
-    Ethernet and IP addresses and the ports swapped, SYN and ACK set, and
-    the acknowledgement one past the SYN's sequence number."""
+    """Why `out` is not a SYN-ACK answering `syn`, an untagged frame of
+    syn_frame()'s (None when it is): the Ethernet and IP addresses and the
+    ports swapped, SYN and ACK set, and the acknowledgement one past the
+    SYN's sequence number."""
     if len(out) < 54:
         return f"a {len(out)}-byte frame"
     if out[0:6] != syn[6:12] or out[6:12] != syn[0:6]:
