@@ -37,6 +37,7 @@ def attach(app, iface, mode, monitor, replace):
     st, action = ifs.attach(iface, mode, monitor, replace=replace)
     if ifs.restored:
         click.echo(f"restored {ifs.restored} entries from the journal into fresh maps", err=True)
+    _restore_synproxy(app)
     what = "monitor (counts, never drops)" if st.monitor else "enforce"
     if action == "attached":
         click.echo(f"attached to {iface} in {st.mode} mode, {what}")
@@ -50,6 +51,38 @@ def attach(app, iface, mode, monitor, replace):
                    f"(--monitor or --enforce switches it)")
     else:
         click.echo(f"already attached to {iface} ({st.mode}); now {what}")
+
+
+def _synproxy_ports(app) -> list:
+    """The ports under SYN protection, as the state file has them (no kernel I/O)."""
+    from seawall.control.synproxy.protect import SynProxy
+
+    sp = SynProxy(app.paths)
+    try:
+        now = sp.clock.wall()
+        return [e.to_json(now) for _, e in sorted(sp.ports().items())]
+    except (SeawallError, OSError):
+        return []
+    finally:
+        sp.close()
+
+
+def _restore_synproxy(app) -> None:
+    """The ports under SYN protection in the state file, back into the
+    kernel after a reboot (a fresh syn_ports): a plain read of the state
+    file when none is protected."""
+    from seawall.control.synproxy.protect import SynProxy
+
+    sp = SynProxy(app.paths)
+    try:
+        if sp.ports():
+            n = sp.restore()
+            if n:
+                click.echo(f"restored SYN protection of {n} port{'s' if n > 1 else ''}", err=True)
+    except SeawallError as e:
+        click.echo(f"SYN protection not restored: {e}", err=True)
+    finally:
+        sp.close()
 
 
 @click.command()
@@ -108,6 +141,7 @@ def status(app, as_json):
         "interfaces": [s.to_json() for s in ifs],
         "blocklist": {"entries": len(blocks), "auto": auto, "manual": len(blocks) - auto - bgp, "bgp": bgp},
         "allowlist": {"entries": len(allows)},
+        "synproxy": _synproxy_ports(app),
     }
     # like systemctl status: not 0 when something that should filter does not
     stale = [s.ifname for s in ifs if s.state != "attached"]
@@ -132,6 +166,9 @@ def _status_text(app, ifs: list, store, obj: dict) -> None:
     click.echo(f"blocklist: {obj['blocklist']['entries']} entries "
                f"({obj['blocklist']['auto']} auto, {obj['blocklist']['manual']} manual, {obj['blocklist']['bgp']} bgp); "
                f"allowlist: {obj['allowlist']['entries']} entries")
+    if obj["synproxy"]:
+        click.echo("SYN protection: " + ", ".join(f"port {p['port']} ({p['source']})" for p in obj["synproxy"])
+                   + " (seawall synproxy list)")
 
 
 @click.command()

@@ -72,6 +72,10 @@ class SynProtection:
         if monitor:
             event("would_synproxy", **fields)
             return
+        mine = self.sp.ports().get(act.port)
+        if mine is not None and mine.source != "auto":  # an operator's: theirs to end, not a TTL's
+            event("synproxy", **fields, note=f"port {act.port} is protected by hand already: left as it is")
+            return
         try:
             self.sp.enable(act.port, act.ttl, act.reason, source="auto")
         except SeawallError as e:

@@ -245,7 +245,8 @@ def _figures(run: Run, sc: Scenario, srv_file: str, snd_file: str, cust_file: st
     cust = measure.customers(cj["requests"], cj["t0"], (calm_from, a_start - 0.5), (a_start, a_end))
     window_end = a_end + sc.tail
     alarms = [ev for t, ev in run.events if a_start - 0.5 <= t <= window_end and
-              ev.get("event") in ("alarm", "block", "signature", "would_block", "would_signature")]
+              ev.get("event") in ("alarm", "block", "signature", "synproxy", "would_block", "would_signature",
+                                  "would_synproxy")]
     first_alarm = next((t - a_start for t, ev in run.events if ev.get("event") == "alarm" and t >= a_start - 0.5),
                        None)
     sent = sum(s.sent for s in segs)
