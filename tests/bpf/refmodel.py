@@ -11,7 +11,7 @@ follows the C program step by step (the comments name the C helper).
 Not modelled: the state-dependent parts of accounting (doorkeeper, insert
 budget, which admission event a packet counts) and the token bucket of a
 rate-limited signature, whose outcome the caller supplies (rate_ok); of
-SYN protection, the sockets and valid cookies (tests/bpf/test_synproxy.py):
+SYN protection, the sockets and valid cookies (tests/bpf/test_syncookie_xdp.py):
 the model's host has neither, as the fuzz's random frames find none.
 """
 

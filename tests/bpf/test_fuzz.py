@@ -602,7 +602,7 @@ def test_program_agrees_with_reference_model(fuzz):
         with open(out, "a") as f:
             f.write(tally.line() + "\n")
     # a socket or a valid cookie is what the fuzz's random frames never carry
-    # (tests/bpf/test_synproxy.py has both, in a namespace of its own)
+    # (tests/bpf/test_syncookie_xdp.py has both, in a namespace of its own)
     assert set(tally.reasons) == set(Reason) - {Reason.PASS_SOCKET, Reason.PASS_SYNCOOKIE}, tally.line()
     want_events = {Event.VLAN, Event.IP_OPTIONS, Event.IPV6_EXT, Event.FRAGMENT, Event.L4_UNPARSED,
                    Event.BLOCK_EXPIRED}
