@@ -129,7 +129,7 @@ class Daemon:
         self.guard = FilterGuard(self.paths.pin_root, modes)
         self.watch({n: IfaceCounters(loader.iface_dir(self.paths.pin_root, n)) for n in names}, self.store, rep)
         self.syn = SynProtection(self.cfg, self.paths, self.clock)
-        self.syn.start(self.engine)
+        self.syn.start_soon(self.engine)
 
     def watch(self, counters: dict, store: ListStore, journal=None) -> None:
         """Watch these interfaces' counters ({name: IfaceCounters}), deciding
@@ -252,6 +252,8 @@ class Daemon:
                 obs.last_hits = self.last_hits(keys, obs.t)
         except (OSError, SeawallError) as e:  # without the stamps, decisions simply expire
             event("last_hits_failed", error=getattr(e, "strerror", None) or str(e))
+        if self.syn is not None:
+            self.syn.sync()
         rep = self.engine.step(obs)
         if rep.raised:
             event("alarm", score=round(rep.score, 2), pps=round(rep.pps), volume=round(rep.volume, 2),
