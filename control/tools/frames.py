@@ -20,7 +20,8 @@ MAC_SRC = bytes.fromhex("020000000001")
 Address = Union[str, int]  # text, or an IPv4 address as a host-order int
 
 
-def _csum(b: bytes) -> int:
+def internet_checksum(b: bytes) -> int:
+    """RFC 1071: the one's complement of the one's complement sum of b's 16-bit words."""
     if len(b) % 2:
         b += b"\0"
     s = sum(struct.unpack(f"!{len(b) // 2}H", b))
@@ -68,7 +69,7 @@ def frame(src: Address, dst: Address, proto: Union[str, int] = "tcp", sport: int
     if s.version == 4:
         frag_off = 0 if fragment is None else (0x2000 if more else 0) | fragment
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, l3_len + body, 1, frag_off, 64, pnum, 0, s.packed, d.packed)
-        ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+        ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
         etype = 0x0800
     else:
         ip = struct.pack("!IHBB16s16s", 6 << 28, len(frag6) + body, 44 if frag6 else pnum, 64, s.packed,

@@ -17,23 +17,17 @@ from hypothesis import strategies as st
 
 from seawall.control.tools import pcap
 from seawall.control.tools.pcap import CaptureError
+from seawall.control.tools.frames import internet_checksum
 from test_pcap import epb, error, idb, pcap_file, read, shb, write
 
 SLL, SLL2, RAW, IPV4, IPV6 = 113, 276, 101, 228, 229
 MAC = bytes.fromhex("02aabbccddee")
 
 
-def _csum(b: bytes) -> int:
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def _ip4() -> bytes:
     """IPv4 TCP SYN 198.18.0.2:1234 -> 198.18.0.1:80, 40 bytes."""
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 1, 0, 64, 6, 0, bytes([198, 18, 0, 2]), bytes([198, 18, 0, 1]))
-    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
     return ip + struct.pack("!HHIIBBHHH", 1234, 80, 1, 0, 0x50, 0x02, 65535, 0, 0)
 
 

@@ -36,7 +36,7 @@ from seawall.control.datapath.synports import MSS4, MSS6, SynPort, SynPortTable
 from seawall.control.errors import SeawallError
 from seawall.control.tools.bench.report import Case, Report
 from seawall.control.tools.bench.report import ratio as _ratio
-from seawall.control.tools.frames import MAC_DST, MAC_SRC
+from seawall.control.tools.frames import MAC_DST, MAC_SRC, internet_checksum
 
 PROTECTED_PORT = 8443  # in syn_ports for these cases only (the other cases' TCP goes to 443)
 OPEN_PORT = 443  # no SYN protection: the SYN takes the pass path
@@ -56,15 +56,6 @@ CASES = (
 )
 SINGLE_FLOOR = "floor, one packet per run"
 TRIM = 0.1  # the share of runs left out at each end of the mean
-
-
-def _csum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def linux_options(tsval: int) -> bytes:
@@ -90,13 +81,13 @@ def syn_frame(src: Union[str, int, bytes], dst: str, sport: int = 40000, dport: 
     if d.version == 4:
         pseudo = s.packed + d.packed + struct.pack("!BBH", 0, 6, len(tcp))
         l3 = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0, s.packed, d.packed)
-        l3 = l3[:10] + struct.pack("!H", _csum(l3)) + l3[12:]
+        l3 = l3[:10] + struct.pack("!H", internet_checksum(l3)) + l3[12:]
         etype = 0x0800
     else:
         pseudo = s.packed + d.packed + struct.pack("!IxxxB", len(tcp), 6)
         l3 = struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, 64, s.packed, d.packed)
         etype = 0x86DD
-    tcp = tcp[:16] + struct.pack("!H", _csum(pseudo + tcp)) + tcp[18:]
+    tcp = tcp[:16] + struct.pack("!H", internet_checksum(pseudo + tcp)) + tcp[18:]
     return MAC_DST + MAC_SRC + struct.pack("!H", etype) + l3 + tcp
 
 
